@@ -1,0 +1,63 @@
+"""What every task of the project shares: the ledger engine and the retry policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+from sqlalchemy import Engine
+
+from toporder_sync.core.errors import TransientError
+from toporder_sync.ledger.db import database_url, get_engine, upgrade
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_upgraded: set[str] = set()
+
+
+def engine() -> Engine:
+    """The ledger engine of this process, its schema upgraded once per process."""
+    url = database_url()
+    ledger = get_engine(url)
+    if url not in _upgraded:
+        upgrade(ledger)
+        _upgraded.add(url)
+    return ledger
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def only_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a lock, a dropped connection or an HTTP 429/5xx; never a data error."""
+    return isinstance(state.data, TransientError)
+
+
+def ledger_task(name: str, *, retries: int = 4) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The decorator of every task of a client-day: retried only when transient.
+
+    The ledger is the source of truth for idempotency: Prefect's result cache stays off, or a
+    rerun of a day would replay yesterday's answer instead of looking at the ledger.
+    """
+    return task(
+        name=name,
+        cache_policy=NO_CACHE,
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=1),
+        retry_jitter_factor=0.5,
+        retry_condition_fn=only_transient,
+        timeout_seconds=120,
+    )

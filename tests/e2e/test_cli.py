@@ -1,0 +1,137 @@
+"""The command line end to end, exactly as the issue's CLI contract states it: real processes,
+a SQLite ledger file, a real Prefect server."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from samples import encode, sample_document
+
+from e2e.conftest import Cli
+
+DAY = "2026-11-27"
+
+
+def activate(cli: Cli, client: str = "petit-zinc", on: str = "2026-11-01") -> str:
+    result = cli("clients", "activate", client, "--name", "Le Petit Zinc", "--on", on)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def closure_file(cli: Cli, sample: str, integration_id: str, name: str, **closure: str) -> str:
+    document = sample_document(sample)
+    document["integration_id"] = integration_id
+    document["closure"].update(closure)
+    (cli.workdir / name).write_bytes(encode(document))
+    return name
+
+
+def status(cli: Cli, client: str = "petit-zinc") -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(cli("status", client, "--json").stdout)
+    return rows
+
+
+def test_activation_prints_an_unguessable_identifier_alone_on_the_last_line(cli: Cli) -> None:
+    first, second = activate(cli), activate(cli, "bar-du-port")
+    assert first != second and first.startswith("tpo_") and len(first) >= 30
+    listed = cli("clients", "list").stdout
+    assert "petit-zinc" in listed and "bar-du-port" in listed
+    again = cli("clients", "activate", "petit-zinc", "--name", "x", "--on", "2026-11-01",
+                check=2)
+    assert "petit-zinc" in again.stderr
+
+
+def test_a_day_from_receive_to_fec(cli: Cli, prefect_api: str) -> None:
+    iid = activate(cli)
+    name = closure_file(cli, "valid-unknown-method.json", iid, "z412.json")
+    assert "stored" in cli("receive", name).stdout
+    assert "not stored again" in cli("receive", name).stdout
+
+    posted = cli("run", "petit-zinc", "--date", DAY)
+    assert "Posted with warnings" in posted.stdout and "'Lydia'" in posted.stdout
+    cli("run", "petit-zinc", "--date", DAY)  # a rerun is idempotent
+
+    [day] = status(cli)
+    assert (day["business_date"], day["state"], day["error_category"]) == (DAY, "posted", None)
+    assert day["messages"] == [] and "Lydia" in day["warnings"][0]["message"]
+
+    methods = json.loads(cli("methods", "petit-zinc", "--json").stdout)
+    by_name = {m["name"]: m for m in methods}
+    assert by_name["Lydia"] == {"name": "Lydia", "first_seen": DAY, "last_seen": DAY,
+                                "account": "471000", "rule": "fallback"}
+    assert by_name["Carte Bancaire"]["account"] == "511500"
+
+    cli("mapping", "set", "petit-zinc", "Lydia", "511600")
+    assert "Lydia" in cli("mapping", "list", "petit-zinc").stdout
+    cli("run", "petit-zinc", "--date", DAY)  # same closure, new mapping: replaced
+
+    out = cli.workdir / "fec.txt"
+    cli("export", "fec", "petit-zinc", "--from", "2026-11-01", "--to", "2026-11-30",
+        "--out", str(out))
+    lines = out.read_bytes().decode("iso-8859-15").splitlines()
+    assert lines[0].split("\t")[:5] == ["JournalCode", "JournalLib", "EcritureNum",
+                                        "EcritureDate", "CompteNum"]
+    assert len(lines[0].split("\t")) == 18
+    numbers = [line.split("\t")[2] for line in lines[1:]]
+    assert sorted(set(numbers), key=int) == ["1", "2", "3"]  # entry, reversal, corrected entry
+    lydia = [line.split("\t") for line in lines[1:] if "\t511600\t" in line]
+    assert lydia and lydia[0][11] == "30,00" and lydia[0][3] == "20261127"
+
+    with urllib.request.urlopen(urllib.request.Request(
+        f"{prefect_api}/flow_runs/filter", method="POST",
+        data=json.dumps({"flow_runs": {"name": {"any_": [f"petit-zinc {DAY}"]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )) as answer:
+        runs = json.load(answer)
+    assert len(runs) == 3 and all("client:petit-zinc" in r["tags"] for r in runs)
+    assert {r["state"]["name"] for r in runs} == {"Posted with warnings", "Posted"}
+
+
+def test_bad_closures_and_refusals_exit_non_zero_with_the_reason(cli: Cli) -> None:
+    iid = activate(cli)
+    unbalanced = closure_file(cli, "invalid-unbalanced.json", iid, "unbalanced.json")
+    cli("receive", unbalanced)
+    failed = cli("run", "petit-zinc", "--date", DAY, check=1)
+    assert "POS data error" in failed.stderr and "debit 1,520.00 ≠ credit 1,525.00" in (
+        failed.stderr)
+    assert status(cli)[0]["state"] == "flagged" and status(cli)[0]["error_category"] == "pos"
+
+    early = cli("run", "petit-zinc", "--date", "2026-10-31", check=3)
+    assert "2026-10-31" in early.stderr and "2026-11-01" in early.stderr
+    missing = cli("run", "petit-zinc", "--date", "2026-11-20", check=4)
+    assert "no closure received" in missing.stderr
+
+    before = closure_file(cli, "valid-metropole.json", iid, "before.json",
+                          business_date="2026-10-30")
+    refused = cli("receive", before, check=3)
+    assert "activation" in refused.stderr
+    stranger = closure_file(cli, "valid-metropole.json", "tpo_nobody", "stranger.json")
+    assert "unknown integration identifier" in cli("receive", stranger, check=3).stderr
+    (cli.workdir / "broken.json").write_bytes(b'{"integration_id": ')
+    assert "broken.json" in cli("receive", "broken.json", check=1).stderr
+    days = {d["business_date"]: d["state"] for d in status(cli)}
+    assert "2026-10-30" not in days  # nothing stored for refused deliveries
+
+
+def test_mapping_to_an_invalid_account_is_refused(cli: Cli) -> None:
+    activate(cli)
+    bad = cli("mapping", "set", "petit-zinc", "Lydia", "706100", check=2)
+    assert "class 4 or 5" in bad.stderr
+
+
+def test_every_command_has_help(cli: Cli) -> None:
+    for command in (["--help"], ["clients", "activate", "--help"], ["mapping", "set", "--help"],
+                    ["methods", "--help"], ["receive", "--help"], ["run", "--help"],
+                    ["status", "--help"], ["export", "fec", "--help"], ["demo", "--help"]):
+        assert "Usage:" in cli(*command).stdout
+
+
+def test_demo_runs_on_a_fresh_folder(cli: Cli) -> None:
+    result = cli("demo", "--dir", "demo")
+    summary = json.loads(result.stdout.strip().splitlines()[-1].removeprefix("demo: "))
+    assert summary["client_days"] == 28 and summary["flagged"] == 1
+    assert "before the activation date" in result.stdout
+    fec_files = sorted(Path(cli.workdir / "demo").glob("*-FEC.txt"))
+    assert len(fec_files) == 4

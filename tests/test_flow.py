@@ -1,0 +1,187 @@
+"""The client-day flow under Prefect's test harness, on a SQLite ledger.
+
+Checks the final state names a person reads in the UI, the run's name and tags, the artifact,
+the ledger rows, idempotent reruns, and that only transient failures are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import tags
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
+from prefect.states import Completed, Failed
+from prefect.testing.utilities import prefect_test_harness
+from samples import encode, sample_document
+from toporder_sync.flows.daily import post_client_day
+from toporder_sync.tasks.runtime import only_transient
+
+from toporder_sync import service
+from toporder_sync.core.errors import TransientError
+from toporder_sync.ledger import repository
+from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
+
+pytestmark = pytest.mark.prefect
+
+DAY = date(2026, 11, 27)
+NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    engine = get_engine(url)
+    upgrade(engine)
+    with session_scope(engine) as session:
+        client = repository.activate_client(session, "petit-zinc", name="Le Petit Zinc",
+                                            activated_on=date(2026, 11, 1), now=NOW)
+    return engine, client.integration_id
+
+
+def deliver(ledger: Any, sample: str, **closure: str) -> None:
+    engine, integration_id = ledger
+    document = sample_document(sample)
+    document["integration_id"] = integration_id
+    document["closure"].update(closure)
+    service.receive(engine, encode(document), sample, now=NOW)
+
+
+def run(day: date = DAY) -> Any:
+    with tags("client:petit-zinc"):
+        return asyncio.run(post_client_day("petit-zinc", day, return_state=True))
+
+
+async def _flow_run(state: Any) -> Any:
+    async with get_client() as client:
+        return await client.read_flow_run(state.state_details.flow_run_id)
+
+
+def test_valid_day_is_posted_once_and_rerun_changes_nothing(ledger: Any) -> None:
+    deliver(ledger, "valid-metropole.json")
+    state = run()
+    assert state.is_completed() and state.name == "Posted", state.message
+    assert "entry n°1 posted" in state.message
+    flow_run = asyncio.run(_flow_run(state))
+    assert flow_run.name == "petit-zinc 2026-11-27"
+    assert "client:petit-zinc" in flow_run.tags
+
+    again = run()
+    assert again.is_completed() and "unchanged" in again.message
+    engine, _ = ledger
+    with session_scope(engine) as session:
+        entries = repository.entries_between(session, "petit-zinc", DAY, DAY)
+        [status] = repository.day_statuses(session, "petit-zinc")
+    assert [e.number for e in entries] == [1]
+    assert status.state == "posted" and status.flow_run_id is not None
+
+
+def test_posted_day_leaves_an_artifact_with_the_entry(ledger: Any) -> None:
+    deliver(ledger, "valid-metropole.json")
+    state = run()
+
+    async def artifacts() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+                    any_=[state.state_details.flow_run_id])))
+
+    [artifact] = asyncio.run(artifacts())
+    assert artifact.key == "day-petit-zinc-2026-11-27"
+    assert "| 511500 |" in artifact.data and "**1,525.00**" in artifact.data
+
+
+@pytest.mark.parametrize(("sample", "changes", "mapping", "name", "words", "category"), [
+    ("invalid-unbalanced.json", {}, None, "POS data error", "debit 1,520.00 ≠ credit 1,525.00",
+     "pos"),
+    ("invalid-vat-rate.json", {}, None, "POS data error", "19.6 %", "pos"),
+    ("valid-metropole.json", {}, ("Carte bancaire", "511500"), "Mapping error",
+     "does not match method 'Carte Bancaire' exactly", "ledger"),
+])
+def test_bad_days_fail_with_a_state_naming_who_must_act(
+    ledger: Any, sample: str, changes: dict[str, str], mapping: tuple[str, str] | None,
+    name: str, words: str, category: str,
+) -> None:
+    engine, _ = ledger
+    if mapping:
+        with session_scope(engine) as session:
+            repository.set_mapping(session, "petit-zinc", *mapping, now=NOW)
+    deliver(ledger, sample, **changes)
+    state = run()
+    assert state.is_failed() and state.name == name and words in state.message
+    with session_scope(engine) as session:
+        [status] = repository.day_statuses(session, "petit-zinc")
+        assert repository.entries_between(session, "petit-zinc", DAY, DAY) == []
+        methods = {m.name for m in repository.list_methods(session, "petit-zinc")}
+    assert status.state == "flagged" and status.error_category == category
+    assert any(words in m.message for m in status.messages)
+    assert "Carte Bancaire" in methods  # remembered even when the day is flagged
+
+
+def test_day_before_activation_is_refused_whoever_asks(ledger: Any) -> None:
+    state = run(date(2026, 10, 31))
+    assert state.is_failed() and state.name == "Refused"
+    assert "2026-10-31" in state.message and "2026-11-01" in state.message
+
+
+def test_day_not_over_is_refused(ledger: Any) -> None:
+    state = run(datetime.now(UTC).date())
+    assert state.is_failed() and state.name == "Refused" and "not over" in state.message
+
+
+def test_no_closure_means_missing(ledger: Any) -> None:
+    state = run(date(2026, 11, 20))
+    assert state.is_failed() and state.name == "Missing closure"
+    engine, _ = ledger
+    with session_scope(engine) as session:
+        [status] = repository.day_statuses(session, "petit-zinc")
+    assert status.state == "missing"
+
+
+def test_a_transient_failure_is_retried_and_the_day_posted(
+    ledger: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deliver(ledger, "valid-metropole.json")
+    real_post, calls = service.post, []
+
+    def flaky_post(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientError("database is locked")
+        return real_post(*args, **kwargs)
+
+    monkeypatch.setattr(service, "post", flaky_post)
+    state = run()
+    assert state.is_completed(), state.message
+    assert len(calls) == 2
+
+    async def load_runs() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+                    any_=[state.state_details.flow_run_id])),
+                task_run_filter=TaskRunFilter())
+
+    [load] = [r for r in asyncio.run(load_runs()) if r.name.startswith("load")]
+    assert load.run_count == 2
+
+
+@pytest.mark.parametrize(("error", "retried"), [
+    (TransientError("database is locked"), True),
+    (ValueError("bad data"), False),
+])
+def test_only_transient_errors_are_retried(error: Exception, retried: bool) -> None:
+    assert only_transient(None, None, Failed(data=error)) is retried  # type: ignore[arg-type]
+    assert only_transient(None, None, Completed()) is False  # type: ignore[arg-type]

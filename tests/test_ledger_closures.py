@@ -1,0 +1,206 @@
+"""The closure inbox: exact bytes, stored once, and what a new closure does to its day."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine
+
+from toporder_sync.core.errors import RefusedError
+from toporder_sync.core.model import Entry, PreviousClosure
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.repository import (
+    DayStatus,
+    StoreResult,
+    day_statuses,
+    latest_closure,
+    lock_client_day,
+    post_entry,
+    previous_closure,
+    record_day,
+    store_closure,
+)
+
+DAY = date(2026, 11, 27)
+RAW = '{"schema": "toporder.closure/v1", "établissement": "Le Petit Zinc"}\n'.encode()
+
+
+def _status(engine: Engine, client_id: str, day: date = DAY) -> DayStatus:
+    with session_scope(engine) as session:
+        (status,) = day_statuses(session, client_id, date_from=day, date_to=day)
+    return status
+
+
+def _post(engine: Engine, client_id: str, closure_id: int, entry: Entry, now: datetime) -> None:
+    with session_scope(engine) as session:
+        lock_client_day(session, client_id, entry.date, now=now)
+        post_entry(session, client_id, entry.date, closure_id=closure_id, entry=entry, now=now)
+
+
+def test_a_closure_is_kept_byte_for_byte_with_its_digest(
+    engine: Engine, client_id: str, store: Callable[..., StoreResult], now: datetime
+) -> None:
+    stored = store(RAW)
+    assert stored.created
+    assert stored.sha256 == hashlib.sha256(RAW).hexdigest()
+    with session_scope(engine) as session:
+        latest = latest_closure(session, client_id, DAY)
+    assert latest is not None
+    assert (latest.id, latest.raw, latest.sha256, latest.received_at) == (
+        stored.closure_id,
+        RAW,
+        stored.sha256,
+        now,
+    )
+    assert _status(engine, client_id).state == "received"
+
+
+def test_an_identical_resend_is_recognised_not_stored_twice(
+    engine: Engine, client_id: str, store: Callable[..., StoreResult], now: datetime
+) -> None:
+    first = store(RAW)
+    again = store(RAW, now=now + timedelta(hours=1))
+    assert again == StoreResult(closure_id=first.closure_id, created=False, sha256=first.sha256)
+    with session_scope(engine) as session:
+        latest = latest_closure(session, client_id, DAY)
+    assert latest is not None and latest.received_at == now
+
+
+def test_the_latest_closure_of_a_day_is_the_last_received(
+    engine: Engine, client_id: str, store: Callable[..., StoreResult], now: datetime
+) -> None:
+    first = store(RAW)
+    second = store(RAW + b" ", now=now + timedelta(minutes=5))
+    same_instant = store(RAW + b"  ", now=now + timedelta(minutes=5))
+    store(RAW + b"   ", business_date=DAY + timedelta(days=1), now=now + timedelta(hours=1))
+    assert len({first.closure_id, second.closure_id, same_instant.closure_id}) == 3
+    with session_scope(engine) as session:
+        latest = latest_closure(session, client_id, DAY)
+        assert latest is not None and latest.id == same_instant.closure_id
+        assert latest_closure(session, client_id, DAY - timedelta(days=1)) is None
+
+
+def test_storing_for_an_unknown_client_is_refused(engine: Engine, now: datetime) -> None:
+    with pytest.raises(RefusedError), session_scope(engine) as session:
+        store_closure(
+            session,
+            "nobody",
+            business_date=DAY,
+            raw=RAW,
+            closure_number=None,
+            establishment_id=None,
+            perpetual_total=None,
+            now=now,
+        )
+
+
+def test_a_new_closure_puts_a_posted_day_back_to_received_a_resend_does_not(
+    engine: Engine,
+    client_id: str,
+    store: Callable[..., StoreResult],
+    make_entry: Callable[..., Entry],
+    now: datetime,
+) -> None:
+    first = store(RAW)
+    _post(engine, client_id, first.closure_id, make_entry(), now)
+    assert _status(engine, client_id).state == "posted"
+    store(RAW, now=now + timedelta(hours=1))
+    assert _status(engine, client_id).state == "posted"
+    store(RAW + b"\n", now=now + timedelta(hours=1))
+    status = _status(engine, client_id)
+    assert status.state == "received"
+    assert status.entry_number == 1, "the posted entry stays current until it is replaced"
+
+
+@pytest.mark.parametrize("state", ["refused", "missing", "flagged"])
+def test_a_new_closure_reopens_a_day_in_any_state(
+    engine: Engine, client_id: str, store: Callable[..., StoreResult], now: datetime, state: str
+) -> None:
+    first = store(RAW)
+    with session_scope(engine) as session:
+        record_day(
+            session,
+            client_id,
+            DAY,
+            state=state,  # type: ignore[arg-type]
+            error_category=None,
+            messages=(),
+            warnings=(),
+            closure_id=first.closure_id,
+            flow_run_id=None,
+            now=now,
+        )
+    store(RAW + b"\n")
+    assert _status(engine, client_id).state == "received"
+
+
+def test_previous_closure_is_the_one_behind_the_latest_posted_day_before(
+    engine: Engine,
+    client_id: str,
+    store: Callable[..., StoreResult],
+    make_entry: Callable[..., Entry],
+    now: datetime,
+) -> None:
+    d4, d3, d2, d1 = (DAY - timedelta(days=n) for n in (4, 3, 2, 1))
+    posted = [
+        (d4, "est-1", 410, "97000.50"),
+        (d3, "est-1", 411, "97001.50"),
+        (d2, "est-2", 77, "5.00"),
+    ]
+    for day, establishment, number, perpetual in posted:
+        stored = store(
+            RAW + str(day).encode(),
+            business_date=day,
+            establishment_id=establishment,
+            number=number,
+            perpetual_total=perpetual,
+        )
+        _post(engine, client_id, stored.closure_id, make_entry(day, number), now)
+    store(RAW + b"received, not posted", business_date=d1, number=412)
+    with session_scope(engine) as session:
+        assert previous_closure(session, client_id, "est-1", DAY) == PreviousClosure(
+            number=411, perpetual_total=Decimal("97001.50"), business_date=d3
+        )
+        assert previous_closure(session, client_id, "est-1", d3) == PreviousClosure(
+            number=410, perpetual_total=Decimal("97000.50"), business_date=d4
+        )
+        assert previous_closure(session, client_id, "est-1", d4) is None
+        assert previous_closure(session, client_id, "est-2", DAY) == PreviousClosure(
+            number=77, perpetual_total=Decimal("5.00"), business_date=d2
+        )
+        assert previous_closure(session, client_id, "est-3", DAY) is None
+
+
+def test_previous_closure_follows_a_replaced_entry(
+    engine: Engine,
+    client_id: str,
+    store: Callable[..., StoreResult],
+    make_entry: Callable[..., Entry],
+    now: datetime,
+) -> None:
+    day = DAY - timedelta(days=1)
+    first = store(RAW, business_date=day, number=411, perpetual_total="1000.00")
+    _post(engine, client_id, first.closure_id, make_entry(day, 411), now)
+    corrected = store(RAW + b"\n", business_date=day, number=411, perpetual_total="1100.00")
+    _post(engine, client_id, corrected.closure_id, make_entry(day, 411), now)
+    with session_scope(engine) as session:
+        previous = previous_closure(session, client_id, "est-1", DAY)
+    assert previous is not None and previous.perpetual_total == Decimal("1100.00")
+
+
+def test_previous_closure_is_unknown_without_number_or_perpetual_total(
+    engine: Engine,
+    client_id: str,
+    store: Callable[..., StoreResult],
+    make_entry: Callable[..., Entry],
+    now: datetime,
+) -> None:
+    day = DAY - timedelta(days=1)
+    stored = store(RAW, business_date=day, number=None, perpetual_total=None)
+    _post(engine, client_id, stored.closure_id, make_entry(day), now)
+    with session_scope(engine) as session:
+        assert previous_closure(session, client_id, "est-1", DAY) is None

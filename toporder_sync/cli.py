@@ -1,0 +1,282 @@
+"""The ``toporder-sync`` command line: clients, mappings, closures, runs, status, FEC, demo.
+
+Exit codes: 0 done (for ``run``: the day is posted); 1 the day is flagged (POS or ledger-side
+error) or a closure was refused; 2 bad usage or configuration; 3 the day was refused (before
+activation, not over yet); 4 no closure was received for the day.
+Prefect is imported only by the commands that run flows, so that the others answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Engine
+
+from toporder_sync import service
+from toporder_sync.core.errors import ClosureRejected, ConfigurationError, RefusedError
+from toporder_sync.core.model import Territory
+from toporder_sync.ledger import repository
+from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
+from toporder_sync.runner import EXIT_FLAGGED, EXIT_REFUSED, EXIT_USAGE, run_days
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine() -> Engine:
+    engine = get_engine(database_url())
+    upgrade(engine)
+    return engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the project's errors into a message on stderr and the documented exit code."""
+    try:
+        yield
+    except ClosureRejected as exc:
+        for finding in exc.findings:
+            click.echo(f"error: {exc.source}: {finding.field}: {finding.message}", err=True)
+        sys.exit(EXIT_FLAGGED)
+    except RefusedError as exc:
+        click.echo(f"refused: {exc}", err=True)
+        sys.exit(EXIT_REFUSED)
+    except ConfigurationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="toporder-sync")
+def main() -> None:
+    """Post each client's daily Toporder closure as one balanced sales-journal entry.
+
+    The ledger is the SQLAlchemy URL in TOPORDER_SYNC_DATABASE_URL (default: the SQLite file
+    ./toporder-sync.db).
+    """
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+@main.group()
+def clients() -> None:
+    """Activate and list clients."""
+
+
+@clients.command("activate")
+@click.argument("client")
+@click.option("--name", required=True, help="The client's name (shop or company).")
+@click.option("--on", "activated_on", required=True, callback=_day,
+              help="Activation date YYYY-MM-DD: no day before it is ever posted.")
+@click.option("--territory", type=click.Choice([t.value for t in Territory]),
+              default=Territory.METROPOLE.value, show_default=True,
+              help="Fixes the VAT rates in force.")
+@click.option("--timezone", default="Europe/Paris", show_default=True, help="IANA timezone.")
+def clients_activate(client: str, name: str, activated_on: date, territory: str,
+                     timezone: str) -> None:
+    """Activate CLIENT; prints its integration identifier alone on the last line.
+
+    Give that identifier to Toporder: every closure it sends carries it.
+    """
+    with _errors(), session_scope(_engine()) as session:
+        record = repository.activate_client(session, client, name=name, activated_on=activated_on,
+                                            territory=territory, timezone=timezone, now=_now())
+    click.echo(f"activated {record.client_id} ({record.name}) from {record.activated_on}, "
+               f"{record.territory}, {record.timezone}; integration identifier:")
+    click.echo(record.integration_id)
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def clients_list(as_json: bool) -> None:
+    """List clients with their activation date, territory and timezone."""
+    with session_scope(_engine()) as session:
+        records = repository.list_clients(session)
+    rows = [{"client": r.client_id, "name": r.name, "activated_on": r.activated_on.isoformat(),
+             "territory": r.territory, "timezone": r.timezone, "active": r.active}
+            for r in records]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    _table(rows, ["client", "name", "activated_on", "territory", "timezone"])
+
+
+@clients.command("set-account")
+@click.argument("client")
+@click.argument("key")
+@click.argument("account")
+def clients_set_account(client: str, key: str, account: str) -> None:
+    """Override one default account of CLIENT (KEY: revenue:10, vat:20, tips, gift_cards,
+    other_methods, cash_shortage, cash_surplus…)."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.set_account_override(session, client, key, account)
+    click.echo(f"{client}: {key} → {account}")
+
+
+# --- mappings and methods --------------------------------------------------------------------
+
+@main.group()
+def mapping() -> None:
+    """Map Toporder payment methods to accounts, by their exact name."""
+
+
+@mapping.command("set")
+@click.argument("client")
+@click.argument("method")
+@click.argument("account")
+def mapping_set(client: str, method: str, account: str) -> None:
+    """Send METHOD (its exact Toporder name, byte for byte) of CLIENT to ACCOUNT."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.set_mapping(session, client, method, account, now=_now())
+    click.echo(f"{client}: {method!r} → {account}")
+
+
+@mapping.command("list")
+@click.argument("client")
+def mapping_list(client: str) -> None:
+    """List CLIENT's explicit mappings."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.get_client(session, client)
+        mappings = repository.list_mappings(session, client)
+    _table([{"method": m, "account": a} for m, a in mappings.items()], ["method", "account"])
+
+
+@main.command("methods")
+@click.argument("client")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def methods(client: str, as_json: bool) -> None:
+    """Payment methods seen in CLIENT's closures: first and last day, where each goes."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.get_client(session, client)
+        seen = repository.list_methods(session, client)
+    rows = [{"name": m.name, "first_seen": m.first_seen.isoformat(),
+             "last_seen": m.last_seen.isoformat(), "account": m.account, "rule": m.rule}
+            for m in seen]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    _table(rows, ["name", "first_seen", "last_seen", "account", "rule"])
+
+
+# --- closures and runs -----------------------------------------------------------------------
+
+@main.command("receive")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def receive(files: tuple[Path, ...]) -> None:
+    """Store closure FILES in their clients' inboxes, as Toporder's delivery would.
+
+    Refused, with nothing stored: not strict UTF-8 JSON, an unknown integration identifier, a
+    day before the client's activation. The rest is checked when the day runs.
+    """
+    engine = _engine()
+    with _errors():
+        for path in files:
+            got = service.receive(engine, path.read_bytes(), str(path), now=_now())
+            what = "stored" if got.created else "already received (identical), not stored again"
+            click.echo(f"{path}: {got.client_id} {got.business_date}: {what} "
+                       f"(closure #{got.closure_id}, sha256 {got.sha256[:12]}…)")
+
+
+@main.command("run")
+@click.argument("client")
+@click.option("--date", "business_date", required=True, callback=_day,
+              help="The business day YYYY-MM-DD.")
+def run(client: str, business_date: date) -> None:
+    """Run the daily flow for CLIENT's BUSINESS_DATE; exit 0 only when the day is posted."""
+    result = run_days([(client, business_date)])[0]
+    click.echo(f"{client} {business_date}: {result.state_name}: {result.message}",
+               err=result.exit_code != 0)
+    sys.exit(result.exit_code)
+
+
+@main.command("status")
+@click.argument("client")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(client: str, as_json: bool) -> None:
+    """One line per business day of CLIENT: state, category, messages, warnings."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.get_client(session, client)
+        days = repository.day_statuses(session, client)
+    rows = [{
+        "business_date": d.business_date.isoformat(), "state": d.state,
+        "error_category": d.error_category,
+        "messages": [m.as_dict() for m in d.messages],
+        "warnings": [w.as_dict() for w in d.warnings],
+        "entry_number": d.entry_number, "piece_ref": d.piece_ref,
+    } for d in days]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    _table([{"business_date": d.business_date, "state": d.state,
+             "error_category": d.error_category or "",
+             "entry": f"n°{d.entry_number} {d.piece_ref}" if d.entry_number else "",
+             "detail": "; ".join(f.message for f in (*d.messages, *d.warnings))[:110]}
+            for d in days],
+           ["business_date", "state", "error_category", "entry", "detail"])
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+@main.group()
+def export() -> None:
+    """Export the ledger."""
+
+
+@export.command("fec")
+@click.argument("client")
+@click.option("--from", "date_from", required=True, callback=_day, help="First day YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, callback=_day, help="Last day YYYY-MM-DD.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (the legal name is <SIREN>FEC<AAAAMMJJ>.txt).")
+def export_fec(client: str, date_from: date, date_to: date, out: Path) -> None:
+    """Write CLIENT's entries between two days as an FEC file (art. A47 A-1 LPF)."""
+    from toporder_sync.core.fec import FecEntry, write_fec
+
+    with _errors(), session_scope(_engine()) as session:
+        repository.get_client(session, client)
+        stored = repository.entries_between(session, client, date_from, date_to)
+    count = write_fec([FecEntry(s.number, s.entry, s.posted_at.date()) for s in stored], out)
+    click.echo(f"{out}: {len(stored)} entries, {count} lines (ISO-8859-15, tab-separated)")
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+@main.command("demo")
+@click.option("--dir", "directory", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Where the demo ledger and FEC files go (its ledger is recreated).")
+def demo(directory: Path) -> None:
+    """A week of simulated closures for a few demo clients, posted through the flows."""
+    from toporder_sync.demo import run_demo
+
+    run_demo(directory)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,267 @@
+"""Reading a closure: strict UTF-8 JSON in, a ``Closure`` record out, or every problem at once.
+
+Promises: no amount ever passes through a float (JSON numbers are read as ``Decimal`` and then
+refused by the schema where an amount is expected); NaN, Infinity, a duplicated key, a byte
+order mark, invalid UTF-8, a document over ``MAX_CLOSURE_BYTES``, an unknown field or a wrong
+``schema`` tag are refused; each problem names the path of the offending field
+(``payments[1].amount``). Problems found here are POS errors: Toporder must resend.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from toporder_sync.core.errors import ClosureRejected, Finding, pos_error
+from toporder_sync.core.model import (
+    CashCount,
+    Closure,
+    LineKind,
+    MethodAmount,
+    Ticket,
+    TicketLine,
+    VatLine,
+)
+from toporder_sync.core.money import ZERO, parse_amount, parse_rate
+
+MAX_CLOSURE_BYTES = 8 * 1024 * 1024
+SCHEMA_TAG = "toporder.closure/v1"
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$")
+
+
+class _Refused(ValueError):
+    """Raised inside the JSON decoder's hooks; turned into a finding by ``load_document``."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not allowed: amounts are decimal strings")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _Refused(f"duplicated key {key!r}: which value counts would be a guess")
+        document[key] = value
+    return document
+
+
+def load_document(raw: bytes, source: str) -> dict[str, Any]:
+    """Decode strict UTF-8 JSON into a dict; numbers become Decimal or int, never float."""
+    def refuse(rule: str, message: str) -> ClosureRejected:
+        return ClosureRejected(source, [pos_error(rule, "$", message)])
+
+    if len(raw) > MAX_CLOSURE_BYTES:
+        raise refuse("size", f"{len(raw)} bytes is over the {MAX_CLOSURE_BYTES}-byte limit")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise refuse("encoding", "starts with a UTF-8 byte order mark; send plain UTF-8")
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise refuse("encoding", f"not UTF-8: invalid byte at offset {exc.start}") from exc
+    try:
+        document = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+        )
+    except _Refused as exc:
+        raise refuse("json", str(exc)) from exc
+    except json.JSONDecodeError as exc:
+        raise refuse(
+            "json", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(document, dict):
+        raise refuse("json", "the document must be a JSON object")
+    return document
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What a delivery needs to know before storing a closure: whose day it is."""
+
+    integration_id: str
+    business_date: date
+    establishment_id: str | None
+    number: int | None
+    perpetual_total: Decimal | None
+
+
+def route(document: dict[str, Any], source: str) -> Routing:
+    """Read the routing fields of a loaded document, leniently for everything else."""
+    integration_id = document.get("integration_id")
+    closure = document.get("closure")
+    closure = closure if isinstance(closure, dict) else {}
+    business_date = closure.get("business_date")
+    findings: list[Finding] = []
+    if not isinstance(integration_id, str) or not integration_id:
+        findings.append(pos_error("routing", "integration_id", "missing or not a string"))
+    if not isinstance(business_date, str) or not _DATE.match(business_date):
+        findings.append(pos_error("routing", "closure.business_date", "missing or not YYYY-MM-DD"))
+    else:
+        try:
+            day = date.fromisoformat(business_date)
+        except ValueError:
+            findings.append(pos_error("routing", "closure.business_date", "not a calendar date"))
+    if findings:
+        raise ClosureRejected(source, findings)
+    establishment = document.get("establishment")
+    grand_total = closure.get("grand_total")
+    perpetual = grand_total.get("perpetual") if isinstance(grand_total, dict) else None
+    number = closure.get("number")
+    try:
+        perpetual_total = parse_amount(perpetual) if isinstance(perpetual, str) else None
+    except ValueError:
+        perpetual_total = None
+    return Routing(
+        integration_id=str(integration_id),
+        business_date=day,
+        establishment_id=(
+            establishment.get("id")
+            if isinstance(establishment, dict) and isinstance(establishment.get("id"), str)
+            else None
+        ),
+        number=number if type(number) is int else None,
+        perpetual_total=perpetual_total,
+    )
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    text = resources.files("toporder_sync.schemas").joinpath("closure-v1.schema.json").read_text(
+        encoding="utf-8"
+    )
+    return Draft202012Validator(json.loads(text))
+
+
+def _path(parts: Any) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "$"
+
+
+def _schema_message(error: ValidationError) -> str:
+    instance = error.instance
+    match error.validator:
+        case "type" if isinstance(instance, Decimal | int) and not isinstance(instance, bool):
+            return (f"{instance} is a JSON number; amounts and rates are strings "
+                    '(e.g. "1100.00")')
+        case "pattern":
+            return f"{instance!r} is not a decimal string with at most two decimals"
+        case "additionalProperties":
+            return f"unknown field: {error.message.split('(')[-1].rstrip(')')}"
+        case "required":
+            return f"missing field: {error.message.split(' is a required')[0]}"
+        case "const":
+            return f"{instance!r} is not {error.validator_value!r}"
+    return error.message
+
+
+def _schema_findings(document: dict[str, Any]) -> list[Finding]:
+    return [
+        pos_error(f"schema.{error.validator}", _path(error.absolute_path), _schema_message(error))
+        for error in sorted(_validator().iter_errors(document), key=lambda e: repr(list(e.path)))
+    ]
+
+
+def _datetime(value: str, field: str, findings: list[Finding]) -> datetime:
+    parsed = None
+    if _DATETIME.match(value):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        findings.append(pos_error("schema.format", field,
+                                  f"{value!r} is not an ISO 8601 date-time with an offset"))
+        return datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+    return parsed
+
+
+def _vat_lines(items: list[dict[str, str]]) -> tuple[VatLine, ...]:
+    return tuple(
+        VatLine(parse_rate(i["vat_rate"]), parse_amount(i["net"]), parse_amount(i["vat"]),
+                parse_amount(i["gross"]))
+        for i in items
+    )
+
+
+def _method_amounts(items: list[dict[str, str]]) -> tuple[MethodAmount, ...]:
+    return tuple(MethodAmount(i["method"], parse_amount(i["amount"])) for i in items)
+
+
+def parse_closure(raw: bytes, source: str) -> Closure:
+    """Read one closure document. Raises ``ClosureRejected`` with every problem found."""
+    document = load_document(raw, source)
+    findings = _schema_findings(document)
+    if findings:
+        raise ClosureRejected(source, findings)
+    head = document["closure"]
+    day_text = head["business_date"]
+    business_date = date(1970, 1, 1)
+    if _DATE.match(day_text):
+        try:
+            business_date = date.fromisoformat(day_text)
+        except ValueError:
+            findings.append(pos_error("schema.format", "closure.business_date",
+                                      f"{day_text!r} is not a calendar date"))
+    else:
+        findings.append(pos_error("schema.format", "closure.business_date",
+                                  f"{day_text!r} is not YYYY-MM-DD"))
+    opened_at = _datetime(head["opened_at"], "closure.opened_at", findings)
+    closed_at = _datetime(head["closed_at"], "closure.closed_at", findings)
+    tickets = tuple(
+        Ticket(
+            number=t["number"],
+            closed_at=_datetime(t["closed_at"], f"tickets[{n}].closed_at", findings),
+            lines=tuple(
+                TicketLine(
+                    LineKind(line["kind"]),
+                    parse_rate(line["vat_rate"]) if "vat_rate" in line else None,
+                    parse_amount(line["gross"]),
+                )
+                for line in t["lines"]
+            ),
+            payments=_method_amounts(t["payments"]),
+        )
+        for n, t in enumerate(document.get("tickets", []))
+    )
+    if findings:
+        raise ClosureRejected(source, findings)
+    cash = document.get("cash_count")
+    return Closure(
+        integration_id=document["integration_id"],
+        establishment_id=document["establishment"]["id"],
+        establishment_name=document["establishment"]["name"],
+        number=head["number"],
+        business_date=business_date,
+        opened_at=opened_at,
+        closed_at=closed_at,
+        currency=head["currency"],
+        period_total=parse_amount(head["grand_total"]["period"]),
+        perpetual_total=parse_amount(head["grand_total"]["perpetual"]),
+        sales=_vat_lines(document["sales"]),
+        refunds=_vat_lines(document.get("refunds", [])),
+        payments=_method_amounts(document["payments"]),
+        tips=_method_amounts(document.get("tips", [])),
+        gift_cards_sold=parse_amount(document["gift_cards"]["sold"])
+        if "gift_cards" in document
+        else ZERO,
+        cash_count=CashCount(cash["method"], parse_amount(cash["expected"]),
+                             parse_amount(cash["counted"]))
+        if cash
+        else None,
+        tickets=tickets,
+    )

@@ -1,0 +1,108 @@
+"""Building the day's sales-journal entry from a valid closure (``accounting-rules.md``).
+
+One entry per client and business day in journal VT, dated the business day, piece ``Z<n>``.
+Lines for the same account and side are summed; zero lines are left out; a negative amount is
+posted on the other side (a method that handed back more than it took is a credit). The entry
+balances to the cent or ``build_entry`` raises: nothing unbalanced ever leaves the core.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+
+from toporder_sync.core import accounts
+from toporder_sync.core.mapping import MappingResult
+from toporder_sync.core.model import ClientSettings, Closure, Entry, EntryLine
+from toporder_sync.core.money import ZERO, format_display, format_rate, require_money
+
+JOURNAL = "VT"
+JOURNAL_LABEL = "Journal des ventes"
+
+
+class UnbalancedEntryError(ValueError):
+    """Raised when the lines of a built entry do not balance (a validation gap upstream)."""
+
+
+@dataclass(slots=True)
+class _Lines:
+    """Accumulates amounts per (account, side), remembering the first label of each."""
+
+    debit: dict[str, Decimal]
+    credit: dict[str, Decimal]
+    labels: dict[tuple[str, str], list[str]]
+
+    def add(self, side: str, account: str, amount: Decimal, label: str) -> None:
+        amount = require_money(amount)
+        if amount < 0:
+            side, amount = ("credit" if side == "debit" else "debit"), -amount
+        book = self.debit if side == "debit" else self.credit
+        book[account] = book.get(account, ZERO) + amount
+        self.labels[(side, account)].append(label)
+
+
+def _line_label(labels: list[str], account: str, piece: str) -> str:
+    distinct = list(dict.fromkeys(labels))
+    text = distinct[0] if len(distinct) == 1 else accounts.account_label(account)
+    return f"{text} {piece}"
+
+
+def build_entry(closure: Closure, settings: ClientSettings, mapping: MappingResult) -> Entry:
+    """The balanced entry of a closure that passed validation, with the client's accounts."""
+    overrides = settings.account_overrides
+    lines = _Lines({}, {}, defaultdict(list))
+    for vat_lines, side, word in ((closure.sales, "credit", "Ventes"),
+                                  (closure.refunds, "debit", "Remboursements")):
+        for line in vat_lines:
+            rate = accounts.RATES_BY_VALUE[line.vat_rate]
+            shown = format_rate(line.vat_rate)
+            lines.add(side, accounts.resolve(overrides, f"revenue:{rate.rate}", rate.revenue),
+                      line.net, f"{word} TVA {shown}%")
+            lines.add(side, accounts.resolve(overrides, f"vat:{rate.rate}", rate.vat),
+                      line.vat, f"TVA collectée {shown}%")
+    lines.add("credit", accounts.resolve(overrides, accounts.GIFT_CARDS,
+                                         accounts.FIXED_ACCOUNTS[accounts.GIFT_CARDS]),
+              closure.gift_cards_sold, "Cartes cadeaux vendues")
+    lines.add("credit", accounts.resolve(overrides, accounts.TIPS,
+                                         accounts.FIXED_ACCOUNTS[accounts.TIPS]),
+              sum((t.amount for t in closure.tips), ZERO), "Pourboires")
+    cash = closure.cash_count
+    for payment in closure.payments:
+        amount = payment.amount
+        if cash is not None and payment.method == cash.method:
+            # The drawer count is what reaches the bank: the difference is a gain or a loss.
+            amount = cash.counted
+            difference = cash.expected - cash.counted
+            key = accounts.CASH_SHORTAGE if difference > 0 else accounts.CASH_SURPLUS
+            side = "debit" if difference > 0 else "credit"
+            lines.add(side, accounts.resolve(overrides, key, accounts.FIXED_ACCOUNTS[key]),
+                      abs(difference), "Écart de caisse")
+        lines.add("debit", mapping.account_of(payment.method), amount, payment.method)
+    entry_lines = tuple(
+        EntryLine(
+            account=account,
+            account_label=accounts.account_label(account),
+            label=_line_label(lines.labels[(side, account)], account, closure.piece_ref),
+            debit=amount if side == "debit" else ZERO,
+            credit=amount if side == "credit" else ZERO,
+        )
+        for side, book in (("debit", lines.debit), ("credit", lines.credit))
+        for account, amount in book.items()
+        if amount != ZERO
+    )
+    entry = Entry(
+        journal=JOURNAL,
+        journal_label=JOURNAL_LABEL,
+        date=closure.business_date,
+        piece_ref=closure.piece_ref,
+        label=(f"Clôture {closure.piece_ref} du {closure.business_date.isoformat()} - "
+               f"{closure.establishment_name}"),
+        lines=entry_lines,
+    )
+    if not entry.is_balanced:
+        raise UnbalancedEntryError(
+            f"entry {entry.piece_ref} of {entry.date}: debit {format_display(entry.total_debit)}"
+            f" ≠ credit {format_display(entry.total_credit)}"
+        )
+    return entry

@@ -1,0 +1,117 @@
+"""The pure pipeline of one client-day: read → validate → map → build.
+
+Each stage takes plain values and returns values plus findings, like beancount's loader; none
+touches a database, the network or Prefect, so the whole accounting of a day is tested by
+calling ``process``. Errors never stop the stages that can still teach something: a closure
+with a POS error still has its payment methods matched, so that they are remembered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from toporder_sync.core import accounts
+from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.entry import build_entry
+from toporder_sync.core.errors import (
+    Category,
+    ClosureRejected,
+    Finding,
+    error_category,
+    ledger_error,
+    pos_error,
+)
+from toporder_sync.core.mapping import MappingResult, match_methods
+from toporder_sync.core.model import ClientSettings, Closure, Entry, MethodMatch, PreviousClosure
+from toporder_sync.core.validate import validate_closure, validate_entry_lines
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the pipeline made of one closure: an entry to post, or the reasons not to."""
+
+    closure: Closure | None
+    matches: tuple[MethodMatch, ...]
+    entry: Entry | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.is_error)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.is_error)
+
+    @property
+    def category(self) -> Category | None:
+        return error_category(self.findings)
+
+
+def read(
+    raw: bytes, source: str, *, integration_id: str
+) -> tuple[Closure | None, tuple[Finding, ...]]:
+    """Parse a closure and check that it belongs to the client it is read for."""
+    try:
+        closure = parse_closure(raw, source)
+    except ClosureRejected as rejected:
+        return None, rejected.findings
+    if closure.integration_id != integration_id:
+        return None, (pos_error("integration_id", "integration_id",
+                                "this closure carries another client's integration identifier"),)
+    return closure, ()
+
+
+def check_settings(settings: ClientSettings) -> tuple[Finding, ...]:
+    """Ledger-side errors in a client's account overrides (caught before anything is built)."""
+    return tuple(
+        ledger_error("account_override_invalid", f"accounts[{key!r}]", problem)
+        for key, account in settings.account_overrides.items()
+        if (problem := (accounts.account_problem(account, key) if key in accounts.ACCOUNT_KEYS
+                        else f"{key!r} is not an account key"))
+    )
+
+
+def validate(closure: Closure, settings: ClientSettings,
+             previous: PreviousClosure | None = None) -> tuple[Finding, ...]:
+    """POS errors and warnings of the closure, and ledger-side errors of the client's accounts."""
+    return (*validate_closure(closure, settings.territory, previous), *check_settings(settings))
+
+
+def map_methods(closure: Closure, settings: ClientSettings) -> MappingResult:
+    return match_methods((p.method for p in closure.payments), settings)
+
+
+def build(closure: Closure, settings: ClientSettings, mapping: MappingResult) -> Entry:
+    entry = build_entry(closure, settings, mapping)
+    validate_entry_lines(entry_frame(entry))
+    return entry
+
+
+def entry_frame(entry: Entry) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"account": ln.account, "account_label": ln.account_label, "label": ln.label,
+          "debit": ln.debit, "credit": ln.credit} for ln in entry.lines],
+        columns=["account", "account_label", "label", "debit", "credit"],
+    ).astype({"account": str, "account_label": str, "label": str})
+
+
+def process(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
+            previous: PreviousClosure | None = None) -> Outcome:
+    """The whole accounting of one closure, without side effects."""
+    closure, findings = read(raw, source, integration_id=integration_id)
+    if closure is None:
+        return Outcome(None, (), None, findings)
+    return evaluate(closure, settings, previous)
+
+
+def evaluate(closure: Closure, settings: ClientSettings,
+             previous: PreviousClosure | None = None) -> Outcome:
+    """Validate, map and build a parsed closure."""
+    mapping = map_methods(closure, settings)
+    findings = (*validate(closure, settings, previous), *mapping.findings)
+    if error_category(findings) is not None:
+        return Outcome(closure, mapping.matches, None, findings)
+    return Outcome(closure, mapping.matches, build(closure, settings, mapping), findings)

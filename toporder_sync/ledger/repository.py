@@ -1,0 +1,767 @@
+"""Every read and write of the ledger, inside a transaction the caller owns.
+
+Promises:
+
+* Nothing here commits: the caller's transaction (``db.session_scope``) decides, so a
+  client-day is stored, posted and reported completely or not at all.
+* Callers get frozen dataclasses, never ORM rows; time is always passed in (``now``).
+* A closure is stored once per content (sha256) and posted at most once as an entry.
+* Posted entries are never updated or deleted: a day whose closure changed gets a reversal
+  (every line on the other side, PCG art. 420-5) followed by the new entry. Entry numbers
+  follow each other without gaps per client and journal.
+* Two processes posting the same client-day serialize on ``lock_client_day``: the second one
+  finds the entry the first one wrote and reports it ``unchanged``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Literal
+from zoneinfo import available_timezones
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased, selectinload
+
+from toporder_sync.core.accounts import ACCOUNT_KEYS, account_problem
+from toporder_sync.core.errors import Category, ConfigurationError, Finding, RefusedError
+from toporder_sync.core.model import (
+    ClientSettings,
+    Entry,
+    EntryLine,
+    MatchRule,
+    MethodMatch,
+    PreviousClosure,
+    Territory,
+)
+from toporder_sync.ledger.tables import (
+    DAY_STATES,
+    ERROR_CATEGORIES,
+    Base,
+    ClientDayRow,
+    ClientRow,
+    ClosureRow,
+    DayState,
+    EntryKind,
+    EntryLineRow,
+    EntryRow,
+    MappingRow,
+    MethodSeenRow,
+)
+
+CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+INTEGRATION_ID_PREFIX = "tpo_"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    client_id: str
+    name: str
+    integration_id: str
+    activated_on: date
+    territory: Territory
+    timezone: str
+    run_hour: int
+    active: bool
+    account_overrides: Mapping[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    closure_id: int
+    created: bool
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredClosure:
+    id: int
+    raw: bytes
+    sha256: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DayRecord:
+    client_id: str
+    business_date: date
+    state: DayState
+    closure_id: int | None
+    entry_id: int | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    status: Literal["posted", "unchanged", "replaced"]
+    entry_id: int
+    reversal_id: int | None
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSeen:
+    name: str
+    first_seen: date
+    last_seen: date
+    account: str
+    rule: MatchRule
+
+
+@dataclass(frozen=True, slots=True)
+class DayStatus:
+    business_date: date
+    state: DayState
+    error_category: Category | None
+    messages: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+    entry_number: int | None
+    piece_ref: str | None
+    closure_id: int | None
+    flow_run_id: str | None
+    attempts: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    id: int
+    number: int
+    kind: EntryKind
+    posted_at: datetime
+    closure_id: int
+    reverses_number: int | None
+    entry: Entry
+
+
+# --- clients ----------------------------------------------------------------------------
+
+
+def activate_client(
+    session: Session,
+    client_id: str,
+    *,
+    name: str,
+    activated_on: date,
+    territory: Territory | str = Territory.METROPOLE,
+    timezone: str = "Europe/Paris",
+    run_hour: int = 6,
+    now: datetime,
+) -> ClientRecord:
+    """Register a client and issue its unguessable integration id."""
+    if not CLIENT_ID_PATTERN.match(client_id):
+        raise ConfigurationError(
+            f"client_id {client_id!r} is not a slug: 1 to 63 lowercase letters, digits or '-', "
+            "not starting with '-'"
+        )
+    if not name.strip():
+        raise ConfigurationError("name must not be empty")
+    try:
+        territory = Territory(territory)
+    except ValueError:
+        raise ConfigurationError(
+            f"territory {territory!r} is not one of {', '.join(t.value for t in Territory)}"
+        ) from None
+    if timezone not in available_timezones():
+        raise ConfigurationError(f"timezone {timezone!r} is not an IANA time zone name")
+    if not 0 <= run_hour <= 23:
+        raise ConfigurationError(f"run_hour {run_hour} is not an hour of the day (0 to 23)")
+    insert = _insert(session, ClientRow).values(
+        client_id=client_id,
+        name=name,
+        integration_id=INTEGRATION_ID_PREFIX + secrets.token_urlsafe(24),
+        activated_on=activated_on,
+        territory=territory.value,
+        timezone=timezone,
+        run_hour=run_hour,
+        active=True,
+        account_overrides={},
+        created_at=now,
+    )
+    inserted = session.execute(
+        insert.on_conflict_do_nothing(index_elements=["client_id"]).returning(ClientRow.client_id)
+    ).first()
+    if inserted is None:
+        raise ConfigurationError(f"client_id {client_id!r} is already activated")
+    return get_client(session, client_id)
+
+
+def get_client(session: Session, client_id: str) -> ClientRecord:
+    return _client_record(_client_row(session, client_id))
+
+
+def client_by_integration_id(session: Session, integration_id: str) -> ClientRecord | None:
+    row = session.scalars(
+        select(ClientRow).where(ClientRow.integration_id == integration_id)
+    ).one_or_none()
+    return None if row is None else _client_record(row)
+
+
+def list_clients(session: Session) -> list[ClientRecord]:
+    rows = session.scalars(select(ClientRow).order_by(ClientRow.client_id))
+    return [_client_record(row) for row in rows]
+
+
+def set_mapping(
+    session: Session, client_id: str, method: str, account: str, *, now: datetime
+) -> None:
+    """Send the payment method named exactly ``method`` to ``account`` (replacing any mapping)."""
+    if not method:
+        raise ConfigurationError("method must not be empty")
+    problem = account_problem(account, "method")
+    if problem is not None:
+        raise ConfigurationError(f"mapping of method {method!r}: {problem}")
+    _client_row(session, client_id)
+    insert = _insert(session, MappingRow).values(
+        client_id=client_id, method=method, account=account, updated_at=now
+    )
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["client_id", "method"],
+            set_={"account": insert.excluded.account, "updated_at": insert.excluded.updated_at},
+        )
+    )
+
+
+def list_mappings(session: Session, client_id: str) -> dict[str, str]:
+    _client_row(session, client_id)
+    # Columns, not ORM objects: the upsert of set_mapping bypasses the identity map.
+    rows = session.execute(
+        select(MappingRow.method, MappingRow.account)
+        .where(MappingRow.client_id == client_id)
+        .order_by(MappingRow.method)
+    )
+    return {method: account for method, account in rows}
+
+
+def set_account_override(session: Session, client_id: str, key: str, account: str) -> None:
+    """Replace the default account of ``key`` (one of ``ACCOUNT_KEYS``) for this client."""
+    if key not in ACCOUNT_KEYS:
+        raise ConfigurationError(f"account key {key!r} is not one of {', '.join(ACCOUNT_KEYS)}")
+    problem = account_problem(account, key)
+    if problem is not None:
+        raise ConfigurationError(f"account override {key}: {problem}")
+    row = _client_row(session, client_id, for_update=True)
+    row.account_overrides = {**row.account_overrides, key: account}
+
+
+def client_settings(session: Session, client_id: str) -> ClientSettings:
+    row = _client_row(session, client_id)
+    return ClientSettings(
+        client_id=row.client_id,
+        territory=Territory(row.territory),
+        account_overrides=row.account_overrides,
+        mappings=list_mappings(session, client_id),
+    )
+
+
+# --- closures ---------------------------------------------------------------------------
+
+
+def store_closure(
+    session: Session,
+    client_id: str,
+    *,
+    business_date: date,
+    raw: bytes,
+    closure_number: int | None,
+    establishment_id: str | None,
+    perpetual_total: Decimal | None,
+    now: datetime,
+) -> StoreResult:
+    """Keep the exact bytes of a closure; an identical resend is recognised, not stored again.
+
+    A new closure puts its day back to ``received`` (even a posted day: the next run reverses
+    and reposts it); an identical resend leaves the day as it is.
+    """
+    _client_row(session, client_id)
+    sha256 = hashlib.sha256(raw).hexdigest()
+    # ON CONFLICT rather than check-then-insert: a concurrent identical insert waits for the
+    # first one, then inserts nothing, and the select below finds the committed row.
+    insert = _insert(session, ClosureRow).values(
+        client_id=client_id,
+        business_date=business_date,
+        sha256=sha256,
+        raw=bytes(raw),
+        received_at=now,
+        closure_number=closure_number,
+        establishment_id=establishment_id,
+        perpetual_total=perpetual_total,
+    )
+    closure_id = session.scalar(
+        insert.on_conflict_do_nothing(index_elements=["client_id", "sha256"]).returning(
+            ClosureRow.id
+        )
+    )
+    if closure_id is None:
+        existing = session.execute(
+            select(ClosureRow.id).where(
+                ClosureRow.client_id == client_id, ClosureRow.sha256 == sha256
+            )
+        ).scalar_one()
+        return StoreResult(closure_id=existing, created=False, sha256=sha256)
+    day = _day_row(session, client_id, business_date, now=now)
+    day.state = "received"
+    day.updated_at = now
+    return StoreResult(closure_id=closure_id, created=True, sha256=sha256)
+
+
+def latest_closure(session: Session, client_id: str, business_date: date) -> StoredClosure | None:
+    row = session.scalars(
+        select(ClosureRow)
+        .where(ClosureRow.client_id == client_id, ClosureRow.business_date == business_date)
+        .order_by(ClosureRow.received_at.desc(), ClosureRow.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return StoredClosure(id=row.id, raw=row.raw, sha256=row.sha256, received_at=row.received_at)
+
+
+def previous_closure(
+    session: Session, client_id: str, establishment_id: str, business_date: date
+) -> PreviousClosure | None:
+    """The closure behind the current entry of the establishment's latest day before this one.
+
+    None when there is no such day, or when its closure lacks a number or a perpetual total.
+    """
+    row = session.execute(
+        select(ClosureRow.closure_number, ClosureRow.perpetual_total, ClientDayRow.business_date)
+        .select_from(ClientDayRow)
+        .join(EntryRow, EntryRow.id == ClientDayRow.entry_id)
+        .join(ClosureRow, ClosureRow.id == EntryRow.closure_id)
+        .where(
+            ClientDayRow.client_id == client_id,
+            ClientDayRow.business_date < business_date,
+            ClosureRow.establishment_id == establishment_id,
+        )
+        .order_by(ClientDayRow.business_date.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.closure_number is None or row.perpetual_total is None:
+        return None
+    return PreviousClosure(
+        number=row.closure_number,
+        perpetual_total=row.perpetual_total,
+        business_date=row.business_date,
+    )
+
+
+# --- posting ----------------------------------------------------------------------------
+
+
+def lock_client_day(
+    session: Session, client_id: str, business_date: date, *, now: datetime
+) -> DayRecord:
+    """Take the client-day for this transaction; call first in a posting transaction.
+
+    On PostgreSQL this locks the client row (entry numbers are per client) and then the day
+    row; on SQLite the transaction's BEGIN IMMEDIATE already holds the database's write lock.
+    The day row is created in state ``received`` if missing (``now`` is its ``updated_at``).
+    """
+    return _day_record(_lock(session, client_id, business_date, now=now))
+
+
+def post_entry(
+    session: Session,
+    client_id: str,
+    business_date: date,
+    *,
+    closure_id: int,
+    entry: Entry,
+    now: datetime,
+) -> PostResult:
+    """Make ``entry``, built from closure ``closure_id``, the current entry of the day.
+
+    ``unchanged`` if the current entry comes from this closure with these very lines;
+    ``replaced`` (a reversal of the current entry, then the new one) if the closure or the
+    entry differ — a corrected closure, or the same closure after a mapping was fixed;
+    ``posted`` if the day had none. Raises ``ValueError`` for an entry that cannot be posted.
+    """
+    _check_postable(entry, business_date)
+    day = _lock(session, client_id, business_date, now=now)
+    closure = session.get(ClosureRow, closure_id)
+    if closure is None or (closure.client_id, closure.business_date) != (client_id, business_date):
+        raise ValueError(
+            f"closure {closure_id} is not a closure of {client_id} for {business_date}"
+        )
+    current = None if day.entry_id is None else session.get(EntryRow, day.entry_id)
+    if (current is not None and current.closure_id == closure_id
+            and _entry_of(current) == entry):
+        return PostResult("unchanged", current.id, None, current.number)
+    reversal = None
+    if current is not None:
+        reversal = _write_entry(
+            session,
+            client_id,
+            _reversal_of(current),
+            kind="reversal",
+            closure_id=current.closure_id,
+            reverses_id=current.id,
+            now=now,
+        )
+    new = _write_entry(
+        session, client_id, entry, kind="entry", closure_id=closure_id, reverses_id=None, now=now
+    )
+    day.entry_id = new.id
+    day.closure_id = closure_id
+    day.state = "posted"
+    day.updated_at = now
+    return PostResult(
+        status="posted" if reversal is None else "replaced",
+        entry_id=new.id,
+        reversal_id=None if reversal is None else reversal.id,
+        number=new.number,
+    )
+
+
+def current_entry(session: Session, client_id: str, business_date: date) -> StoredEntry | None:
+    entry_id = session.scalar(
+        select(ClientDayRow.entry_id).where(
+            ClientDayRow.client_id == client_id, ClientDayRow.business_date == business_date
+        )
+    )
+    if entry_id is None:
+        return None
+    return _stored_entries(session, EntryRow.id == entry_id)[0]
+
+
+def entries_between(
+    session: Session, client_id: str, date_from: date, date_to: date
+) -> list[StoredEntry]:
+    """Every entry and reversal of the business days ``date_from``..``date_to``, by number."""
+    _client_row(session, client_id)
+    return _stored_entries(
+        session,
+        EntryRow.client_id == client_id,
+        EntryRow.business_date.between(date_from, date_to),
+    )
+
+
+# --- methods seen and day statuses ------------------------------------------------------
+
+
+def record_methods_seen(
+    session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
+) -> None:
+    """Remember each method of a closure: first and last day seen, where it goes and why."""
+    _client_row(session, client_id)
+    # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
+    postgres = session.get_bind().dialect.name == "postgresql"
+    earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
+    for match in matches:
+        insert = _insert(session, MethodSeenRow).values(
+            client_id=client_id,
+            name=match.method,
+            first_seen=business_date,
+            last_seen=business_date,
+            account=match.account,
+            rule=match.rule.value,
+        )
+        session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["client_id", "name"],
+                set_={
+                    "first_seen": earliest(MethodSeenRow.first_seen, insert.excluded.first_seen),
+                    "last_seen": latest(MethodSeenRow.last_seen, insert.excluded.last_seen),
+                    "account": insert.excluded.account,
+                    "rule": insert.excluded.rule,
+                },
+            )
+        )
+
+
+def list_methods(session: Session, client_id: str) -> list[MethodSeen]:
+    _client_row(session, client_id)
+    # Columns, not ORM objects: the upsert of record_methods_seen bypasses the identity map.
+    rows = session.execute(
+        select(
+            MethodSeenRow.name,
+            MethodSeenRow.first_seen,
+            MethodSeenRow.last_seen,
+            MethodSeenRow.account,
+            MethodSeenRow.rule,
+        )
+        .where(MethodSeenRow.client_id == client_id)
+        .order_by(MethodSeenRow.name)
+    )
+    return [
+        MethodSeen(row.name, row.first_seen, row.last_seen, row.account, MatchRule(row.rule))
+        for row in rows
+    ]
+
+
+def record_day(
+    session: Session,
+    client_id: str,
+    business_date: date,
+    *,
+    state: DayState,
+    error_category: Category | None,
+    messages: Sequence[Finding],
+    warnings: Sequence[Finding],
+    closure_id: int | None,
+    flow_run_id: str | None,
+    now: datetime,
+) -> None:
+    """Record the outcome of one run of a client-day (one more attempt)."""
+    if state not in DAY_STATES:
+        raise ValueError(f"day state {state!r} is not one of {', '.join(DAY_STATES)}")
+    if error_category is not None and error_category.value not in ERROR_CATEGORIES:
+        raise ValueError(
+            f"a day's error category is one of {', '.join(ERROR_CATEGORIES)}, not {error_category}"
+        )
+    _client_row(session, client_id)
+    day = _day_row(session, client_id, business_date, now=now)
+    day.state = state
+    day.error_category = None if error_category is None else error_category.value
+    day.messages = [finding.as_dict() for finding in messages]
+    day.warnings = [finding.as_dict() for finding in warnings]
+    day.closure_id = closure_id
+    day.flow_run_id = flow_run_id
+    day.attempts += 1
+    day.updated_at = now
+
+
+def day_statuses(
+    session: Session,
+    client_id: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[DayStatus]:
+    """The recorded days of a client, oldest first, optionally within a range of dates."""
+    _client_row(session, client_id)
+    query = (
+        select(ClientDayRow, EntryRow.number, EntryRow.piece_ref)
+        .outerjoin(EntryRow, EntryRow.id == ClientDayRow.entry_id)
+        .where(ClientDayRow.client_id == client_id)
+        .order_by(ClientDayRow.business_date)
+    )
+    if date_from is not None:
+        query = query.where(ClientDayRow.business_date >= date_from)
+    if date_to is not None:
+        query = query.where(ClientDayRow.business_date <= date_to)
+    return [
+        DayStatus(
+            business_date=day.business_date,
+            state=day.state,
+            error_category=None if day.error_category is None else Category(day.error_category),
+            messages=tuple(_finding(item) for item in day.messages),
+            warnings=tuple(_finding(item) for item in day.warnings),
+            entry_number=number,
+            piece_ref=piece_ref,
+            closure_id=day.closure_id,
+            flow_run_id=day.flow_run_id,
+            attempts=day.attempts,
+            updated_at=day.updated_at,
+        )
+        for day, number, piece_ref in session.execute(query)
+    ]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT, in the dialect of the session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
+def _client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
+    query = select(ClientRow).where(ClientRow.client_id == client_id)
+    if for_update:
+        # FOR NO KEY UPDATE: serializes writers of the client, yet lets other transactions
+        # insert rows that merely reference it (a closure arriving while a day is posted).
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
+    row = session.scalars(query).one_or_none()
+    if row is None:
+        raise RefusedError(f"unknown client {client_id!r}")
+    return row
+
+
+def _day_row(
+    session: Session, client_id: str, business_date: date, *, now: datetime
+) -> ClientDayRow:
+    """The client-day row, created in state ``received`` if missing, locked for update."""
+    session.execute(
+        _insert(session, ClientDayRow)
+        .values(
+            client_id=client_id,
+            business_date=business_date,
+            state="received",
+            messages=[],
+            warnings=[],
+            attempts=0,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["client_id", "business_date"])
+    )
+    return session.scalars(
+        select(ClientDayRow)
+        .where(ClientDayRow.client_id == client_id, ClientDayRow.business_date == business_date)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _lock(session: Session, client_id: str, business_date: date, *, now: datetime) -> ClientDayRow:
+    # Always the client row first, then the day row: one lock order, no deadlock.
+    _client_row(session, client_id, for_update=True)
+    return _day_row(session, client_id, business_date, now=now)
+
+
+def _check_postable(entry: Entry, business_date: date) -> None:
+    if entry.date != business_date:
+        raise ValueError(f"an entry dated {entry.date} cannot be posted on {business_date}")
+    if not entry.lines:
+        raise ValueError(f"entry {entry.piece_ref} has no lines")
+    if not entry.is_balanced:
+        raise ValueError(
+            f"entry {entry.piece_ref} is not balanced: "
+            f"debit {entry.total_debit} ≠ credit {entry.total_credit}"
+        )
+
+
+def _reversal_of(original: EntryRow) -> Entry:
+    return Entry(
+        journal=original.journal,
+        journal_label=original.journal_label,
+        date=original.business_date,
+        piece_ref=original.piece_ref,
+        label=f"Extourne de l'écriture n°{original.number} - {original.label}",
+        lines=tuple(
+            EntryLine(line.account, line.account_label, line.label, line.credit, line.debit)
+            for line in original.lines
+        ),
+    )
+
+
+def _write_entry(
+    session: Session,
+    client_id: str,
+    entry: Entry,
+    *,
+    kind: EntryKind,
+    closure_id: int,
+    reverses_id: int | None,
+    now: datetime,
+) -> EntryRow:
+    # Gapless: the caller holds the client's lock, so nobody else numbers in between.
+    last = session.execute(
+        select(func.coalesce(func.max(EntryRow.number), 0)).where(
+            EntryRow.client_id == client_id, EntryRow.journal == entry.journal
+        )
+    ).scalar_one()
+    revisions = session.execute(
+        select(func.count()).where(
+            EntryRow.client_id == client_id,
+            EntryRow.business_date == entry.date,
+            EntryRow.kind == kind,
+        )
+    ).scalar_one()
+    row = EntryRow(
+        client_id=client_id,
+        business_date=entry.date,
+        journal=entry.journal,
+        journal_label=entry.journal_label,
+        number=last + 1,
+        piece_ref=entry.piece_ref,
+        label=entry.label,
+        kind=kind,
+        revision=revisions + 1,
+        closure_id=closure_id,
+        reverses_id=reverses_id,
+        posted_at=now,
+        lines=[
+            EntryLineRow(
+                line_no=line_no,
+                account=line.account,
+                account_label=line.account_label,
+                label=line.label,
+                debit=line.debit,
+                credit=line.credit,
+            )
+            for line_no, line in enumerate(entry.lines, start=1)
+        ],
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _stored_entries(session: Session, *conditions: ColumnElement[bool]) -> list[StoredEntry]:
+    reversed_entry = aliased(EntryRow)
+    rows = session.execute(
+        select(EntryRow, reversed_entry.number)
+        .outerjoin(reversed_entry, reversed_entry.id == EntryRow.reverses_id)
+        .where(*conditions)
+        .order_by(EntryRow.journal, EntryRow.number)
+        .options(selectinload(EntryRow.lines))
+    )
+    return [
+        StoredEntry(
+            id=row.id,
+            number=row.number,
+            kind=row.kind,
+            posted_at=row.posted_at,
+            closure_id=row.closure_id,
+            reverses_number=reverses_number,
+            entry=_entry_of(row),
+        )
+        for row, reverses_number in rows
+    ]
+
+
+def _entry_of(row: EntryRow) -> Entry:
+    return Entry(
+        journal=row.journal,
+        journal_label=row.journal_label,
+        date=row.business_date,
+        piece_ref=row.piece_ref,
+        label=row.label,
+        lines=tuple(
+            EntryLine(line.account, line.account_label, line.label, line.debit, line.credit)
+            for line in row.lines
+        ),
+    )
+
+
+def _client_record(row: ClientRow) -> ClientRecord:
+    return ClientRecord(
+        client_id=row.client_id,
+        name=row.name,
+        integration_id=row.integration_id,
+        activated_on=row.activated_on,
+        territory=Territory(row.territory),
+        timezone=row.timezone,
+        run_hour=row.run_hour,
+        active=row.active,
+        account_overrides=MappingProxyType(dict(row.account_overrides)),
+        created_at=row.created_at,
+    )
+
+
+def _day_record(row: ClientDayRow) -> DayRecord:
+    return DayRecord(
+        client_id=row.client_id,
+        business_date=row.business_date,
+        state=row.state,
+        closure_id=row.closure_id,
+        entry_id=row.entry_id,
+        attempts=row.attempts,
+    )
+
+
+def _finding(item: Mapping[str, Any]) -> Finding:
+    return Finding(Category(item["category"]), item["rule"], item["field"], item["message"])

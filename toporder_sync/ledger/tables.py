@@ -1,0 +1,255 @@
+"""The ledger's tables as typed ORM classes, and the column types that keep them exact.
+
+These classes describe the schema that migration ``0001`` creates; they never create it
+(``db.upgrade`` does, through Alembic). A test compares them with the migrated database.
+
+Three column types carry the ledger's guarantees on both SQLite and PostgreSQL:
+
+* ``Money``: ``numeric(14, 2)`` on PostgreSQL. SQLite has no exact decimal type (a NUMERIC
+  column stores a binary REAL, and SQLAlchemy's ``Numeric`` goes through a float to get
+  there), so there an amount is stored as integer cents. Either way Python only ever sees a
+  two-decimal ``Decimal``, and a float or a sub-cent value is rejected, never coerced.
+* ``UtcDateTime``: refuses naive datetimes, stores UTC, always gives back an aware UTC datetime
+  (SQLite would otherwise drop the offset silently).
+* ``ExactText``: compares and sorts by bytes, for payment-method names ("Carte Bancaire" and
+  "carte bancaire" are two methods). SQLite's default BINARY collation already does; on
+  PostgreSQL the column gets the "C" collation, whatever the database's default collation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Literal, get_args
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+from toporder_sync.core.errors import Category
+from toporder_sync.core.model import MatchRule, Territory
+from toporder_sync.core.money import MoneyTypeError, require_money
+
+# "empty": a closure with no sales, no payment, nothing at all to post (a day closed idle).
+DayState = Literal["received", "posted", "flagged", "refused", "missing", "empty"]
+EntryKind = Literal["entry", "reversal"]
+
+# Numeric(14, 2) holds at most 12 integer digits; SQLite would store more, so both refuse them.
+MONEY_LIMIT = Decimal("1000000000000")
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact amount in euros and cents (see the module docstring)."""
+
+    impl = Numeric(14, 2, asdecimal=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return super().load_dialect_impl(dialect)
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Decimal | int | None:
+        if value is None:
+            return None
+        amount = require_money(value)
+        if abs(amount) >= MONEY_LIMIT:
+            raise MoneyTypeError(f"amount {amount} does not fit numeric(14, 2)")
+        return int(amount.scaleb(2)) if dialect.name == "sqlite" else amount
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2)
+        return require_money(value)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant, stored in UTC (see the module docstring)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the ledger stores instants, give a zone")
+        instant = value.astimezone(UTC)
+        return instant.replace(tzinfo=None) if dialect.name == "sqlite" else instant
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+ExactText = Text().with_variant(Text(collation="C"), "postgresql")
+
+# Deterministic constraint names, identical on every backend (migration 0001 spells them out).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TERRITORIES = tuple(t.value for t in Territory)
+DAY_STATES: tuple[DayState, ...] = get_args(DayState)
+ERROR_CATEGORIES = (Category.POS.value, Category.LEDGER.value)
+ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
+MATCH_RULES = tuple(r.value for r in MatchRule)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    """SQL text of a CHECK that ``column`` holds one of ``values``."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+    __table_args__ = (CheckConstraint(_one_of("territory", TERRITORIES), name="territory"),)
+
+    client_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    integration_id: Mapped[str] = mapped_column(String(64), unique=True)
+    activated_on: Mapped[date] = mapped_column(Date)
+    territory: Mapped[str] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64))
+    run_hour: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool]
+    account_overrides: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MappingRow(Base):
+    __tablename__ = "mappings"
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    method: Mapped[str] = mapped_column(ExactText, primary_key=True)
+    account: Mapped[str] = mapped_column(String(12))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ClosureRow(Base):
+    __tablename__ = "closures"
+    __table_args__ = (
+        UniqueConstraint("client_id", "sha256"),
+        Index(None, "client_id", "business_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"))
+    business_date: Mapped[date] = mapped_column(Date)
+    sha256: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closure_number: Mapped[int | None] = mapped_column(Integer)
+    establishment_id: Mapped[str | None] = mapped_column(Text)
+    perpetual_total: Mapped[Decimal | None] = mapped_column(Money)
+
+
+class EntryRow(Base):
+    __tablename__ = "entries"
+    __table_args__ = (
+        UniqueConstraint("client_id", "journal", "number"),
+        # The n-th entry (or reversal) of a client-day exists once: two runs of one day that
+        # both got past the locks still cannot both post.
+        UniqueConstraint("client_id", "business_date", "kind", "revision"),
+        CheckConstraint(_one_of("kind", ENTRY_KINDS), name="kind"),
+        CheckConstraint("number >= 1", name="number"),
+        Index(None, "client_id", "business_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"))
+    business_date: Mapped[date] = mapped_column(Date)
+    journal: Mapped[str] = mapped_column(String(8))
+    journal_label: Mapped[str] = mapped_column(Text)
+    number: Mapped[int] = mapped_column(Integer)
+    piece_ref: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)
+    kind: Mapped[EntryKind] = mapped_column(String(8))
+    revision: Mapped[int] = mapped_column(Integer)
+    closure_id: Mapped[int] = mapped_column(ForeignKey("closures.id"))
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"), unique=True)
+    posted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    lines: Mapped[list[EntryLineRow]] = relationship(order_by="EntryLineRow.line_no")
+
+
+class EntryLineRow(Base):
+    __tablename__ = "entry_lines"
+    __table_args__ = (
+        UniqueConstraint("entry_id", "line_no"),
+        CheckConstraint("debit >= 0 AND credit >= 0 AND (debit = 0) <> (credit = 0)", name="side"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    account: Mapped[str] = mapped_column(String(12))
+    account_label: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(Text)
+    debit: Mapped[Decimal] = mapped_column(Money)
+    credit: Mapped[Decimal] = mapped_column(Money)
+
+
+class ClientDayRow(Base):
+    __tablename__ = "client_days"
+    __table_args__ = (
+        CheckConstraint(_one_of("state", DAY_STATES), name="state"),
+        CheckConstraint(
+            f"error_category IS NULL OR {_one_of('error_category', ERROR_CATEGORIES)}",
+            name="error_category",
+        ),
+    )
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    business_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    state: Mapped[DayState] = mapped_column(String(16))
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    messages: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    warnings: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    closure_id: Mapped[int | None] = mapped_column(ForeignKey("closures.id"))
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MethodSeenRow(Base):
+    __tablename__ = "methods_seen"
+    __table_args__ = (CheckConstraint(_one_of("rule", MATCH_RULES), name="rule"),)
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    name: Mapped[str] = mapped_column(ExactText, primary_key=True)
+    first_seen: Mapped[date] = mapped_column(Date)
+    last_seen: Mapped[date] = mapped_column(Date)
+    account: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,124 @@
+"""Ledger-side operations of a client-day, each one database transaction.
+
+This is the glue between the pure core and the SQL ledger, used alike by the Prefect tasks and
+the command line: receiving a closure, admitting a day, posting an entry, flagging a day. Every
+function opens and commits its own transaction (``session_scope``); the repository functions it
+calls never commit, so a failure anywhere leaves nothing half written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Engine
+
+from toporder_sync.core import calendar
+from toporder_sync.core.closure import load_document, route
+from toporder_sync.core.errors import Category, Finding, RefusedError, refused
+from toporder_sync.core.model import ClientSettings, Entry, MethodMatch, PreviousClosure
+from toporder_sync.ledger import repository
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.ledger.tables import DayState
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    client_id: str
+    business_date: date
+    closure_id: int
+    created: bool
+    sha256: str
+
+
+def receive(engine: Engine, raw: bytes, source: str, *, now: datetime) -> Received:
+    """Store a delivered closure in its client's inbox, raw and untouched.
+
+    Refused, with nothing stored: a document that is not strict JSON or cannot be routed
+    (``ClosureRejected``), an unknown integration identifier, a day before activation
+    (``RefusedError``). Everything else about the closure is checked when its day is run, so
+    that the day is flagged with the right category and Toporder is told.
+    """
+    routing = route(load_document(raw, source), source)
+    with session_scope(engine) as session:
+        client = repository.client_by_integration_id(session, routing.integration_id)
+        if client is None:
+            raise RefusedError(f"{source}: unknown integration identifier; nothing stored")
+        if routing.business_date < client.activated_on:
+            raise RefusedError(
+                f"{source}: {routing.business_date} is before {client.client_id}'s activation "
+                f"date {client.activated_on}: sales dated before activation are never received"
+            )
+        stored = repository.store_closure(
+            session, client.client_id, business_date=routing.business_date, raw=raw,
+            closure_number=routing.number, establishment_id=routing.establishment_id,
+            perpetual_total=routing.perpetual_total, now=now,
+        )
+    return Received(client.client_id, routing.business_date, stored.closure_id, stored.created,
+                    stored.sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    client: ClientRecord
+    settings: ClientSettings
+    refusal: str | None
+
+
+def admit(engine: Engine, client_id: str, business_date: date, *, now: datetime,
+          flow_run_id: str | None = None) -> Admission:
+    """Load the client and decide whether the day may run; a refusal is recorded."""
+    with session_scope(engine) as session:
+        client = repository.get_client(session, client_id)
+        settings = repository.client_settings(session, client_id)
+        reason = calendar.refusal(business_date, activated_on=client.activated_on,
+                                  timezone=client.timezone, now=now)
+        if reason is not None:
+            repository.record_day(
+                session, client_id, business_date, state="refused", error_category=None,
+                messages=[refused("refused", "business_date", reason)], warnings=[],
+                closure_id=None, flow_run_id=flow_run_id, now=now,
+            )
+    return Admission(client, settings, reason)
+
+
+def previous_closure(engine: Engine, client_id: str, establishment_id: str,
+                     business_date: date) -> PreviousClosure | None:
+    with session_scope(engine) as session:
+        return repository.previous_closure(session, client_id, establishment_id, business_date)
+
+
+def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int, entry: Entry,
+         matches: Sequence[MethodMatch], warnings: Sequence[Finding], now: datetime,
+         flow_run_id: str | None = None) -> PostResult:
+    """Post the day's entry (reversing a different one already posted), in one transaction."""
+    with session_scope(engine) as session:
+        repository.lock_client_day(session, client_id, business_date, now=now)
+        repository.record_methods_seen(session, client_id, business_date, matches)
+        result = repository.post_entry(session, client_id, business_date,
+                                       closure_id=closure_id, entry=entry, now=now)
+        repository.record_day(
+            session, client_id, business_date, state="posted", error_category=None,
+            messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
+            now=now,
+        )
+    return result
+
+
+def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState,
+         error_category: Category | None, findings: Sequence[Finding], closure_id: int | None,
+         matches: Sequence[MethodMatch] = (), now: datetime,
+         flow_run_id: str | None = None) -> None:
+    """Record a day that is not posted (flagged or missing), with the methods it showed."""
+    with session_scope(engine) as session:
+        repository.lock_client_day(session, client_id, business_date, now=now)
+        if matches:
+            repository.record_methods_seen(session, client_id, business_date, matches)
+        repository.record_day(
+            session, client_id, business_date, state=state, error_category=error_category,
+            messages=[f for f in findings if f.is_error],
+            warnings=[f for f in findings if not f.is_error],
+            closure_id=closure_id, flow_run_id=flow_run_id, now=now,
+        )
