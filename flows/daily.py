@@ -15,12 +15,12 @@ from typing import Any
 from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
-from toporder_sync.tasks import daily as t
 
 from toporder_sync import report
 from toporder_sync.core.errors import Category, Finding, error_category, pos_error
 from toporder_sync.core.model import MethodMatch
 from toporder_sync.sources import FetchedClosure
+from toporder_sync.tasks import daily as t
 
 STATE_NAMES = {
     Category.POS: "POS data error",

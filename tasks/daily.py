@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 from prefect.artifacts import acreate_markdown_artifact
-from toporder_sync.tasks.runtime import current_flow_run_id, engine, ledger_task, now
 
 from toporder_sync import report, service
 from toporder_sync.core import pipeline
@@ -15,6 +14,7 @@ from toporder_sync.core.model import ClientSettings, Closure, Entry, MethodMatch
 from toporder_sync.ledger.repository import PostResult
 from toporder_sync.ledger.tables import DayState
 from toporder_sync.sources import FetchedClosure, InboxSource
+from toporder_sync.tasks.runtime import current_flow_run_id, engine, ledger_task, now
 
 
 @ledger_task(name="admit")

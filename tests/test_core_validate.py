@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from pandera.errors import SchemaErrors
 from samples import encode, sample_document
-from toporder_sync.schemas import SalesTable
 
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.errors import Category, Finding
 from toporder_sync.core.model import PreviousClosure, Territory
 from toporder_sync.core.validate import validate_closure, validate_entry_lines
+from toporder_sync.schemas import SalesTable
 
 Doc = dict[str, Any]
 

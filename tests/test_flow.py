@@ -19,13 +19,13 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskR
 from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 from samples import encode, sample_document
-from toporder_sync.flows.daily import post_client_day
-from toporder_sync.tasks.runtime import only_transient
 
 from toporder_sync import service
 from toporder_sync.core.errors import TransientError
+from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
+from toporder_sync.tasks.runtime import only_transient
 
 pytestmark = pytest.mark.prefect
 
