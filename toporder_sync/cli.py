@@ -9,6 +9,7 @@ Prefect is imported only by the commands that run flows, so that the others answ
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -267,6 +268,8 @@ def export_fec(client: str, date_from: date, date_to: date, out: Path) -> None:
               help="Where the demo ledger and FEC files go (its ledger is recreated).")
 def demo(directory: Path) -> None:
     """A week of simulated closures for a few demo clients, posted through the flows."""
+    # The demo prints its own account of every day; Prefect's per-task INFO lines would bury it.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from toporder_sync.demo import run_demo
 
     run_demo(directory)
