@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
@@ -33,7 +35,28 @@ def engine() -> Engine:
 
 
 def now() -> datetime:
+    """The clock of every task and flow decision; tests replace it."""
     return datetime.now(UTC)
+
+
+def scheduled_start() -> datetime:
+    """When the current flow run was scheduled to start (now, for a run started by hand)."""
+    start = flow_run.get_scheduled_start_time()
+    return datetime.fromtimestamp(start.timestamp(), UTC)
+
+
+async def label_run(name: str | None, tags: list[str]) -> None:
+    """Rename the current flow run and add ``tags`` it lacks, in one API call (or none)."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return
+    current = list(flow_run.get_tags())
+    missing = [tag for tag in tags if tag not in current]
+    if name is None and not missing:
+        return
+    async with get_client() as client:
+        await client.update_flow_run(UUID(run_id), name=name,
+                                     tags=[*current, *missing] if missing else None)
 
 
 def current_flow_run_id() -> str | None:

@@ -36,6 +36,7 @@ def test_activation_records_every_setting(engine: Engine, now: datetime) -> None
             territory="dom",
             timezone="America/Martinique",
             run_hour=7,
+            deadline_hour=14,
             now=now,
         )
     with session_scope(engine) as session:
@@ -49,6 +50,7 @@ def test_activation_records_every_setting(engine: Engine, now: datetime) -> None
         territory=Territory.DOM,
         timezone="America/Martinique",
         run_hour=7,
+        deadline_hour=14,
         active=True,
         account_overrides={},
         created_at=now,
@@ -61,10 +63,11 @@ def test_activation_defaults_to_metropole_paris_at_six(engine: Engine, now: date
         client = activate_client(
             session, "petit-zinc", name="Le Petit Zinc", activated_on=ACTIVATED_ON, now=now
         )
-    assert (client.territory, client.timezone, client.run_hour) == (
+    assert (client.territory, client.timezone, client.run_hour, client.deadline_hour) == (
         Territory.METROPOLE,
         "Europe/Paris",
         6,
+        12,
     )
 
 
@@ -103,6 +106,7 @@ def test_integration_ids_are_unique_and_unguessable(engine: Engine, now: datetim
         ("petit-zinc", {"timezone": "Paris"}, "timezone"),
         ("petit-zinc", {"timezone": "Europe"}, "timezone"),
         ("petit-zinc", {"run_hour": 24}, "run_hour"),
+        ("petit-zinc", {"deadline_hour": -1}, "deadline_hour"),
     ],
 )
 def test_bad_activation_settings_are_configuration_errors_naming_the_field(

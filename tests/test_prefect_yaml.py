@@ -1,4 +1,4 @@
-"""prefect.yaml declares the client-day flow at an entrypoint Prefect can load."""
+"""prefect.yaml declares the three deployments at entrypoints Prefect can load, none scheduled."""
 
 from __future__ import annotations
 
@@ -7,16 +7,31 @@ from pathlib import Path
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
-from toporder_sync.flows.daily import post_client_day
-
 REPO = Path(__file__).resolve().parent.parent
 
+EXPECTED = {
+    # deployment name: (flow name, parameters)
+    "client-day": ("post-client-day", {"client_id", "business_date"}),
+    "catch-up": ("catch-up", {"date_from", "date_to", "clients", "concurrency"}),
+    "dispatch-daily": ("dispatch-daily", {"timezone", "hour", "concurrency"}),
+}
 
-def test_every_deployment_entrypoint_loads_the_flow() -> None:
+
+def test_every_deployment_entrypoint_loads_its_flow() -> None:
     project = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
-    [deployment] = project["deployments"]
-    assert deployment["work_pool"]["name"] == "toporder-sync"
-    path, name = deployment["entrypoint"].split(":")
-    flow = load_flow_from_entrypoint(f"{REPO / path}:{name}")
-    assert flow.name == post_client_day.name == "post-client-day"
-    assert set(flow.parameters.properties) == {"client_id", "business_date"}
+    deployments = {d["name"]: d for d in project["deployments"]}
+    assert set(deployments) == set(EXPECTED)
+    for name, deployment in deployments.items():
+        assert deployment["work_pool"]["name"] == "toporder-sync"
+        path, function = deployment["entrypoint"].split(":")
+        flow = load_flow_from_entrypoint(f"{REPO / path}:{function}")
+        flow_name, parameters = EXPECTED[name]
+        assert flow.name == flow_name
+        assert set(flow.parameters.properties) == parameters
+
+
+def test_no_schedule_is_declared_in_the_file() -> None:
+    # `toporder-sync schedules sync` owns the schedules; a `schedules` key here would make every
+    # `prefect deploy` replace them.
+    project = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    assert all("schedules" not in d and "schedule" not in d for d in project["deployments"])

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done (for ``run``: the day is posted); 1 the day is flagged (POS or ledger-side
 error) or a closure was refused; 2 bad usage or configuration; 3 the day was refused (before
-activation, not over yet); 4 no closure was received for the day.
+activation, not over yet); 4 no closure was received for the day. ``rerun`` of several days
+exits with the worst of them: refused, then flagged, then missing.
 Prefect is imported only by the commands that run flows, so that the others answer at once.
 """
 
@@ -13,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,11 +22,13 @@ import click
 from sqlalchemy import Engine
 
 from toporder_sync import service
+from toporder_sync.cli_schedules import schedules
 from toporder_sync.core.errors import ClosureRejected, ConfigurationError, RefusedError
 from toporder_sync.core.model import Territory
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_REFUSED, EXIT_USAGE, run_days
+from toporder_sync.ledger.tables import ERROR_CATEGORIES
+from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, run_days
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,33 +95,82 @@ def clients() -> None:
               default=Territory.METROPOLE.value, show_default=True,
               help="Fixes the VAT rates in force.")
 @click.option("--timezone", default="Europe/Paris", show_default=True, help="IANA timezone.")
+@click.option("--run-hour", type=click.IntRange(0, 23), default=6, show_default=True,
+              help="Local hour of the daily run (it processes the previous business day).")
+@click.option("--deadline-hour", type=click.IntRange(0, 23), default=12, show_default=True,
+              help="Local hour, the day after the business day, until which a missing closure "
+                   "is waited for before the day is flagged missing.")
 def clients_activate(client: str, name: str, activated_on: date, territory: str,
-                     timezone: str) -> None:
+                     timezone: str, run_hour: int, deadline_hour: int) -> None:
     """Activate CLIENT; prints its integration identifier alone on the last line.
 
     Give that identifier to Toporder: every closure it sends carries it.
     """
     with _errors(), session_scope(_engine()) as session:
         record = repository.activate_client(session, client, name=name, activated_on=activated_on,
-                                            territory=territory, timezone=timezone, now=_now())
+                                            territory=territory, timezone=timezone,
+                                            run_hour=run_hour, deadline_hour=deadline_hour,
+                                            now=_now())
     click.echo(f"activated {record.client_id} ({record.name}) from {record.activated_on}, "
-               f"{record.territory}, {record.timezone}; integration identifier:")
+               f"{record.territory}, {record.timezone}, daily run at {record.run_hour:02d}:00, "
+               f"closure waited for until {record.deadline_hour:02d}:00; integration identifier:")
     click.echo(record.integration_id)
 
 
 @clients.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def clients_list(as_json: bool) -> None:
-    """List clients with their activation date, territory and timezone."""
+    """List clients: activation date, territory, timezone, run and deadline hours, active."""
     with session_scope(_engine()) as session:
         records = repository.list_clients(session)
     rows = [{"client": r.client_id, "name": r.name, "activated_on": r.activated_on.isoformat(),
-             "territory": r.territory, "timezone": r.timezone, "active": r.active}
+             "territory": r.territory, "timezone": r.timezone, "run_hour": r.run_hour,
+             "deadline_hour": r.deadline_hour, "active": r.active}
             for r in records]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    _table(rows, ["client", "name", "activated_on", "territory", "timezone"])
+    _table([{**row, "active": "yes" if row["active"] else "no"} for row in rows],
+           ["client", "name", "activated_on", "territory", "timezone", "run_hour",
+            "deadline_hour", "active"])
+
+
+@clients.command("set-schedule")
+@click.argument("client")
+@click.option("--timezone", default=None, help="IANA timezone.")
+@click.option("--run-hour", type=click.IntRange(0, 23), default=None,
+              help="Local hour of the daily run.")
+@click.option("--deadline-hour", type=click.IntRange(0, 23), default=None,
+              help="Local hour, the day after the business day, until which a missing closure "
+                   "is waited for.")
+def clients_set_schedule(client: str, timezone: str | None, run_hour: int | None,
+                         deadline_hour: int | None) -> None:
+    """Change when CLIENT's days run; then `schedules sync` moves its schedule."""
+    if timezone is None and run_hour is None and deadline_hour is None:
+        raise click.UsageError("give at least one of --timezone, --run-hour, --deadline-hour")
+    with _errors(), session_scope(_engine()) as session:
+        record = repository.set_schedule(session, client, timezone=timezone, run_hour=run_hour,
+                                         deadline_hour=deadline_hour)
+    click.echo(f"{record.client_id}: daily run at {record.run_hour:02d}:00 {record.timezone}, "
+               f"closure waited for until {record.deadline_hour:02d}:00")
+
+
+@clients.command("deactivate")
+@click.argument("client")
+def clients_deactivate(client: str) -> None:
+    """Stop scheduling CLIENT's days (its ledger is kept; `clients reactivate` undoes it)."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.deactivate_client(session, client)
+    click.echo(f"{client}: deactivated")
+
+
+@clients.command("reactivate")
+@click.argument("client")
+def clients_reactivate(client: str) -> None:
+    """Schedule CLIENT's days again after `clients deactivate`."""
+    with _errors(), session_scope(_engine()) as session:
+        repository.reactivate_client(session, client)
+    click.echo(f"{client}: active")
 
 
 @clients.command("set-account")
@@ -210,11 +262,58 @@ def run(client: str, business_date: date) -> None:
     sys.exit(result.exit_code)
 
 
-@main.command("status")
+@main.command("rerun")
 @click.argument("client")
+@click.option("--from", "date_from", required=True, callback=_day, help="First day YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, callback=_day, help="Last day YYYY-MM-DD.")
+def rerun(client: str, date_from: date, date_to: date) -> None:
+    """Run CLIENT's days from --from to --to, one flow run per day, oldest first.
+
+    Each day is idempotent (an unchanged day stays as it is) and days before the activation are
+    refused by the flow. Exit 0 when every day is posted (or had nothing to post); otherwise 3
+    if a day was refused, else 1 if one was flagged, else 4 if a closure is missing.
+    """
+    if date_to < date_from:
+        raise click.UsageError(f"--to {date_to} is before --from {date_from}")
+    with _errors(), session_scope(_engine()) as session:
+        repository.get_client(session, client)
+    days = [(client, date_from + timedelta(days=n))
+            for n in range((date_to - date_from).days + 1)]
+    with click.progressbar(length=len(days), label=f"{client}: {len(days)} day(s)",
+                           file=sys.stderr) as bar:
+        results = run_days(days, progress=lambda _done: bar.update(1))
+    for result in results:
+        click.echo(f"{result.client_id} {result.business_date}: {result.state_name}"
+                   + (f": {result.message}" if result.message else ""))
+    sys.exit(_worst_exit_code([result.exit_code for result in results]))
+
+
+def _worst_exit_code(codes: list[int]) -> int:
+    """The exit code of a batch of days: refused, then flagged, then missing outrank success."""
+    for code in (EXIT_REFUSED, EXIT_FLAGGED, EXIT_MISSING):
+        if code in codes:
+            return code
+    return max(codes, default=0)
+
+
+@main.command("status")
+@click.argument("client", required=False)
+@click.option("--date", "business_date", callback=_day,
+              help="A business day YYYY-MM-DD: every client's state that day (instead of CLIENT).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(client: str, as_json: bool) -> None:
-    """One line per business day of CLIENT: state, category, messages, warnings."""
+def status(client: str | None, business_date: date | None, as_json: bool) -> None:
+    """One line per business day of CLIENT, or one line per client for the day --date.
+
+    Give CLIENT or --date, not both: state, category, messages, warnings.
+    """
+    usage = "give either CLIENT or --date YYYY-MM-DD (exactly one of them)"
+    if client is not None and business_date is not None:
+        raise click.UsageError(usage)
+    if business_date is not None:
+        _fleet_status(business_date, as_json)
+        return
+    if client is None:
+        raise click.UsageError(usage)
     with _errors(), session_scope(_engine()) as session:
         repository.get_client(session, client)
         days = repository.day_statuses(session, client)
@@ -234,6 +333,54 @@ def status(client: str, as_json: bool) -> None:
              "detail": "; ".join(f.message for f in (*d.messages, *d.warnings))[:110]}
             for d in days],
            ["business_date", "state", "error_category", "entry", "detail"])
+
+
+def _fleet_status(business_date: date, as_json: bool) -> None:
+    with session_scope(_engine()) as session:
+        fleet = repository.fleet_status(session, business_date)
+    counts = fleet_counts(fleet)
+    if as_json:
+        click.echo(json.dumps({
+            "business_date": business_date.isoformat(),
+            "counts": counts,
+            "clients": [{
+                "client_id": f.client_id, "territory": f.territory.value, "state": f.state,
+                "error_category": f.error_category,
+                "messages": [m.as_dict() for m in f.messages],
+                "warnings": [w.as_dict() for w in f.warnings],
+            } for f in fleet],
+        }, ensure_ascii=False, indent=2))
+        return
+    _table([{"client": f.client_id, "territory": f.territory.value, "state": f.state,
+             "error_category": f.error_category or "",
+             "detail": "; ".join(m.message for m in (*f.messages, *f.warnings))[:110]}
+            for f in fleet],
+           ["client", "territory", "state", "error_category", "detail"])
+    parts = []
+    for key, count in counts.items():
+        if not count or key == "clients" or key.startswith("flagged_"):
+            continue
+        if key == "flagged":
+            by_category = ", ".join(f"{counts[f'flagged_{c}']} {c}" for c in ERROR_CATEGORIES
+                                    if counts[f"flagged_{c}"])
+            parts.append(f"{count} flagged" + (f" ({by_category})" if by_category else ""))
+        else:
+            parts.append(f"{count} {key.replace('_', ' ')}")
+    click.echo(f"{business_date}: {counts['clients']} client(s)"
+               + (f": {', '.join(parts)}" if parts else ""))
+
+
+def fleet_counts(fleet: list[repository.FleetDay]) -> dict[str, int]:
+    """Clients per state of one day, flagged days also per category (``flagged_pos``…)."""
+    keys = ["posted", "empty", "flagged", *(f"flagged_{c}" for c in ERROR_CATEGORIES),
+            "refused", "missing", "waiting", "received", "not_run"]
+    counts = dict.fromkeys(["clients", *keys], 0)
+    counts["clients"] = len(fleet)
+    for day in fleet:
+        counts[day.state] = counts.get(day.state, 0) + 1
+        if day.state == "flagged" and day.error_category is not None:
+            counts[f"flagged_{day.error_category.value}"] += 1
+    return counts
 
 
 # --- exports ---------------------------------------------------------------------------------
@@ -273,6 +420,9 @@ def demo(directory: Path) -> None:
     from toporder_sync.demo import run_demo
 
     run_demo(directory)
+
+
+main.add_command(schedules)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

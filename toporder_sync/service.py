@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -122,3 +122,18 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
             warnings=[f for f in findings if not f.is_error],
             closure_id=closure_id, flow_run_id=flow_run_id, now=now,
         )
+
+
+def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: datetime,
+          lease: timedelta) -> bool:
+    """Hold the client-day for flow run ``run_id`` until ``now + lease``, in a transaction of its
+    own; False when another live run holds it (see ``repository.claim_day``)."""
+    with session_scope(engine) as session:
+        return repository.claim_day(session, client_id, day, run_id=run_id, now=now,
+                                    lease=lease)
+
+
+def release(engine: Engine, client_id: str, day: date, *, run_id: str) -> None:
+    """Let go of the client-day if ``run_id`` holds it (nothing happens otherwise)."""
+    with session_scope(engine) as session:
+        repository.release_day(session, client_id, day, run_id=run_id)

@@ -30,3 +30,15 @@ def refusal(business_date: date, *, activated_on: date, timezone: str, now: date
 def previous_business_day(scheduled: datetime, timezone: str) -> date:
     """The day a daily run processes: the day before its scheduled time, in the client's zone."""
     return scheduled.astimezone(ZoneInfo(timezone)).date() - timedelta(days=1)
+
+
+def closure_deadline(business_date: date, timezone: str, deadline_hour: int) -> datetime:
+    """Until when a missing closure is waited for: ``deadline_hour`` local time the next day."""
+    return datetime.combine(business_date + timedelta(days=1), time(deadline_hour),
+                            tzinfo=ZoneInfo(timezone))
+
+
+def awaiting_closure(business_date: date, *, timezone: str, deadline_hour: int,
+                     now: datetime) -> bool:
+    """Whether a day without a closure is still waited for rather than flagged missing."""
+    return now < closure_deadline(business_date, timezone, deadline_hour)

@@ -11,6 +11,9 @@ Promises:
   follow each other without gaps per client and journal.
 * Two processes posting the same client-day serialize on ``lock_client_day``: the second one
   finds the entry the first one wrote and reports it ``unchanged``.
+* A client-day is held by at most one flow run at a time (``claim_day``): the claim is a
+  conditional UPDATE of the day row, decided by the database (a row lock on PostgreSQL, the
+  write lock of BEGIN IMMEDIATE on SQLite), with a lease so that a crashed run lets go.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import available_timezones
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -69,6 +72,7 @@ class ClientRecord:
     territory: Territory
     timezone: str
     run_hour: int
+    deadline_hour: int
     active: bool
     account_overrides: Mapping[str, str]
     created_at: datetime
@@ -132,6 +136,18 @@ class DayStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetDay:
+    """One client's business day, as seen across the fleet (``not_run``: no day row yet)."""
+
+    client_id: str
+    territory: Territory
+    state: DayState | Literal["not_run"]
+    error_category: Category | None
+    messages: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEntry:
     id: int
     number: int
@@ -154,6 +170,7 @@ def activate_client(
     territory: Territory | str = Territory.METROPOLE,
     timezone: str = "Europe/Paris",
     run_hour: int = 6,
+    deadline_hour: int = 12,
     now: datetime,
 ) -> ClientRecord:
     """Register a client and issue its unguessable integration id."""
@@ -170,10 +187,7 @@ def activate_client(
         raise ConfigurationError(
             f"territory {territory!r} is not one of {', '.join(t.value for t in Territory)}"
         ) from None
-    if timezone not in available_timezones():
-        raise ConfigurationError(f"timezone {timezone!r} is not an IANA time zone name")
-    if not 0 <= run_hour <= 23:
-        raise ConfigurationError(f"run_hour {run_hour} is not an hour of the day (0 to 23)")
+    _check_schedule(timezone=timezone, run_hour=run_hour, deadline_hour=deadline_hour)
     insert = _insert(session, ClientRow).values(
         client_id=client_id,
         name=name,
@@ -182,6 +196,7 @@ def activate_client(
         territory=territory.value,
         timezone=timezone,
         run_hour=run_hour,
+        deadline_hour=deadline_hour,
         active=True,
         account_overrides={},
         created_at=now,
@@ -208,6 +223,57 @@ def client_by_integration_id(session: Session, integration_id: str) -> ClientRec
 def list_clients(session: Session) -> list[ClientRecord]:
     rows = session.scalars(select(ClientRow).order_by(ClientRow.client_id))
     return [_client_record(row) for row in rows]
+
+
+def set_schedule(
+    session: Session,
+    client_id: str,
+    *,
+    timezone: str | None = None,
+    run_hour: int | None = None,
+    deadline_hour: int | None = None,
+) -> ClientRecord:
+    """Change when CLIENT's days run (local hour) and wait for a closure; None keeps a value."""
+    _check_schedule(timezone=timezone, run_hour=run_hour, deadline_hour=deadline_hour)
+    row = _client_row(session, client_id, for_update=True)
+    if timezone is not None:
+        row.timezone = timezone
+    if run_hour is not None:
+        row.run_hour = run_hour
+    if deadline_hour is not None:
+        row.deadline_hour = deadline_hour
+    session.flush()
+    return _client_record(row)
+
+
+def deactivate_client(session: Session, client_id: str) -> ClientRecord:
+    """Stop scheduling CLIENT's days; its ledger stays as it is and it can be reactivated."""
+    return _set_active(session, client_id, active=False)
+
+
+def reactivate_client(session: Session, client_id: str) -> ClientRecord:
+    return _set_active(session, client_id, active=True)
+
+
+def due_clients(session: Session, *, timezone: str, hour: int) -> list[ClientRecord]:
+    """The active clients whose daily run is at ``hour`` o'clock in ``timezone``."""
+    rows = session.scalars(
+        select(ClientRow)
+        .where(ClientRow.active, ClientRow.timezone == timezone, ClientRow.run_hour == hour)
+        .order_by(ClientRow.client_id)
+    )
+    return [_client_record(row) for row in rows]
+
+
+def schedule_slots(session: Session) -> list[tuple[str, int]]:
+    """Every distinct (timezone, run hour) of the active clients, sorted: one schedule each."""
+    rows = session.execute(
+        select(ClientRow.timezone, ClientRow.run_hour)
+        .where(ClientRow.active)
+        .distinct()
+        .order_by(ClientRow.timezone, ClientRow.run_hour)
+    )
+    return [(timezone, hour) for timezone, hour in rows]
 
 
 def set_mapping(
@@ -568,7 +634,112 @@ def day_statuses(
     ]
 
 
+def fleet_status(session: Session, business_date: date) -> list[FleetDay]:
+    """Every active client activated on or before ``business_date``, with that day's state."""
+    rows = session.execute(
+        select(ClientRow.client_id, ClientRow.territory, ClientDayRow)
+        .outerjoin(
+            ClientDayRow,
+            (ClientDayRow.client_id == ClientRow.client_id)
+            & (ClientDayRow.business_date == business_date),
+        )
+        .where(ClientRow.active, ClientRow.activated_on <= business_date)
+        .order_by(ClientRow.client_id)
+    )
+    return [
+        FleetDay(client_id, Territory(territory), "not_run", None, (), ())
+        if day is None
+        else FleetDay(
+            client_id=client_id,
+            territory=Territory(territory),
+            state=day.state,
+            error_category=None if day.error_category is None else Category(day.error_category),
+            messages=tuple(_finding(item) for item in day.messages),
+            warnings=tuple(_finding(item) for item in day.warnings),
+        )
+        for client_id, territory, day in rows
+    ]
+
+
+# --- claims -----------------------------------------------------------------------------
+
+
+def claim_day(
+    session: Session,
+    client_id: str,
+    business_date: date,
+    *,
+    run_id: str,
+    now: datetime,
+    lease: timedelta,
+) -> bool:
+    """Hold the client-day for flow run ``run_id`` until ``now + lease``; False if another holds it.
+
+    The claim is taken when the day is unclaimed, its lease has run out (a run that crashed), or
+    ``run_id`` already holds it (which extends the lease). The day row is created in state
+    ``received`` if missing. One conditional UPDATE decides: on PostgreSQL a concurrent claim
+    waits for this row's lock and then re-evaluates the condition on the committed row; on
+    SQLite BEGIN IMMEDIATE has already serialized the transactions. Commit promptly: the row
+    stays locked until the caller's transaction ends.
+    """
+    if not run_id:
+        raise ValueError("run_id must not be empty")
+    if lease <= timedelta(0):
+        raise ValueError(f"a lease must be positive, not {lease}")
+    _client_row(session, client_id)
+    _ensure_day_row(session, client_id, business_date, now=now)
+    result = session.execute(
+        update(ClientDayRow)
+        .where(
+            ClientDayRow.client_id == client_id,
+            ClientDayRow.business_date == business_date,
+            or_(
+                ClientDayRow.claimed_by.is_(None),
+                ClientDayRow.claimed_until.is_(None),
+                ClientDayRow.claimed_until < now,
+                ClientDayRow.claimed_by == run_id,
+            ),
+        )
+        .values(claimed_by=run_id, claimed_until=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1
+
+
+def release_day(session: Session, client_id: str, business_date: date, *, run_id: str) -> bool:
+    """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
+    result = session.execute(
+        update(ClientDayRow)
+        .where(
+            ClientDayRow.client_id == client_id,
+            ClientDayRow.business_date == business_date,
+            ClientDayRow.claimed_by == run_id,
+        )
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount == 1
+
+
 # --- helpers ----------------------------------------------------------------------------
+
+
+def _check_schedule(
+    *, timezone: str | None, run_hour: int | None, deadline_hour: int | None
+) -> None:
+    if timezone is not None and timezone not in available_timezones():
+        raise ConfigurationError(f"timezone {timezone!r} is not an IANA time zone name")
+    for field, hour in (("run_hour", run_hour), ("deadline_hour", deadline_hour)):
+        if hour is not None and (isinstance(hour, bool) or not 0 <= hour <= 23):
+            raise ConfigurationError(f"{field} {hour} is not an hour of the day (0 to 23)")
+
+
+def _set_active(session: Session, client_id: str, *, active: bool) -> ClientRecord:
+    row = _client_row(session, client_id, for_update=True)
+    row.active = active
+    session.flush()
+    return _client_record(row)
+
 
 
 def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
@@ -590,10 +761,9 @@ def _client_row(session: Session, client_id: str, *, for_update: bool = False) -
     return row
 
 
-def _day_row(
-    session: Session, client_id: str, business_date: date, *, now: datetime
-) -> ClientDayRow:
-    """The client-day row, created in state ``received`` if missing, locked for update."""
+def _ensure_day_row(session: Session, client_id: str, business_date: date, *,
+                    now: datetime) -> None:
+    """Create the client-day row in state ``received`` unless it exists (race-free)."""
     session.execute(
         _insert(session, ClientDayRow)
         .values(
@@ -607,6 +777,13 @@ def _day_row(
         )
         .on_conflict_do_nothing(index_elements=["client_id", "business_date"])
     )
+
+
+def _day_row(
+    session: Session, client_id: str, business_date: date, *, now: datetime
+) -> ClientDayRow:
+    """The client-day row, created in state ``received`` if missing, locked for update."""
+    _ensure_day_row(session, client_id, business_date, now=now)
     return session.scalars(
         select(ClientDayRow)
         .where(ClientDayRow.client_id == client_id, ClientDayRow.business_date == business_date)
@@ -746,6 +923,7 @@ def _client_record(row: ClientRow) -> ClientRecord:
         territory=Territory(row.territory),
         timezone=row.timezone,
         run_hour=row.run_hour,
+        deadline_hour=row.deadline_hour,
         active=row.active,
         account_overrides=MappingProxyType(dict(row.account_overrides)),
         created_at=row.created_at,

@@ -1,7 +1,8 @@
 """The ledger's tables as typed ORM classes, and the column types that keep them exact.
 
-These classes describe the schema that migration ``0001`` creates; they never create it
-(``db.upgrade`` does, through Alembic). A test compares them with the migrated database.
+These classes describe the schema that the migrations (``0001``, then ``0002``) create; they
+never create it (``db.upgrade`` does, through Alembic). A test compares them with the migrated
+database.
 
 Three column types carry the ledger's guarantees on both SQLite and PostgreSQL:
 
@@ -48,7 +49,8 @@ from toporder_sync.core.model import MatchRule, Territory
 from toporder_sync.core.money import MoneyTypeError, require_money
 
 # "empty": a closure with no sales, no payment, nothing at all to post (a day closed idle).
-DayState = Literal["received", "posted", "flagged", "refused", "missing", "empty"]
+# "waiting": no closure yet, and the client's deadline for it has not passed (it may come).
+DayState = Literal["received", "posted", "flagged", "refused", "missing", "empty", "waiting"]
 EntryKind = Literal["entry", "reversal"]
 
 # Numeric(14, 2) holds at most 12 integer digits; SQLite would store more, so both refuse them.
@@ -142,6 +144,9 @@ class ClientRow(Base):
     territory: Mapped[str] = mapped_column(String(16))
     timezone: Mapped[str] = mapped_column(String(64))
     run_hour: Mapped[int] = mapped_column(Integer)
+    # The local hour, on the day after the business day, until which a missing closure is
+    # waited for (migration 0002).
+    deadline_hour: Mapped[int] = mapped_column(Integer, server_default="12")
     active: Mapped[bool]
     account_overrides: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -239,6 +244,9 @@ class ClientDayRow(Base):
     closure_id: Mapped[int | None] = mapped_column(ForeignKey("closures.id"))
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"))
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The flow run holding the day and until when (migration 0002): see repository.claim_day.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 

@@ -1,0 +1,277 @@
+"""The fleet under Prefect's test harness, on a SQLite ledger: catch-up, dispatch, claims,
+scheduled days, waiting for a closure, the flagged-day event and its automation.
+
+Closures come from the simulator and are delivered as Toporder delivers them
+(``service.receive``); the flows' clock is fixed by replacing ``tasks.runtime.now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.blocks.notifications import SlackWebhook
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.flow_engine import run_flow_async
+from prefect.states import Scheduled
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import Engine
+
+from toporder_sync import automations, service
+from toporder_sync.core.simulator import dumps, generate_series
+from toporder_sync.flows.daily import post_client_day
+from toporder_sync.flows.fleet import catch_up, dispatch_daily
+from toporder_sync.ledger import repository
+from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
+from toporder_sync.tasks import daily as t
+from toporder_sync.tasks import runtime
+
+pytestmark = pytest.mark.prefect
+
+NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
+    """Set the flows' clock (fixed at NOW unless a test moves it)."""
+
+    def set_clock(now: datetime) -> None:
+        monkeypatch.setattr(runtime, "now", lambda: now)
+
+    set_clock(NOW)
+    return set_clock
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Engine:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    engine = get_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def activate(engine: Engine, client_id: str, activated_on: date, *, run_hour: int = 6,
+             territory: str = "metropole") -> str:
+    with session_scope(engine) as session:
+        client = repository.activate_client(session, client_id, name=client_id.title(),
+                                            activated_on=activated_on, territory=territory,
+                                            run_hour=run_hour, now=NOW)
+    return client.integration_id
+
+
+def deliver(engine: Engine, integration_id: str, start: date, days: int,
+            faults: dict[date, frozenset[str]] | None = None) -> None:
+    for document in generate_series(integration_id=integration_id, establishment_id="est-1",
+                                    establishment_name="Chez nous", start=start, days=days,
+                                    perpetual_start=Decimal("1000.00"), faults_by_day=faults):
+        service.receive(engine, dumps(document), "simulator", now=NOW)
+
+
+def statuses(engine: Engine, client_id: str) -> dict[date, str]:
+    with session_scope(engine) as session:
+        return {s.business_date: s.state for s in repository.day_statuses(session, client_id)}
+
+
+async def _subflow_runs(parent_id: Any) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+
+
+async def _artifacts(flow_run_id: Any) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+
+
+async def _flagged_events(client_id: str, expected: int) -> list[Any]:
+    """The flagged-day events of a client, as the server stored them (written asynchronously)."""
+    async with get_client() as client:
+        for _ in range(60):
+            page = await client.read_events(limit=50, filter=EventFilter(
+                event=EventNameFilter(name=[t.FLAGGED_EVENT]),
+                resource=EventResourceFilter(id=[f"toporder.client.{client_id}"])))
+            if len(page.events) >= expected:
+                return list(page.events)
+            await asyncio.sleep(0.5)
+    return []
+
+
+def test_catch_up_runs_each_client_day_as_a_subflow_and_summarizes(ledger: Engine) -> None:
+    day1, day2, day3 = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), day1, 3)
+    deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1), territory="corse"), day1, 3,
+            faults={day2: frozenset({"unbalanced"})})
+    deliver(ledger, activate(ledger, "charlie", day2), day2, 2)
+
+    state = asyncio.run(catch_up(day1, day3, concurrency=4, return_state=True))
+
+    assert state.is_completed(), state.message
+    assert state.message == ("9 client-days: 7 posted, 1 flagged (1 POS data error), "
+                             "1 refused")
+    runs = asyncio.run(_subflow_runs(state.state_details.flow_run_id))
+    by_name = {run.name: run for run in runs}
+    assert len(runs) == 9 and len(by_name) == 9
+    assert by_name["bravo 2026-11-25"].state.name == "POS data error"
+    assert by_name["charlie 2026-11-24"].state.name == "Refused"
+    assert {"client:bravo", "territory:corse"} <= set(by_name["bravo 2026-11-26"].tags)
+    assert {"client:alpha", "territory:metropole"} <= set(by_name["alpha 2026-11-24"].tags)
+    with session_scope(ledger) as session:
+        numbers = {c: sorted(e.entry.date
+                             for e in repository.entries_between(session, c, day1, day3))
+                   for c in ("alpha", "bravo", "charlie")}
+    assert numbers == {"alpha": [day1, day2, day3], "bravo": [day1, day3],
+                       "charlie": [day2, day3]}
+    assert statuses(ledger, "charlie")[day1] == "refused"
+    [summary] = asyncio.run(_artifacts(state.state_details.flow_run_id))
+    assert "| flagged: POS data error | 1 |" in summary.data
+    assert "| bravo | 2026-11-25 | POS data error |" in summary.data
+
+
+def test_a_day_claimed_by_a_live_run_is_left_alone(ledger: Engine) -> None:
+    day = date(2026, 11, 27)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), day, 1)
+    assert service.claim(ledger, "alpha", day, run_id="the-other-run", now=NOW,
+                         lease=timedelta(minutes=15))
+    before = statuses(ledger, "alpha")
+
+    state = asyncio.run(post_client_day("alpha", day, return_state=True))
+
+    assert state.is_cancelled() and state.name == "Already running", state.message
+    assert statuses(ledger, "alpha") == before
+    with session_scope(ledger) as session:
+        assert repository.entries_between(session, "alpha", day, day) == []
+    service.release(ledger, "alpha", day, run_id="the-other-run")
+    assert asyncio.run(post_client_day("alpha", day, return_state=True)).name == "Posted"
+
+
+async def _run_scheduled(flow: Any, parameters: dict[str, Any], at: datetime) -> tuple[Any, Any]:
+    """Run ``flow`` as a worker runs a scheduled deployment run: from a Scheduled flow run.
+
+    ``at`` must be in the past: the engine waits for a scheduled time still to come.
+    """
+    async with get_client() as client:
+        flow_run = await client.create_flow_run(flow, parameters=parameters,
+                                                state=Scheduled(scheduled_time=at))
+        state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
+                                     return_type="state")
+        return state, await client.read_flow_run(flow_run.id)
+
+
+def test_a_scheduled_run_processes_the_day_before_its_start_and_is_named_after_it(
+    ledger: Engine,
+) -> None:
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), date(2026, 11, 20), 1)
+    # Scheduled at 06:00 in Paris on the 21st: the business day is the 20th.
+    state, flow_run = asyncio.run(_run_scheduled(
+        post_client_day, {"client_id": "alpha"}, datetime(2026, 11, 21, 5, 0, tzinfo=UTC)))
+
+    assert state.name == "Posted", state.message
+    assert flow_run.name == "alpha 2026-11-20"
+    assert {"client:alpha", "territory:metropole"} <= set(flow_run.tags)
+    assert statuses(ledger, "alpha") == {date(2026, 11, 20): "posted"}
+
+
+def test_a_missing_closure_waits_until_the_deadline_then_is_missing(
+    ledger: Engine, clock: Callable[[datetime], None],
+) -> None:
+    day = date(2026, 11, 20)
+    activate(ledger, "alpha", date(2026, 11, 1))
+
+    clock(datetime(2026, 11, 21, 10, 59, tzinfo=UTC))  # 11:59 in Paris, deadline at noon
+    waiting = asyncio.run(post_client_day("alpha", day, return_state=True))
+    assert waiting.is_completed() and waiting.name == "Waiting for closure", waiting.message
+    assert statuses(ledger, "alpha") == {day: "waiting"}
+
+    clock(datetime(2026, 11, 21, 11, 0, tzinfo=UTC))
+    missing = asyncio.run(post_client_day("alpha", day, return_state=True))
+    assert missing.is_failed() and missing.name == "Missing closure"
+    assert statuses(ledger, "alpha") == {day: "missing"}
+
+
+def test_dispatch_runs_the_clients_due_and_those_still_waiting(
+    ledger: Engine, clock: Callable[[datetime], None],
+) -> None:
+    day = date(2026, 11, 20)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1), run_hour=8), day, 1)
+    activate(ledger, "bravo", date(2026, 11, 1), run_hour=6)  # its closure is late
+    deliver(ledger, activate(ledger, "charlie", date(2026, 11, 1), run_hour=6), day, 1)
+
+    # The 06:00 dispatch: bravo waits, charlie is posted, alpha is not due yet.
+    clock(datetime(2026, 11, 21, 5, 0, tzinfo=UTC))
+    first, _ = asyncio.run(_run_scheduled(dispatch_daily, {"timezone": "Europe/Paris",
+                                                           "hour": 6},
+                                          datetime(2026, 11, 21, 5, 0, tzinfo=UTC)))
+    assert first.message == "2 client-days: 1 posted, 1 waiting", first.message
+    assert statuses(ledger, "alpha") == {day: "received"}
+
+    # The 08:00 dispatch runs alpha, and bravo again: its closure has come.
+    deliver(ledger, repository_integration_id(ledger, "bravo"), day, 1)
+    clock(datetime(2026, 11, 21, 7, 0, tzinfo=UTC))
+    second, flow_run = asyncio.run(_run_scheduled(
+        dispatch_daily, {"timezone": "Europe/Paris", "hour": 8},
+        datetime(2026, 11, 21, 7, 0, tzinfo=UTC)))
+    assert second.message == "2 client-days: 2 posted", second.message
+    names = {run.name for run in asyncio.run(_subflow_runs(flow_run.id))}
+    assert names == {"alpha 2026-11-20", "bravo 2026-11-20"}
+    assert statuses(ledger, "charlie") == {day: "posted"}
+
+
+def repository_integration_id(engine: Engine, client_id: str) -> str:
+    with session_scope(engine) as session:
+        return repository.get_client(session, client_id).integration_id
+
+
+def test_a_flagged_day_emits_an_event_an_automation_reacts_to(ledger: Engine) -> None:
+    day = date(2026, 11, 27)
+    deliver(ledger, activate(ledger, "delta", date(2026, 11, 1)), day, 1,
+            faults={day: frozenset({"unbalanced"})})
+
+    state = asyncio.run(post_client_day("delta", day, return_state=True))
+
+    assert state.name == "POS data error"
+    [event] = asyncio.run(_flagged_events("delta", 1))
+    assert event.resource.id == "toporder.client.delta"
+    assert event.resource.name == "delta"
+    assert event.payload["client"] == "delta"
+    assert event.payload["business_date"] == "2026-11-27"
+    assert event.payload["state"] == "POS data error"
+    assert event.payload["category"] == "pos"
+    assert event.payload["rules"] and event.payload["message"]
+
+
+def test_the_flagged_day_automation_is_accepted_by_the_server() -> None:
+    async def create() -> list[Any]:
+        block_id = await SlackWebhook(url="https://hooks.slack.invalid/x").save(
+            "toporder-alerts", overwrite=True)
+        async with get_client() as client:
+            await automations.create_from_file(ROOT / "automations" / "flagged-day.yaml",
+                                               client)
+            created = await client.read_automations_by_name("toporder-flagged-day")
+        return [block_id, *created]
+
+    block_id, automation = asyncio.run(create())
+    assert automation.trigger.expect == {t.FLAGGED_EVENT}
+    [action] = automation.actions
+    assert action.type == "send-notification" and action.block_document_id == block_id
+    assert "{{ event.payload.client }}" in action.subject
