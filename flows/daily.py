@@ -27,6 +27,7 @@ from toporder_sync import fleet, report
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, Finding, error_category, pos_error
 from toporder_sync.core.model import MethodMatch
+from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.sources import FetchedClosure
 from toporder_sync.tasks import daily as t
 from toporder_sync.tasks import runtime
@@ -86,13 +87,14 @@ async def post_client_day(client_id: str, business_date: date | None = None) -> 
                          message=f"another run of {client_id} {day} is in progress; "
                                  "this one changed nothing")
     try:
-        return await _post_day(client_id, day)
+        return await _post_day(client, day)
     finally:
         await t.release(client_id, day, run_id)
 
 
-async def _post_day(client_id: str, business_date: date) -> State[Any]:
-    admission = await t.admit(client_id, business_date)
+async def _post_day(client: ClientRecord, business_date: date) -> State[Any]:
+    client_id = client.client_id
+    admission = await t.admit(client, business_date)
     if admission.refusal is not None:
         finding = Finding(Category.REFUSED, "refused", "business_date", admission.refusal)
         return await _fail(client_id, business_date, Category.REFUSED, (finding,))
@@ -100,7 +102,6 @@ async def _post_day(client_id: str, business_date: date) -> State[Any]:
     if fetched is None:
         missing = pos_error("closure_missing", "closure",
                             f"no closure received for {business_date}")
-        client = admission.client
         if calendar.awaiting_closure(business_date, timezone=client.timezone,
                                      deadline_hour=client.deadline_hour, now=runtime.now()):
             await t.flag(client_id, business_date, "waiting", None, (missing,), None)
@@ -112,7 +113,7 @@ async def _post_day(client_id: str, business_date: date) -> State[Any]:
         await t.flag(client_id, business_date, "missing", Category.POS, (missing,), None)
         return await _fail(client_id, business_date, Category.POS, (missing,), name=MISSING,
                            action=MISSING_ACTION)
-    closure, findings = await t.validate(fetched, client_id, admission.client.integration_id,
+    closure, findings = await t.validate(fetched, client_id, client.integration_id,
                                    admission.settings)
     if closure is None:
         return await _flag(client_id, business_date, fetched, Category.POS, findings, ())

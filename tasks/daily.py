@@ -54,8 +54,8 @@ async def release(client_id: str, business_date: date, run_id: str) -> None:
 
 
 @ledger_task(name="admit")
-async def admit(client_id: str, business_date: date) -> service.Admission:
-    return await asyncio.to_thread(service.admit, engine(), client_id, business_date,
+async def admit(client: ClientRecord, business_date: date) -> service.Admission:
+    return await asyncio.to_thread(service.admit, engine(), client, business_date,
                                    now=runtime.now(), flow_run_id=current_flow_run_id())
 
 

@@ -253,8 +253,8 @@ RECORDED: dict[str, tuple[DayState, Category | None, list[Any], list[Any]]] = {
 }
 
 
-@pytest.fixture
-def fleet(engine: Engine) -> Engine:
+def seed_fleet(engine: Engine) -> Engine:
+    """The clients of FLEET, their days of RECORDED, and one client deactivated."""
     with session_scope(engine) as session:
         for client, activated_on, timezone, hour in FLEET:
             activate_client(session, client, name=client.title(), activated_on=activated_on,
@@ -265,6 +265,11 @@ def fleet(engine: Engine) -> Engine:
                        flow_run_id=f"run-{client}", now=T0)
         deactivate_client(session, "i-inactive")
     return engine
+
+
+@pytest.fixture
+def fleet(engine: Engine) -> Engine:
+    return seed_fleet(engine)
 
 
 def test_due_clients_are_the_active_ones_of_a_timezone_and_hour(fleet: Engine) -> None:
@@ -309,7 +314,7 @@ def test_fleet_status_has_one_row_per_active_client_activated_by_that_day(fleet:
         ("g-not-run", "not_run", None),
     ]
     assert status[0] == FleetDay("a-posted", Territory.METROPOLE, "posted", None, (),
-                                 (warning("w", "f", "rounded"),))
+                                 (warning("w", "f", "rounded"),), attempts=1)
     assert status[1].messages == (pos_error("r", "f", "totals differ"),)
     assert status[-1] == FleetDay("g-not-run", Territory.METROPOLE, "not_run", None, (), ())
 
@@ -464,16 +469,7 @@ def cli_ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engi
 
 @pytest.fixture
 def cli_fleet(cli_ledger: Engine) -> Engine:
-    with session_scope(cli_ledger) as session:
-        for client, activated_on, timezone, hour in FLEET:
-            activate_client(session, client, name=client.title(), activated_on=activated_on,
-                            timezone=timezone, run_hour=hour, now=T0)
-        for client, (state, category, messages, warnings) in RECORDED.items():
-            record_day(session, client, DAY, state=state, error_category=category,
-                       messages=messages, warnings=warnings, closure_id=None,
-                       flow_run_id=f"run-{client}", now=T0)
-        deactivate_client(session, "i-inactive")
-    return cli_ledger
+    return seed_fleet(cli_ledger)
 
 
 def test_status_of_a_date_as_json_lists_every_client_and_counts(cli_fleet: Engine) -> None:

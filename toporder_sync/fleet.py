@@ -129,12 +129,12 @@ def select_dispatch(engine: Engine, *, timezone: str, hour: int,
     """The client-days a dispatch of (timezone, hour) runs for ``business_date``."""
     with session_scope(engine) as session:
         due = repository.due_clients(session, timezone=timezone, hour=hour)
-        waiting = [
-            client for client in repository.list_clients(session)
-            if client.active and client.timezone == timezone
-            and any(awaits_rerun(day.state, day.attempts) for day in repository.day_statuses(
-                session, client.client_id, date_from=business_date, date_to=business_date))
-        ]
+        in_zone = {client.client_id: client for client in repository.list_clients(session)
+                   if client.active and client.timezone == timezone}
+        # One query for the whole fleet's day, not one per client of the timezone.
+        waiting = [in_zone[day.client_id]
+                   for day in repository.fleet_status(session, business_date)
+                   if day.client_id in in_zone and awaits_rerun(day.state, day.attempts)]
     return dispatch_plan(due, waiting, business_date)
 
 

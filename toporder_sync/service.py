@@ -67,11 +67,11 @@ class Admission:
     refusal: str | None
 
 
-def admit(engine: Engine, client_id: str, business_date: date, *, now: datetime,
+def admit(engine: Engine, client: ClientRecord, business_date: date, *, now: datetime,
           flow_run_id: str | None = None) -> Admission:
-    """Load the client and decide whether the day may run; a refusal is recorded."""
+    """Decide whether the client's day may run, with its settings; a refusal is recorded."""
+    client_id = client.client_id
     with session_scope(engine) as session:
-        client = repository.get_client(session, client_id)
         settings = repository.client_settings(session, client_id)
         reason = calendar.refusal(business_date, activated_on=client.activated_on,
                                   timezone=client.timezone, now=now)

@@ -145,6 +145,7 @@ class FleetDay:
     error_category: Category | None
     messages: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
+    attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +657,7 @@ def fleet_status(session: Session, business_date: date) -> list[FleetDay]:
             error_category=None if day.error_category is None else Category(day.error_category),
             messages=tuple(_finding(item) for item in day.messages),
             warnings=tuple(_finding(item) for item in day.warnings),
+            attempts=day.attempts,
         )
         for client_id, territory, day in rows
     ]
