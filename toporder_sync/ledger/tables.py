@@ -1,6 +1,6 @@
 """The ledger's tables as typed ORM classes, and the column types that keep them exact.
 
-These classes describe the schema that the migrations (``0001``, then ``0002``) create; they
+These classes describe the schema that the migrations (``0001`` to ``0003``) create; they
 never create it (``db.upgrade`` does, through Alembic). A test compares them with the migrated
 database.
 
@@ -52,6 +52,8 @@ from toporder_sync.core.money import MoneyTypeError, require_money
 # "waiting": no closure yet, and the client's deadline for it has not passed (it may come).
 DayState = Literal["received", "posted", "flagged", "refused", "missing", "empty", "waiting"]
 EntryKind = Literal["entry", "reversal"]
+ClosureSourceKind = Literal["push", "pull"]
+OutboxStatus = Literal["pending", "sent", "dead"]
 
 # Numeric(14, 2) holds at most 12 integer digits; SQLite would store more, so both refuse them.
 MONEY_LIMIT = Decimal("1000000000000")
@@ -122,6 +124,7 @@ DAY_STATES: tuple[DayState, ...] = get_args(DayState)
 ERROR_CATEGORIES = (Category.POS.value, Category.LEDGER.value)
 ENTRY_KINDS: tuple[EntryKind, ...] = get_args(EntryKind)
 MATCH_RULES = tuple(r.value for r in MatchRule)
+OUTBOX_STATUSES: tuple[OutboxStatus, ...] = get_args(OutboxStatus)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -150,6 +153,11 @@ class ClientRow(Base):
     active: Mapped[bool]
     account_overrides: Mapped[dict[str, str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Where its closures come from and the secrets of its signed exchanges (migration 0003).
+    source: Mapped[ClosureSourceKind] = mapped_column(String(8), server_default="push")
+    push_secret: Mapped[str | None] = mapped_column(Text)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(Text)
 
 
 class MappingRow(Base):
@@ -261,3 +269,27 @@ class MethodSeenRow(Base):
     last_seen: Mapped[date] = mapped_column(Date)
     account: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str] = mapped_column(String(16))
+
+
+class OutboxRow(Base):
+    """A message to deliver at least once, written with the ledger change it announces."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", OUTBOX_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    topic: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"))
+    business_date: Mapped[date | None] = mapped_column(Date)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[OutboxStatus] = mapped_column(String(8))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,80 @@
+"""HMAC-SHA256 signatures of HTTP bodies, Standard Webhooks style, in both directions.
+
+Toporder signs the closures it pushes to the receiver; we sign the error notifications we send
+to Toporder. Both use the scheme of https://www.standardwebhooks.com: the signed content is
+``{id}.{timestamp}.{body}`` (the raw body bytes), the headers are ``webhook-id``,
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` (``v1,<base64 digest>``, several
+separated by spaces while a key is rotated). A secret is ``whsec_`` + base64 of 32 random bytes.
+A signature is checked in constant time, and refused outside a window around now (replays of an
+old request fail even with a valid signature).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from datetime import datetime
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
+# A signed request older or newer than this (seconds) is refused, whatever its signature.
+TOLERANCE = 300
+
+
+class SignatureError(Exception):
+    """A request whose signature, timestamp or headers do not check out."""
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError("a signing secret starts with 'whsec_'")
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+
+
+def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    content = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def sign(secret: str, message_id: str, body: bytes, *, now: datetime) -> dict[str, str]:
+    """The three headers that authenticate ``body`` sent as message ``message_id`` at ``now``."""
+    timestamp = int(now.timestamp())
+    return {ID_HEADER: message_id, TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(secret, message_id, timestamp, body)}
+
+
+def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: datetime,
+           tolerance: int = TOLERANCE) -> str:
+    """Check the headers of a signed request; return its message id, or raise SignatureError.
+
+    ``headers`` is looked up with lowercase names (HTTP header names are case-insensitive:
+    pass a case-insensitive mapping or lowercase the keys).
+    """
+    message_id = headers.get(ID_HEADER)
+    stamp = headers.get(TIMESTAMP_HEADER)
+    offered = headers.get(SIGNATURE_HEADER)
+    if not message_id or not stamp or not offered:
+        raise SignatureError(f"missing header: {ID_HEADER}, {TIMESTAMP_HEADER} and "
+                             f"{SIGNATURE_HEADER} are required")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds") from None
+    if abs(now.timestamp() - timestamp) > tolerance:
+        raise SignatureError(f"{TIMESTAMP_HEADER} is more than {tolerance} s away from now "
+                             "(a replay, or a clock out of step)")
+    expected = signature(secret, message_id, timestamp, body)
+    if not any(hmac.compare_digest(expected, candidate)
+               for candidate in offered.split(" ") if candidate.startswith("v1,")):
+        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body")
+    return message_id
