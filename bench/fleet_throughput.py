@@ -1,16 +1,19 @@
 """Client-days per second of the ``catch-up`` flow against a real Prefect server: a measurement.
 
 Not a test. It starts ``prefect server start`` (SQLite in a temporary PREFECT_HOME, or the
-PostgreSQL database given by ``--server-db``), fills a temporary SQLite ledger with ``--clients``
-simulated clients and ``--days`` closures each, then runs the ``catch-up`` flow in this process,
-exactly as a worker runs a ``catch-up`` or ``dispatch-daily`` deployment run once started: every
-client-day an async ``post-client-day`` subflow, ``--concurrency`` at once. It prints the wall
-time of the flow, client-days per second, the outcomes, and the time 10,000 client-days would
-take at that rate. Logs are not shipped to the API (PREFECT_LOGGING_TO_API_ENABLED=false).
+PostgreSQL database given by ``--server-db``), fills a ledger (temporary SQLite, or the empty
+database of ``--ledger-db``) with ``--clients`` simulated clients and ``--days`` closures each,
+then runs the ``catch-up`` flow in ``--shards`` worker processes (shard i of N each), exactly as
+workers run ``catch-up`` or sharded ``dispatch-daily`` deployment runs once started: every
+client-day an async ``post-client-day`` subflow, ``--concurrency`` at once per process. It
+prints the wall time, client-days per second, each shard's outcomes, the time 10,000
+client-days would take at that rate, and the CPU the worker processes spent per client-day.
+Logs are not shipped to the API (PREFECT_LOGGING_TO_API_ENABLED=false).
 
     .venv/bin/python bench/fleet_throughput.py --clients 100 --days 3
-    .venv/bin/python bench/fleet_throughput.py --clients 100 --days 3 \\
-        --server-db postgresql+asyncpg://postgres@127.0.0.1:5432/prefect
+    .venv/bin/python bench/fleet_throughput.py --clients 100 --days 3 --shards 2 \\
+        --server-db postgresql+asyncpg://postgres@127.0.0.1:5432/prefect \\
+        --ledger-db postgresql+psycopg://postgres@127.0.0.1:5432/ledger
 """
 
 from __future__ import annotations
@@ -84,14 +87,33 @@ def fill_ledger(clients: int, days: int) -> list[str]:
     return ids
 
 
+def run_shard(shard: int, shards: int, days: int, concurrency: int) -> None:
+    """One worker's share of the catch-up, in this process (the environment says where)."""
+    from toporder_sync.flows.fleet import catch_up
+
+    last = FIRST_DAY + timedelta(days=days - 1)
+    state = asyncio.run(catch_up(FIRST_DAY, last, None, concurrency, shard, shards,
+                                 return_state=True))
+    print(f"shard {shard}/{shards}: {state.name}: {state.message}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--days", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--shards", type=int, default=1,
+                        help="run the catch-up as this many shard runs in as many processes, "
+                             "as that many workers would")
     parser.add_argument("--server-db", help="PREFECT_API_DATABASE_CONNECTION_URL of the server "
                                             "(default: SQLite in a temporary PREFECT_HOME)")
+    parser.add_argument("--ledger-db", help="TOPORDER_SYNC_DATABASE_URL of the ledger, an empty "
+                                            "database (default: SQLite in a temporary folder)")
+    parser.add_argument("--run-shard", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_shard is not None:
+        run_shard(args.run_shard, args.shards, args.days, args.concurrency)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     (work / "prefect").mkdir()
@@ -101,26 +123,31 @@ def main() -> None:
             "PREFECT_API_URL": api, "PREFECT_HOME": str(work / "client"),
             "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-            "TOPORDER_SYNC_DATABASE_URL": f"sqlite:///{work / 'ledger.db'}",
+            "TOPORDER_SYNC_DATABASE_URL": args.ledger_db or f"sqlite:///{work / 'ledger.db'}",
         })
         started = time.perf_counter()
         ids = fill_ledger(args.clients, args.days)
         print(f"ledger: {len(ids)} clients x {args.days} days in "
               f"{time.perf_counter() - started:.1f} s")
-        from toporder_sync.flows.fleet import catch_up
-
-        last = FIRST_DAY + timedelta(days=args.days - 1)
+        cpu_before = os.times()
         started = time.perf_counter()
-        state = asyncio.run(catch_up(FIRST_DAY, last, ids, args.concurrency,
-                                     return_state=True))
+        shards = [subprocess.Popen(  # noqa: S603
+            [sys.executable, __file__, "--run-shard", str(shard), "--shards", str(args.shards),
+             "--days", str(args.days), "--concurrency", str(args.concurrency)])
+            for shard in range(args.shards)]
+        failed = [p.args for p in shards if p.wait() != 0]
         elapsed = time.perf_counter() - started
+        cpu = os.times()
+        children = (cpu.children_user + cpu.children_system
+                    - cpu_before.children_user - cpu_before.children_system)
         total = len(ids) * args.days
         rate = total / elapsed
-        print(f"server db: {'PostgreSQL' if args.server_db else 'SQLite'}; "
-              f"concurrency {args.concurrency}")
-        print(f"catch-up: {state.name}: {state.message}")
+        print(f"server db: {'PostgreSQL' if args.server_db else 'SQLite'}; ledger: "
+              f"{'PostgreSQL' if args.ledger_db else 'SQLite'}; concurrency {args.concurrency}; "
+              f"{args.shards} shard process(es)" + (f"; FAILED: {failed}" if failed else ""))
         print(f"{total} client-days in {elapsed:.1f} s = {rate:.2f} client-days/s; "
-              f"10,000 client-days would take {10_000 / rate / 60:.0f} min at this rate")
+              f"10,000 client-days would take {10_000 / rate / 60:.0f} min at this rate; "
+              f"{children / total:.2f} CPU-s per client-day in the worker processes")
     finally:
         server.terminate()
         try:

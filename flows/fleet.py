@@ -15,13 +15,14 @@ process per deployment run (measured on prefect 3.9.1, see issue 3).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
 from prefect import flow, tags
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
 from toporder_sync import fleet
@@ -38,10 +39,10 @@ async def select_clients(client_ids: list[str] | None) -> list[ClientRecord]:
 
 
 @ledger_task(name="select-dispatch")
-async def select_dispatch(timezone: str, hour: int,
-                          business_date: date) -> list[fleet.ClientDay]:
+async def select_dispatch(timezone: str, hour: int, business_date: date, shard: int,
+                          shards: int) -> list[fleet.ClientDay]:
     return await asyncio.to_thread(fleet.select_dispatch, engine(), timezone=timezone, hour=hour,
-                                   business_date=business_date)
+                                   business_date=business_date, shard=shard, shards=shards)
 
 
 async def _run_one(client_day: fleet.ClientDay, gate: asyncio.Semaphore) -> fleet.DayOutcome:
@@ -73,22 +74,42 @@ async def run_client_days(plan: Sequence[fleet.ClientDay], concurrency: int,
     return Completed(message=summary.line())
 
 
-@flow(name="catch-up", flow_run_name="catch-up {date_from} to {date_to}",
+def _shard_title(shard: int, shards: int) -> str:
+    return "" if shards == 1 else f", shard {shard}/{shards}"
+
+
+def _run_name(template: str) -> Callable[[], str]:
+    """A run name from the flow's parameters, with its shard when the work is split."""
+    def name() -> str:
+        parameters = flow_run.get_parameters()
+        shard, shards = parameters.get("shard", 0), parameters.get("shards", 1)
+        return template.format(**parameters) + ("" if shards == 1 else f" #{shard}/{shards}")
+    return name
+
+
+@flow(name="catch-up", flow_run_name=_run_name("catch-up {date_from} to {date_to}"),
       description="Run every client-day of a date range (all active clients or a list).",
       validate_parameters=True)
 async def catch_up(date_from: date, date_to: date, clients: list[str] | None = None,
-                   concurrency: int = 10) -> State[Any]:
-    chosen = await select_clients(clients)
+                   concurrency: int = 10, shard: int = 0, shards: int = 1) -> State[Any]:
+    """``shard``/``shards``: this run takes only its share of the clients (``fleet.in_shard``),
+    so that ``shards`` runs started together cover them all once, on as many workers."""
+    chosen = [client for client in await select_clients(clients)
+              if fleet.in_shard(client.client_id, shard, shards)]
     plan = fleet.catch_up_plan(chosen, date_from, date_to)
-    return await run_client_days(plan, concurrency,
-                                 f"Catch-up {date_from} to {date_to}")
+    return await run_client_days(
+        plan, concurrency, f"Catch-up {date_from} to {date_to}{_shard_title(shard, shards)}")
 
 
-@flow(name="dispatch-daily", flow_run_name="dispatch {timezone} {hour}h",
+@flow(name="dispatch-daily", flow_run_name=_run_name("dispatch {timezone} {hour}h"),
       description="The scheduled run of one (timezone, hour): the clients due, and those whose "
                   "closure is still awaited.",
       validate_parameters=True)
-async def dispatch_daily(timezone: str, hour: int, concurrency: int = 10) -> State[Any]:
+async def dispatch_daily(timezone: str, hour: int, concurrency: int = 10, shard: int = 0,
+                         shards: int = 1) -> State[Any]:
+    """``shard``/``shards``: set by ``schedules sync --shards N`` on each of the hour's N
+    schedules, so that N dispatch runs share the hour's clients out among the workers."""
     day = calendar.previous_business_day(runtime.scheduled_start(), timezone)
-    plan = await select_dispatch(timezone, hour, day)
-    return await run_client_days(plan, concurrency, f"Dispatch {timezone} {hour}h for {day}")
+    plan = await select_dispatch(timezone, hour, day, shard, shards)
+    return await run_client_days(
+        plan, concurrency, f"Dispatch {timezone} {hour}h for {day}{_shard_title(shard, shards)}")

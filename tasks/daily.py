@@ -1,114 +1,44 @@
-"""The tasks of one client-day: claim → admit → fetch → validate → map → build → load → report.
+"""The task of a client-day, and what its flow tells Prefect: an artifact and, if flagged, an event.
 
-Every task is async and does its database work in a worker thread (``asyncio.to_thread``): a
-sync task called from an async flow would block the event loop, API calls included, and the
-subflows of a catch-up would then run one at a time whatever their concurrency.
+A client-day is one task run (``post-day``): the whole story of ``toporder_sync.day``, in a
+worker thread (``asyncio.to_thread``) so that the event loop, and with it the other subflows of
+a catch-up, keeps running while the ledger works. It is retried only on a ``TransientError``
+(a lock, a dropped connection, an HTTP 429 or 5xx), which the ledger makes safe.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.events import emit_event
 
-from toporder_sync import report, service
-from toporder_sync.core import pipeline
+from toporder_sync import day, report
+from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, Finding
-from toporder_sync.core.mapping import MappingResult
-from toporder_sync.core.model import ClientSettings, Closure, Entry, MethodMatch
-from toporder_sync.ledger import repository
-from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import ClientRecord, PostResult
-from toporder_sync.ledger.tables import DayState
-from toporder_sync.sources import FetchedClosure, InboxSource
+from toporder_sync.sources import InboxSource
 from toporder_sync.tasks import runtime
-from toporder_sync.tasks.runtime import current_flow_run_id, engine, ledger_task
-
-# A claim outlives a run that died without releasing it by this much, then lapses.
-CLAIM_LEASE = timedelta(minutes=15)
+from toporder_sync.tasks.runtime import engine, ledger_task
 
 
-@ledger_task(name="client")
-async def client_record(client_id: str) -> ClientRecord:
-    return await asyncio.to_thread(_client_record, client_id)
+@ledger_task(name="post-day")
+async def post_day(client_id: str, business_date: date | None, scheduled: datetime,
+                   run_id: str) -> day.DayResult:
+    """The client-day; a scheduled run (no date) takes the day before ``scheduled``, locally."""
+    return await asyncio.to_thread(_post_day, client_id, business_date, scheduled, run_id)
 
 
-def _client_record(client_id: str) -> ClientRecord:
-    with session_scope(engine()) as session:
-        return repository.get_client(session, client_id)
+def _post_day(client_id: str, business_date: date | None, scheduled: datetime,
+              run_id: str) -> day.DayResult:
+    ledger = engine()
+    client = day.client_record(ledger, client_id)
+    the_day = business_date or calendar.previous_business_day(scheduled, client.timezone)
+    return day.run_day(ledger, client, the_day, source=InboxSource(ledger), run_id=run_id,
+                       now=runtime.now)
 
 
-@ledger_task(name="claim")
-async def claim(client_id: str, business_date: date, run_id: str) -> bool:
-    return await asyncio.to_thread(service.claim, engine(), client_id, business_date,
-                                   run_id=run_id, now=runtime.now(), lease=CLAIM_LEASE)
-
-
-@ledger_task(name="release")
-async def release(client_id: str, business_date: date, run_id: str) -> None:
-    await asyncio.to_thread(service.release, engine(), client_id, business_date,
-                            run_id=run_id)
-
-
-@ledger_task(name="admit")
-async def admit(client: ClientRecord, business_date: date) -> service.Admission:
-    return await asyncio.to_thread(service.admit, engine(), client, business_date,
-                                   now=runtime.now(), flow_run_id=current_flow_run_id())
-
-
-@ledger_task(name="fetch")
-async def fetch(client_id: str, business_date: date) -> FetchedClosure | None:
-    return await asyncio.to_thread(InboxSource(engine()).fetch, client_id, business_date)
-
-
-@ledger_task(name="validate")
-async def validate(fetched: FetchedClosure, client_id: str, integration_id: str,
-                   settings: ClientSettings) -> tuple[Closure | None, tuple[Finding, ...]]:
-    return await asyncio.to_thread(_validate, fetched, client_id, integration_id, settings)
-
-
-def _validate(fetched: FetchedClosure, client_id: str, integration_id: str,
-              settings: ClientSettings) -> tuple[Closure | None, tuple[Finding, ...]]:
-    closure, findings = pipeline.read(fetched.raw, fetched.source, integration_id=integration_id)
-    if closure is None:
-        return None, findings
-    previous = service.previous_closure(engine(), client_id, closure.establishment_id,
-                                        closure.business_date)
-    return closure, pipeline.validate(closure, settings, previous)
-
-
-@ledger_task(name="map")
-async def map_methods(closure: Closure, settings: ClientSettings) -> MappingResult:
-    return pipeline.map_methods(closure, settings)
-
-
-@ledger_task(name="build")
-async def build(closure: Closure, settings: ClientSettings, mapping: MappingResult) -> Entry:
-    return pipeline.build(closure, settings, mapping)
-
-
-@ledger_task(name="load")
-async def load(client_id: str, business_date: date, closure_id: int, entry: Entry,
-               matches: tuple[MethodMatch, ...], warnings: tuple[Finding, ...]) -> PostResult:
-    return await asyncio.to_thread(
-        service.post, engine(), client_id, business_date, closure_id=closure_id, entry=entry,
-        matches=matches, warnings=warnings, now=runtime.now(), flow_run_id=current_flow_run_id())
-
-
-@ledger_task(name="flag")
-async def flag(client_id: str, business_date: date, state: DayState,
-               error_category: Category | None, findings: tuple[Finding, ...],
-               closure_id: int | None, matches: tuple[MethodMatch, ...] = ()) -> None:
-    await asyncio.to_thread(
-        service.flag, engine(), client_id, business_date, state=state,
-        error_category=error_category, findings=findings, closure_id=closure_id, matches=matches,
-        now=runtime.now(), flow_run_id=current_flow_run_id())
-
-
-@ledger_task(name="report", retries=0)
 async def publish(client_id: str, business_date: date, markdown: str, description: str) -> None:
     await acreate_markdown_artifact(
         markdown, key=report.artifact_key(client_id, business_date), description=description
@@ -134,19 +64,4 @@ def announce(client_id: str, business_date: date, state_name: str, category: Cat
                payload=payload)
 
 
-__all__ = [
-    "FLAGGED_EVENT",
-    "admit",
-    "announce",
-    "build",
-    "claim",
-    "client_record",
-    "fetch",
-    "flag",
-    "load",
-    "map_methods",
-    "publish",
-    "release",
-    "report",
-    "validate",
-]
+__all__ = ["FLAGGED_EVENT", "announce", "post_day", "publish"]

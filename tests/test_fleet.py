@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
@@ -96,3 +97,20 @@ def test_a_closure_is_awaited_until_the_deadline_hour_the_next_day(now: datetime
 def test_a_day_is_run_again_while_its_closure_is_awaited(state: str, attempts: int,
                                                          rerun: bool) -> None:
     assert fleet.awaits_rerun(state, attempts) is rerun
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_shards_split_the_fleet_into_disjoint_parts_that_cover_it(shards: int) -> None:
+    clients = [f"client-{n:04d}" for n in range(1_000)]
+    parts = [{c for c in clients if fleet.in_shard(c, shard, shards)} for shard in range(shards)]
+    assert sum(len(p) for p in parts) == len(clients)
+    assert set().union(*parts) == set(clients)
+    # Roughly even: no shard holds more than twice its fair share.
+    assert max(len(p) for p in parts) < 2 * len(clients) / shards
+    # Stable across processes: CRC-32, not the salted hash().
+    assert fleet.in_shard("client-0000", zlib.crc32(b"client-0000") % shards, shards)
+
+
+def test_a_shard_outside_the_split_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"shard 2 is not one of 0\.\.1"):
+        fleet.in_shard("a", 2, 2)

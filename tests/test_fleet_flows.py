@@ -29,7 +29,7 @@ from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
-from toporder_sync import automations, service
+from toporder_sync import automations, fleet, service
 from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily
@@ -237,6 +237,28 @@ def test_dispatch_runs_the_clients_due_and_those_still_waiting(
     assert statuses(ledger, "charlie") == {day: "posted"}
 
 
+def test_sharded_dispatches_share_an_hour_s_clients_out_once_each(
+    ledger: Engine, clock: Callable[[datetime], None],
+) -> None:
+    day, start = date(2026, 11, 20), datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
+    clients = ["alpha", "bravo", "charlie", "delta", "echo"]
+    for client_id in clients:
+        deliver(ledger, activate(ledger, client_id, date(2026, 11, 1), run_hour=6), day, 1)
+    clock(start)
+    posted: list[str] = []
+    for shard in (0, 1):
+        state, flow_run = asyncio.run(_run_scheduled(
+            dispatch_daily, {"timezone": "Europe/Paris", "hour": 6, "shard": shard,
+                             "shards": 2}, start))
+        assert flow_run.name == f"dispatch Europe/Paris 6h #{shard}/2"
+        names = sorted(run.name for run in asyncio.run(_subflow_runs(flow_run.id)))
+        expected = [f"{c} {day}" for c in clients if fleet.in_shard(c, shard, 2)]
+        assert names == expected and state.message == f"{len(expected)} client-days: " \
+            f"{len(expected)} posted", (names, state.message)
+        posted += names
+    assert sorted(posted) == [f"{c} {day}" for c in clients]
+
+
 def repository_integration_id(engine: Engine, client_id: str) -> str:
     with session_scope(engine) as session:
         return repository.get_client(session, client_id).integration_id
@@ -265,11 +287,15 @@ def test_the_flagged_day_automation_is_accepted_by_the_server() -> None:
         block_id = await SlackWebhook(url="https://hooks.slack.invalid/x").save(
             "toporder-alerts", overwrite=True)
         async with get_client() as client:
-            await automations.create_from_file(ROOT / "automations" / "flagged-day.yaml",
-                                               client)
+            first = await automations.create_from_file(
+                ROOT / "automations" / "flagged-day.yaml", client)
+            again = await automations.create_from_file(
+                ROOT / "automations" / "flagged-day.yaml", client)
+            assert first == (again[0], True) and again[1] is False
             created = await client.read_automations_by_name("toporder-flagged-day")
         return [block_id, *created]
 
+    # Created once, then updated in place: running it twice leaves one automation.
     block_id, automation = asyncio.run(create())
     assert automation.trigger.expect == {t.FLAGGED_EVENT}
     [action] = automation.actions

@@ -174,8 +174,9 @@ def test_a_transient_failure_is_retried_and_the_day_posted(
                     any_=[state.state_details.flow_run_id])),
                 task_run_filter=TaskRunFilter())
 
-    [load] = [r for r in asyncio.run(load_runs()) if r.name.startswith("load")]
-    assert load.run_count == 2
+    [post_day] = asyncio.run(load_runs())
+    assert post_day.name.startswith("post-day")
+    assert post_day.run_count == 2
 
 
 @pytest.mark.parametrize(("error", "retried"), [

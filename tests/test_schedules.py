@@ -119,3 +119,17 @@ def test_applying_a_plan_leaves_nothing_to_do(desired: list[Slot],
     after += [e for e, _ in done.keep]
     again = plan(desired, after)
     assert again.changes == 0 and len(again.keep) == len(desired)
+
+
+def test_a_sharded_hour_is_one_schedule_per_shard_with_its_share_in_its_parameters() -> None:
+    slots = desired_slots([("Europe/Paris", 6)], shards=3)
+    assert [s.slug for s in slots] == ["Europe/Paris@06#0/3", "Europe/Paris@06#1/3",
+                                       "Europe/Paris@06#2/3"]
+    assert {s.cron for s in slots} == {"0 6 * * *"}
+    assert [s.parameters for s in slots] == [
+        {"timezone": "Europe/Paris", "hour": 6, "shard": n, "shards": 3} for n in range(3)]
+    # Going from one shard to three replaces the hour's schedule by three.
+    change = plan(slots, [on_server(1, PARIS6)])
+    assert change.create == slots and [e.slug for e in change.delete] == ["Europe/Paris@06"]
+    with pytest.raises(ConfigurationError, match="shards must be at least 1"):
+        desired_slots([("Europe/Paris", 6)], shards=0)

@@ -3,8 +3,10 @@
 A file holds one automation in the shape ``prefect automation create --from-file`` reads, except
 that a notification action names its block (``block: <block type slug>/<block name>``) instead of
 giving ``block_document_id``, an id that differs on every server. ``create_from_file`` resolves
-the name and creates the automation through the API; an unknown block is an error, raised
-before anything is created.
+the name and creates the automation through the API, or updates the automation of that name if
+the server has one already (so running it again after editing the file changes the automation
+instead of adding a second one); an unknown block is an error, raised before anything is
+written.
 
     python -m toporder_sync.automations automations/flagged-day.yaml
 """
@@ -49,15 +51,25 @@ async def resolve(document: dict[str, Any], client: PrefectClient) -> Automation
     return AutomationCore.model_validate({**document, "actions": actions})
 
 
-async def create_from_file(path: Path, client: PrefectClient) -> UUID:
-    return await client.create_automation(await resolve(read(path), client))
+async def create_from_file(path: Path, client: PrefectClient) -> tuple[UUID, bool]:
+    """Create the file's automation, or update the one of that name; (its id, created)."""
+    automation = await resolve(read(path), client)
+    existing = await client.read_automations_by_name(automation.name)
+    if not existing:
+        return await client.create_automation(automation), True
+    first, *duplicates = sorted(existing, key=lambda a: str(a.id))
+    await client.update_automation(first.id, automation)
+    for duplicate in duplicates:  # left by an older version that always created
+        await client.delete_automation(duplicate.id)
+    return first.id, False
 
 
 async def _main(paths: list[str]) -> None:
     async with get_client() as client:
         for path in paths:
-            automation_id = await create_from_file(Path(path), client)
-            print(f"created automation {automation_id} from {path}")
+            automation_id, created = await create_from_file(Path(path), client)
+            print(f"{'created' if created else 'updated'} automation {automation_id} "
+                  f"from {path}")
 
 
 if __name__ == "__main__":

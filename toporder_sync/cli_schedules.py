@@ -17,6 +17,7 @@ from collections import Counter
 
 import click
 
+from toporder_sync import fleet
 from toporder_sync import schedules as sched
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.ledger import repository
@@ -26,6 +27,11 @@ from toporder_sync.runner import EXIT_USAGE, quiet_prefect_defaults
 
 _DEPLOYMENT = click.option("--deployment", default=sched.DEPLOYMENT, show_default=True,
                            help="The dispatch deployment, as FLOW_NAME/DEPLOYMENT_NAME.")
+_SHARDS = click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+                       envvar="TOPORDER_SYNC_SHARDS",
+                       help="Split each hour's clients into this many dispatch runs that start "
+                            "together, for workers on several machines (env "
+                            "TOPORDER_SYNC_SHARDS).")
 
 
 def _registry() -> tuple[list[tuple[str, int]], list[ClientRecord]]:
@@ -37,11 +43,11 @@ def _registry() -> tuple[list[tuple[str, int]], list[ClientRecord]]:
                 [c for c in repository.list_clients(session) if c.active])
 
 
-def _slots(run_slots: list[tuple[str, int]],
-           active: list[ClientRecord]) -> tuple[sched.Slot, ...]:
+def _slots(run_slots: list[tuple[str, int]], active: list[ClientRecord],
+           shards: int) -> tuple[sched.Slot, ...]:
     """Run slots and sweep hours (see :func:`toporder_sync.schedules.sweep_hours`)."""
     sweeps = sched.sweep_hours((c.timezone, c.run_hour, c.deadline_hour) for c in active)
-    return sched.desired_slots([*run_slots, *sweeps])
+    return sched.desired_slots([*run_slots, *sweeps], shards)
 
 
 def _fail(exc: ConfigurationError) -> None:
@@ -57,12 +63,13 @@ def schedules() -> None:
 @schedules.command("sync")
 @click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
 @_DEPLOYMENT
-def schedules_sync(dry_run: bool, deployment: str) -> None:
+@_SHARDS
+def schedules_sync(dry_run: bool, deployment: str, shards: int) -> None:
     """Create, correct and delete the deployment's schedules to match the client registry."""
     quiet_prefect_defaults()
     try:
         sched.api_url()  # before touching the ledger: nothing to sync without a server
-        done = asyncio.run(sched.sync(_slots(*_registry()), deployment=deployment,
+        done = asyncio.run(sched.sync(_slots(*_registry(), shards), deployment=deployment,
                                       dry_run=dry_run))
     except ConfigurationError as exc:
         _fail(exc)
@@ -80,17 +87,20 @@ def schedules_sync(dry_run: bool, deployment: str) -> None:
 
 @schedules.command("list")
 @_DEPLOYMENT
-def schedules_list(deployment: str) -> None:
+@_SHARDS
+def schedules_list(deployment: str, shards: int) -> None:
     """The deployment's schedules on the server, with the active clients each one runs."""
     quiet_prefect_defaults()
     try:
         existing = asyncio.run(sched.read(deployment))
         run_slots, active = _registry()
-        wanted = {s.slug: s for s in _slots(run_slots, active)}
+        wanted = {s.slug: s for s in _slots(run_slots, active, shards)}
     except ConfigurationError as exc:
         _fail(exc)
         return
-    counts = Counter(sched.Slot(c.timezone, c.run_hour).slug for c in active)
+    counts = Counter(
+        sched.Slot(c.timezone, c.run_hour, shard, shards).slug for c in active
+        for shard in range(shards) if fleet.in_shard(c.client_id, shard, shards))
     rows = []
     for e in sorted(existing, key=lambda e: e.slug or ""):
         state = "in step" if e.slug in wanted and e.matches(wanted[e.slug]) else "out of step"

@@ -8,6 +8,7 @@ counts by them: a state name is the interface between a client-day run and the f
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,17 @@ def dispatch_plan(due: Iterable[ClientRecord], waiting: Iterable[ClientRecord],
     return list(plan.values())
 
 
+def in_shard(client_id: str, shard: int, shards: int) -> bool:
+    """Whether the client belongs to ``shard`` of ``shards``: a stable split of the fleet.
+
+    CRC-32 of the identifier, not ``hash()``: the split must be the same in every process and
+    on every machine, so that ``shards`` dispatch runs cover each client exactly once.
+    """
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is not one of 0..{shards - 1}")
+    return zlib.crc32(client_id.encode()) % shards == shard
+
+
 def select_clients(engine: Engine, client_ids: Sequence[str] | None) -> list[ClientRecord]:
     """The named clients (all must exist), or every active client when none is named."""
     with session_scope(engine) as session:
@@ -124,9 +136,9 @@ def awaits_rerun(state: str, attempts: int) -> bool:
     return state == "waiting" or (state == "received" and attempts > 0)
 
 
-def select_dispatch(engine: Engine, *, timezone: str, hour: int,
-                    business_date: date) -> list[ClientDay]:
-    """The client-days a dispatch of (timezone, hour) runs for ``business_date``."""
+def select_dispatch(engine: Engine, *, timezone: str, hour: int, business_date: date,
+                    shard: int = 0, shards: int = 1) -> list[ClientDay]:
+    """The client-days a dispatch of (timezone, hour) runs for ``business_date``, in its shard."""
     with session_scope(engine) as session:
         due = repository.due_clients(session, timezone=timezone, hour=hour)
         in_zone = {client.client_id: client for client in repository.list_clients(session)
@@ -135,7 +147,8 @@ def select_dispatch(engine: Engine, *, timezone: str, hour: int,
         waiting = [in_zone[day.client_id]
                    for day in repository.fleet_status(session, business_date)
                    if day.client_id in in_zone and awaits_rerun(day.state, day.attempts)]
-    return dispatch_plan(due, waiting, business_date)
+    return [day for day in dispatch_plan(due, waiting, business_date)
+            if in_shard(day.client_id, shard, shards)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,14 +41,22 @@ DEPLOYMENT = f"{FLOW_NAME}/dispatch-daily"
 
 @dataclass(frozen=True, slots=True, order=True)
 class Slot:
-    """A local hour of a timezone at which some active clients have their daily run."""
+    """A local hour of a timezone at which some active clients have their daily run.
+
+    With ``shards`` > 1 the hour's clients are split into that many disjoint shards (see
+    ``fleet.in_shard``), one schedule each: the shards' dispatch runs start together and the
+    workers of the pool, on as many machines, share them out.
+    """
 
     timezone: str
     hour: int
+    shard: int = 0
+    shards: int = 1
 
     @property
     def slug(self) -> str:
-        return f"{self.timezone}@{self.hour:02d}"
+        base = f"{self.timezone}@{self.hour:02d}"
+        return base if self.shards == 1 else f"{base}#{self.shard}/{self.shards}"
 
     @property
     def cron(self) -> str:
@@ -56,7 +64,10 @@ class Slot:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"timezone": self.timezone, "hour": self.hour}
+        if self.shards == 1:
+            return {"timezone": self.timezone, "hour": self.hour}
+        return {"timezone": self.timezone, "hour": self.hour, "shard": self.shard,
+                "shards": self.shards}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +103,14 @@ class Plan:
         return len(self.create) + len(self.update) + len(self.delete)
 
 
-def desired_slots(pairs: Iterable[tuple[str, int]]) -> tuple[Slot, ...]:
-    """The slots of ``(timezone, run hour)`` pairs, deduplicated and sorted; bad ones refused."""
-    slots = set()
+def desired_slots(pairs: Iterable[tuple[str, int]], shards: int = 1) -> tuple[Slot, ...]:
+    """The slots of ``(timezone, run hour)`` pairs, deduplicated and sorted; bad ones refused.
+
+    Each pair makes ``shards`` slots, one per shard of its clients.
+    """
+    if shards < 1:
+        raise ConfigurationError(f"shards must be at least 1, not {shards}")
+    slots: set[Slot] = set()
     for timezone, hour in pairs:
         try:
             ZoneInfo(timezone)
@@ -103,7 +119,7 @@ def desired_slots(pairs: Iterable[tuple[str, int]]) -> tuple[Slot, ...]:
                 from exc
         if not 0 <= hour <= 23:
             raise ConfigurationError(f"run hour {hour} of {timezone} is not an hour 0-23")
-        slots.add(Slot(timezone, hour))
+        slots.update(Slot(timezone, hour, shard, shards) for shard in range(shards))
     return tuple(sorted(slots))
 
 
