@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from conftest import CORRECTED
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
@@ -33,18 +34,6 @@ from toporder_sync.ledger.repository import (
 
 DAY = date(2026, 11, 27)
 
-# A corrected closure Z412: 2.00 more found in the drawer, so no cash shortage.
-CORRECTED = (
-    ("511500", "Cartes bancaires à encaisser", "925.00", "0.00"),
-    ("511800", "Titres-restaurant à encaisser", "200.00", "0.00"),
-    ("530000", "Caisse", "400.00", "0.00"),
-    ("706100", "Ventes TVA 10%", "0.00", "1000.00"),
-    ("706200", "Ventes TVA 20%", "0.00", "300.00"),
-    ("445712", "TVA collectée 10%", "0.00", "100.00"),
-    ("445711", "TVA collectée 20%", "0.00", "60.00"),
-    ("419100", "Cartes cadeaux et avoirs clients", "0.00", "50.00"),
-    ("467500", "Pourboires à reverser", "0.00", "15.00"),
-)
 
 
 def _post(

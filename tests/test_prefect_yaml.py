@@ -1,4 +1,5 @@
-"""prefect.yaml declares the three deployments at entrypoints Prefect can load, none scheduled."""
+"""prefect.yaml declares its deployments at entrypoints Prefect can load; only the relay is
+scheduled there (the fleet's schedules belong to `schedules sync`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED = {
     # deployment name: (flow name, parameters)
     "client-day": ("post-client-day", {"client_id", "business_date"}),
-    "catch-up": ("catch-up", {"date_from", "date_to", "clients", "concurrency"}),
-    "dispatch-daily": ("dispatch-daily", {"timezone", "hour", "concurrency"}),
+    "catch-up": ("catch-up", {"date_from", "date_to", "clients", "concurrency", "shard",
+                              "shards"}),
+    "dispatch-daily": ("dispatch-daily", {"timezone", "hour", "concurrency", "shard", "shards"}),
+    "relay-outbox": ("relay-outbox", {"limit", "max_attempts"}),
 }
 
 
@@ -30,8 +33,10 @@ def test_every_deployment_entrypoint_loads_its_flow() -> None:
         assert set(flow.parameters.properties) == parameters
 
 
-def test_no_schedule_is_declared_in_the_file() -> None:
-    # `toporder-sync schedules sync` owns the schedules; a `schedules` key here would make every
-    # `prefect deploy` replace them.
+def test_only_the_relay_is_scheduled_in_the_file() -> None:
+    # `toporder-sync schedules sync` owns the dispatch schedules; a `schedules` key on a fleet
+    # deployment would make every `prefect deploy` replace them.
     project = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
-    assert all("schedules" not in d and "schedule" not in d for d in project["deployments"])
+    scheduled = {d["name"]: d.get("schedules") for d in project["deployments"]
+                 if "schedules" in d or "schedule" in d}
+    assert scheduled == {"relay-outbox": [{"interval": 60}]}

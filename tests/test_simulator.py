@@ -8,7 +8,6 @@ using the project's validator, so that a bug shared by both cannot hide.
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -408,21 +407,10 @@ def test_dumps_is_utf8_json_with_string_amounts() -> None:
     assert all(isinstance(p["amount"], str) for p in json.loads(raw)["payments"])
 
 
-def test_a_thousand_line_closure_is_fast() -> None:
-    day = date(2026, 1, 24)  # a busy Saturday: 179 tickets, more than 1,000 lines
-
-    def build() -> dict[str, Any]:
-        return closure(day, integration_id="tpo_demo")
-
-    assert sum(len(t["lines"]) for t in build()["tickets"]) >= 1000
-    best = min(_elapsed(build) for _ in range(3))
-    assert best < 0.050
-
-
-def _elapsed(function: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+def test_a_busy_saturday_has_more_than_a_thousand_ticket_lines() -> None:
+    # The size the benchmarks use (bench/): how fast it is built is measured there, not here.
+    document = closure(date(2026, 1, 24), integration_id="tpo_demo")
+    assert sum(len(t["lines"]) for t in document["tickets"]) >= 1000
 
 
 # --- series --------------------------------------------------------------------------------

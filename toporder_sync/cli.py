@@ -12,61 +12,25 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy import Engine
 
-from toporder_sync import service
+from toporder_sync import cli_support, service
+from toporder_sync.cli_connect import push_secret, receiver, set_source, simulator
+from toporder_sync.cli_notifications import notifications_group, relay, set_webhook
+from toporder_sync.cli_pennylane import pennylane
 from toporder_sync.cli_schedules import schedules
-from toporder_sync.core.errors import ClosureRejected, ConfigurationError, RefusedError
 from toporder_sync.core.model import Territory
 from toporder_sync.ledger import repository
-from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
+from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ERROR_CATEGORIES
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, run_days
+from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, run_days
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _engine() -> Engine:
-    engine = get_engine(database_url())
-    upgrade(engine)
-    return engine
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn the project's errors into a message on stderr and the documented exit code."""
-    try:
-        yield
-    except ClosureRejected as exc:
-        for finding in exc.findings:
-            click.echo(f"error: {exc.source}: {finding.field}: {finding.message}", err=True)
-        sys.exit(EXIT_FLAGGED)
-    except RefusedError as exc:
-        click.echo(f"refused: {exc}", err=True)
-        sys.exit(EXIT_REFUSED)
-    except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-
-
-def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,7 +53,7 @@ def clients() -> None:
 @clients.command("activate")
 @click.argument("client")
 @click.option("--name", required=True, help="The client's name (shop or company).")
-@click.option("--on", "activated_on", required=True, callback=_day,
+@click.option("--on", "activated_on", required=True, callback=cli_support.day,
               help="Activation date YYYY-MM-DD: no day before it is ever posted.")
 @click.option("--territory", type=click.Choice([t.value for t in Territory]),
               default=Territory.METROPOLE.value, show_default=True,
@@ -106,11 +70,11 @@ def clients_activate(client: str, name: str, activated_on: date, territory: str,
 
     Give that identifier to Toporder: every closure it sends carries it.
     """
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         record = repository.activate_client(session, client, name=name, activated_on=activated_on,
                                             territory=territory, timezone=timezone,
                                             run_hour=run_hour, deadline_hour=deadline_hour,
-                                            now=_now())
+                                            now=cli_support.now())
     click.echo(f"activated {record.client_id} ({record.name}) from {record.activated_on}, "
                f"{record.territory}, {record.timezone}, daily run at {record.run_hour:02d}:00, "
                f"closure waited for until {record.deadline_hour:02d}:00; integration identifier:")
@@ -121,7 +85,7 @@ def clients_activate(client: str, name: str, activated_on: date, territory: str,
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def clients_list(as_json: bool) -> None:
     """List clients: activation date, territory, timezone, run and deadline hours, active."""
-    with session_scope(_engine()) as session:
+    with session_scope(cli_support.engine()) as session:
         records = repository.list_clients(session)
     rows = [{"client": r.client_id, "name": r.name, "activated_on": r.activated_on.isoformat(),
              "territory": r.territory, "timezone": r.timezone, "run_hour": r.run_hour,
@@ -148,7 +112,7 @@ def clients_set_schedule(client: str, timezone: str | None, run_hour: int | None
     """Change when CLIENT's days run; then `schedules sync` moves its schedule."""
     if timezone is None and run_hour is None and deadline_hour is None:
         raise click.UsageError("give at least one of --timezone, --run-hour, --deadline-hour")
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         record = repository.set_schedule(session, client, timezone=timezone, run_hour=run_hour,
                                          deadline_hour=deadline_hour)
     click.echo(f"{record.client_id}: daily run at {record.run_hour:02d}:00 {record.timezone}, "
@@ -159,7 +123,7 @@ def clients_set_schedule(client: str, timezone: str | None, run_hour: int | None
 @click.argument("client")
 def clients_deactivate(client: str) -> None:
     """Stop scheduling CLIENT's days (its ledger is kept; `clients reactivate` undoes it)."""
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.deactivate_client(session, client)
     click.echo(f"{client}: deactivated")
 
@@ -168,7 +132,7 @@ def clients_deactivate(client: str) -> None:
 @click.argument("client")
 def clients_reactivate(client: str) -> None:
     """Schedule CLIENT's days again after `clients deactivate`."""
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.reactivate_client(session, client)
     click.echo(f"{client}: active")
 
@@ -180,7 +144,7 @@ def clients_reactivate(client: str) -> None:
 def clients_set_account(client: str, key: str, account: str) -> None:
     """Override one default account of CLIENT (KEY: revenue:10, vat:20, tips, gift_cards,
     other_methods, cash_shortage, cash_surplus…)."""
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.set_account_override(session, client, key, account)
     click.echo(f"{client}: {key} → {account}")
 
@@ -198,8 +162,8 @@ def mapping() -> None:
 @click.argument("account")
 def mapping_set(client: str, method: str, account: str) -> None:
     """Send METHOD (its exact Toporder name, byte for byte) of CLIENT to ACCOUNT."""
-    with _errors(), session_scope(_engine()) as session:
-        repository.set_mapping(session, client, method, account, now=_now())
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
+        repository.set_mapping(session, client, method, account, now=cli_support.now())
     click.echo(f"{client}: {method!r} → {account}")
 
 
@@ -207,7 +171,7 @@ def mapping_set(client: str, method: str, account: str) -> None:
 @click.argument("client")
 def mapping_list(client: str) -> None:
     """List CLIENT's explicit mappings."""
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
         mappings = repository.list_mappings(session, client)
     _table([{"method": m, "account": a} for m, a in mappings.items()], ["method", "account"])
@@ -218,7 +182,7 @@ def mapping_list(client: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods(client: str, as_json: bool) -> None:
     """Payment methods seen in CLIENT's closures: first and last day, where each goes."""
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
         seen = repository.list_methods(session, client)
     rows = [{"name": m.name, "first_seen": m.first_seen.isoformat(),
@@ -241,10 +205,10 @@ def receive(files: tuple[Path, ...]) -> None:
     Refused, with nothing stored: not strict UTF-8 JSON, an unknown integration identifier, a
     day before the client's activation. The rest is checked when the day runs.
     """
-    engine = _engine()
-    with _errors():
+    engine = cli_support.engine()
+    with cli_support.errors():
         for path in files:
-            got = service.receive(engine, path.read_bytes(), str(path), now=_now())
+            got = service.receive(engine, path.read_bytes(), str(path), now=cli_support.now())
             what = "stored" if got.created else "already received (identical), not stored again"
             click.echo(f"{path}: {got.client_id} {got.business_date}: {what} "
                        f"(closure #{got.closure_id}, sha256 {got.sha256[:12]}…)")
@@ -252,7 +216,7 @@ def receive(files: tuple[Path, ...]) -> None:
 
 @main.command("run")
 @click.argument("client")
-@click.option("--date", "business_date", required=True, callback=_day,
+@click.option("--date", "business_date", required=True, callback=cli_support.day,
               help="The business day YYYY-MM-DD.")
 def run(client: str, business_date: date) -> None:
     """Run the daily flow for CLIENT's BUSINESS_DATE; exit 0 only when the day is posted."""
@@ -264,8 +228,10 @@ def run(client: str, business_date: date) -> None:
 
 @main.command("rerun")
 @click.argument("client")
-@click.option("--from", "date_from", required=True, callback=_day, help="First day YYYY-MM-DD.")
-@click.option("--to", "date_to", required=True, callback=_day, help="Last day YYYY-MM-DD.")
+@click.option("--from", "date_from", required=True,
+              callback=cli_support.day, help="First day YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True,
+              callback=cli_support.day, help="Last day YYYY-MM-DD.")
 def rerun(client: str, date_from: date, date_to: date) -> None:
     """Run CLIENT's days from --from to --to, one flow run per day, oldest first.
 
@@ -275,7 +241,7 @@ def rerun(client: str, date_from: date, date_to: date) -> None:
     """
     if date_to < date_from:
         raise click.UsageError(f"--to {date_to} is before --from {date_from}")
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
     days = [(client, date_from + timedelta(days=n))
             for n in range((date_to - date_from).days + 1)]
@@ -298,7 +264,7 @@ def _worst_exit_code(codes: list[int]) -> int:
 
 @main.command("status")
 @click.argument("client", required=False)
-@click.option("--date", "business_date", callback=_day,
+@click.option("--date", "business_date", callback=cli_support.day,
               help="A business day YYYY-MM-DD: every client's state that day (instead of CLIENT).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(client: str | None, business_date: date | None, as_json: bool) -> None:
@@ -314,7 +280,7 @@ def status(client: str | None, business_date: date | None, as_json: bool) -> Non
         return
     if client is None:
         raise click.UsageError(usage)
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
         days = repository.day_statuses(session, client)
     rows = [{
@@ -336,7 +302,7 @@ def status(client: str | None, business_date: date | None, as_json: bool) -> Non
 
 
 def _fleet_status(business_date: date, as_json: bool) -> None:
-    with session_scope(_engine()) as session:
+    with session_scope(cli_support.engine()) as session:
         fleet = repository.fleet_status(session, business_date)
     counts = fleet_counts(fleet)
     if as_json:
@@ -392,15 +358,17 @@ def export() -> None:
 
 @export.command("fec")
 @click.argument("client")
-@click.option("--from", "date_from", required=True, callback=_day, help="First day YYYY-MM-DD.")
-@click.option("--to", "date_to", required=True, callback=_day, help="Last day YYYY-MM-DD.")
+@click.option("--from", "date_from", required=True,
+              callback=cli_support.day, help="First day YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True,
+              callback=cli_support.day, help="Last day YYYY-MM-DD.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="File to write (the legal name is <SIREN>FEC<AAAAMMJJ>.txt).")
 def export_fec(client: str, date_from: date, date_to: date, out: Path) -> None:
     """Write CLIENT's entries between two days as an FEC file (art. A47 A-1 LPF)."""
     from toporder_sync.core.fec import FecEntry, write_fec
 
-    with _errors(), session_scope(_engine()) as session:
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
         stored = repository.entries_between(session, client, date_from, date_to)
     count = write_fec([FecEntry(s.number, s.entry, s.posted_at.date()) for s in stored], out)
@@ -423,6 +391,14 @@ def demo(directory: Path) -> None:
 
 
 main.add_command(schedules)
+main.add_command(pennylane)
+clients.add_command(set_source)
+clients.add_command(push_secret)
+main.add_command(receiver)
+main.add_command(simulator)
+main.add_command(notifications_group)
+main.add_command(relay)
+clients.add_command(set_webhook)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:

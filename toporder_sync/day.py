@@ -26,9 +26,16 @@ from typing import Literal
 
 from sqlalchemy import Engine
 
-from toporder_sync import service
+from toporder_sync import checkpoints, service
 from toporder_sync.core import calendar, pipeline
-from toporder_sync.core.errors import Category, Finding, error_category, pos_error, refused
+from toporder_sync.core.errors import (
+    Category,
+    ClosureRejected,
+    Finding,
+    error_category,
+    pos_error,
+    refused,
+)
 from toporder_sync.core.model import Entry, MethodMatch
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
@@ -86,12 +93,17 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date, *,
     if admission.refusal is not None:
         return DayResult(client, business_date, "refused", Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))
-    fetched = source.fetch(client_id, business_date)
+    try:
+        fetched = source.fetch(client_id, business_date)
+    except ClosureRejected as rejected:  # e.g. the API served another client's closure
+        return _flagged(engine, client, business_date, None, Category.POS, rejected.findings,
+                        (), run_id=run_id, now=now())
     if fetched is None:
         return _no_closure(engine, client, business_date, run_id=run_id, now=now())
     settings = admission.settings
     closure, findings = pipeline.read(fetched.raw, fetched.source,
                                       integration_id=client.integration_id)
+    checkpoints.reached("after_parse")
     if closure is None:
         return _flagged(engine, client, business_date, fetched, Category.POS, findings, (),
                         run_id=run_id, now=now())
@@ -113,6 +125,7 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date, *,
     posted = service.post(engine, client_id, business_date, closure_id=fetched.closure_id,
                           entry=entry, matches=mapping.matches, warnings=warnings, now=now(),
                           flow_run_id=run_id)
+    checkpoints.reached("after_commit")
     return DayResult(client, business_date, "posted", None, warnings, entry, posted)
 
 
@@ -131,10 +144,11 @@ def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, ru
 
 
 def _flagged(engine: Engine, client: ClientRecord, business_date: date,
-             fetched: FetchedClosure, category: Category, findings: tuple[Finding, ...],
+             fetched: FetchedClosure | None, category: Category, findings: tuple[Finding, ...],
              matches: tuple[MethodMatch, ...], *, run_id: str, now: datetime) -> DayResult:
     service.flag(engine, client.client_id, business_date, state="flagged",
-                 error_category=category, findings=findings, closure_id=fetched.closure_id,
+                 error_category=category, findings=findings,
+                 closure_id=fetched.closure_id if fetched else None,
                  matches=matches, now=now, flow_run_id=run_id)
     return DayResult(client, business_date, "flagged", category,
                      tuple(f for f in findings if f.is_error))

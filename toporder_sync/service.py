@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
+from toporder_sync import checkpoints
 from toporder_sync.core import calendar
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import Category, Finding, RefusedError, refused
@@ -93,17 +94,28 @@ def previous_closure(engine: Engine, client_id: str, establishment_id: str,
 def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int, entry: Entry,
          matches: Sequence[MethodMatch], warnings: Sequence[Finding], now: datetime,
          flow_run_id: str | None = None) -> PostResult:
-    """Post the day's entry (reversing a different one already posted), in one transaction."""
+    """Post the day's entry (reversing a different one already posted), in one transaction.
+
+    For a client set up for Pennylane, the reversal and the entry written are queued in the
+    outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
+    """
+    # Imported here so that this change stays within post (service.py has other owners today);
+    # there is no import cycle, it may move to the top of the module.
+    from toporder_sync.pennylane import store as pennylane_store
+
     with session_scope(engine) as session:
         repository.lock_client_day(session, client_id, business_date, now=now)
         repository.record_methods_seen(session, client_id, business_date, matches)
         result = repository.post_entry(session, client_id, business_date,
                                        closure_id=closure_id, entry=entry, now=now)
+        pennylane_store.enqueue_posted(session, client_id, result, now=now)
+        checkpoints.reached("mid_write")
         repository.record_day(
             session, client_id, business_date, state="posted", error_category=None,
             messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
             now=now,
         )
+        checkpoints.reached("before_commit")
     return result
 
 
@@ -111,9 +123,17 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
          error_category: Category | None, findings: Sequence[Finding], closure_id: int | None,
          matches: Sequence[MethodMatch] = (), now: datetime,
          flow_run_id: str | None = None) -> None:
-    """Record a day that is not posted (flagged or missing), with the methods it showed."""
+    """Record a day that is not posted (flagged or missing), with the methods it showed.
+
+    A ``flagged`` or ``missing`` day also gets its notification to Toporder written to the
+    outbox in this same transaction (``notifications.enqueue_flagged``): both or neither.
+    """
+    # Imported here so that this change stays within flag (service.py has other owners today);
+    # there is no import cycle, it may move to the top of the module.
+    from toporder_sync import notifications
+
     with session_scope(engine) as session:
-        repository.lock_client_day(session, client_id, business_date, now=now)
+        day = repository.lock_client_day(session, client_id, business_date, now=now)
         if matches:
             repository.record_methods_seen(session, client_id, business_date, matches)
         repository.record_day(
@@ -122,6 +142,10 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
             warnings=[f for f in findings if not f.is_error],
             closure_id=closure_id, flow_run_id=flow_run_id, now=now,
         )
+        # record_day counted this run as one more attempt of the day, under the day's lock.
+        notifications.enqueue_flagged(session, client_id, business_date, state=state,
+                                      category=error_category, findings=findings,
+                                      attempt=day.attempts + 1, now=now)
 
 
 def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: datetime,

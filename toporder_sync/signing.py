@@ -18,6 +18,8 @@ import secrets
 from collections.abc import Mapping
 from datetime import datetime
 
+from toporder_sync.core.errors import ToporderSyncError
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -26,7 +28,7 @@ SIGNATURE_HEADER = "webhook-signature"
 TOLERANCE = 300
 
 
-class SignatureError(Exception):
+class SignatureError(ToporderSyncError):
     """A request whose signature, timestamp or headers do not check out."""
 
 

@@ -1,21 +1,33 @@
 """Where closures come from: a small interface with swappable implementations.
 
-A ``ClosureSource`` fetches the closure of a client-day, or None when none was received. The
-inbox (closures delivered by ``receive`` or, later, the push receiver) is the one source of
-this release; a pull API client or a simulator fits the same shape. Whatever the source, the
-raw bytes are kept in the ledger's inbox before anything is posted from them.
+A ``ClosureSource`` fetches the closure of a client-day, or None when none was received.
+
+* ``InboxSource``: the closures delivered to the ledger's inbox (``receive``, the push receiver);
+  the latest received one wins.
+* ``PullSource``: asks Toporder's closures API first, stores what it gets in the inbox through
+  ``service.receive`` (raw bytes exactly as served; an identical closure is not stored twice),
+  then answers from the inbox like ``InboxSource``. When the API has nothing yet (404), the
+  inbox still answers, so a closure pushed or handed over by hand is not lost.
+
+Whatever the source, the raw bytes are kept in the ledger's inbox before anything is posted
+from them. ``source_for`` picks the source a client is set to (``clients set-source``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from sqlalchemy import Engine
 
-from toporder_sync.ledger import repository
+from toporder_sync import service
+from toporder_sync.core.closure import load_document, route
+from toporder_sync.core.errors import ClosureRejected, pos_error
+from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import session_scope
+from toporder_sync.toporder_api import ToporderApi, default_api
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +55,59 @@ class InboxSource:
             return None
         return FetchedClosure(stored.id, stored.raw, stored.sha256,
                               f"inbox closure #{stored.id} of {client_id} {business_date}")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PullSource:
+    """Toporder's closures API, through the inbox (see the module docstring)."""
+
+    engine: Engine
+    api: ToporderApi
+    clock: Callable[[], datetime] = field(default=_utc_now)
+
+    def fetch(self, client_id: str, business_date: date) -> FetchedClosure | None:
+        with session_scope(self.engine) as session:
+            integration_id = repository.get_client(session, client_id).integration_id
+        raw = self.api.closure(integration_id, business_date)
+        if raw is not None:
+            where = f"Toporder API closure of {client_id} {business_date}"
+            _check_routing(raw, where, integration_id, business_date)
+            service.receive(self.engine, raw, where, now=self.clock())
+        return InboxSource(self.engine).fetch(client_id, business_date)
+
+
+def _check_routing(raw: bytes, where: str, integration_id: str, business_date: date) -> None:
+    """Refuse, storing nothing, a served closure that is not the one asked for.
+
+    ``service.receive`` would file it under whichever client and day it names; the API
+    answering with another client's or another day's closure is Toporder's error to fix.
+    The document is read twice (here and in ``receive``): a few milliseconds per day, for not
+    ever storing a closure in the wrong inbox.
+    """
+    routing = route(load_document(raw, where), where)
+    if routing.integration_id != integration_id:
+        raise ClosureRejected(where, [pos_error(
+            "routing", "integration_id",
+            "the API served a closure of another integration identifier; nothing stored")])
+    if routing.business_date != business_date:
+        raise ClosureRejected(where, [pos_error(
+            "routing", "closure.business_date",
+            f"the API served the closure of {routing.business_date} when asked for "
+            f"{business_date}; nothing stored")])
+
+
+def source_for(engine: Engine, client_id: str) -> ClosureSource:
+    """The source ``client_id`` is set to: the inbox for ``push``, the API for ``pull``.
+
+    A pull client needs ``TOPORDER_API_URL`` and ``TOPORDER_API_TOKEN``: ConfigurationError
+    naming the one missing, before anything is fetched.
+    """
+    with session_scope(engine) as session:
+        kind = connections.source_of(session, client_id)
+    if kind == "pull":
+        return PullSource(engine, default_api())
+    return InboxSource(engine)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from samples import encode, sample_document
@@ -128,10 +127,32 @@ def test_every_command_has_help(cli: Cli) -> None:
         assert "Usage:" in cli(*command).stdout
 
 
-def test_demo_runs_on_a_fresh_folder(cli: Cli) -> None:
+def test_demo_runs_against_the_simulator_on_a_fresh_folder(cli: Cli) -> None:
     result = cli("demo", "--dir", "demo")
     summary = json.loads(result.stdout.strip().splitlines()[-1].removeprefix("demo: "))
-    assert summary["client_days"] == 28 and summary["flagged"] == 1
+    assert summary["client_days"] == 28
+    assert (summary["posted"], summary["flagged"], summary["missing"]) == (26, 1, 1)
+    # Both kinds of client posted: pull closures fetched from the simulator's API by the flow,
+    # push closures signed by the simulator and stored by the receiver (one never pushed).
+    assert summary["posted_by_source"] == {"pull": 13, "push": 13}
+    assert summary["pushed"] == 13 and summary["pulled"] == 14
+    # The API's first answer for one pull day was a 429: waited out, asked again, posted.
+    [retry] = summary["pull_retries"]
+    assert retry["statuses"] == [429, 200]
+    survived = next(line for line in result.stdout.splitlines()
+                    if line.startswith("Pull fault survived"))
+    assert f"{retry['client']} {retry['business_date']} with HTTP 429" in survived
+    assert survived.endswith(": Posted")
+    # Toporder was told of each flagged or missing day, once: the simulator's webhook got them.
+    flagged = sorted((d["client"], d["business_date"]) for d in summary["flagged_days"])
+    assert sorted((n["client"], n["business_date"]) for n in summary["notified"]) == flagged
+    rules = {n["state"]: (n["category"], n["rules"]) for n in summary["notified"]}
+    assert rules["missing"] == ("pos", ["closure_missing"])
+    assert rules["flagged"][0] == "pos" and "debit_equals_credit" in rules["flagged"][1]
+    assert "2 sent, 0 to retry, 0 waiting, 0 dead" in result.stdout
+    # The rest of the story: refused, unknown method mapped then rerun, files.
     assert "before the activation date" in result.stdout
-    fec_files = sorted(Path(cli.workdir / "demo").glob("*-FEC.txt"))
-    assert len(fec_files) == 4
+    assert "reran its day: Posted: entry" in result.stdout and "replaced" in result.stdout
+    demo = cli.workdir / "demo"
+    assert len(list(demo.glob("closures/*.json"))) == 27
+    assert len(sorted(demo.glob("*-FEC.txt"))) == 4

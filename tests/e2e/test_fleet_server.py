@@ -2,9 +2,10 @@
 
 The project is deployed with ``prefect deploy --all`` as an operator would; the schedules of the
 ``dispatch-daily`` deployment come from ``toporder-sync schedules sync`` and are read back
-through the REST API; a ``catch-up`` deployment run is picked up by one of two workers, and
-every client-day it runs is checked in the ledger (posted once) and on the server (a subflow run
-named ``<client> <day>``, tagged with the client, a flagged day in state ``POS data error``).
+through the REST API; two shard runs of a ``catch-up`` deployment are picked up by two workers,
+and every client-day they run is checked in the ledger (posted once) and on the server (a
+subflow run named ``<client> <day>``, tagged with the client, a flagged day in state
+``POS data error``).
 """
 
 from __future__ import annotations
@@ -175,10 +176,12 @@ def test_a_catch_up_run_by_two_workers_posts_each_client_day_once(fleet: Cli,
     try:
         catch_up = deployed.deployment("catch-up/catch-up")
         last = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
+        # Two shards of one catch-up of every active client, as `schedules sync --shards 2`
+        # splits an hour: each worker may take one, together they cover each client once.
         runs = [deployed("POST", f"/deployments/{catch_up['id']}/create_flow_run",
                          {"parameters": {"date_from": FIRST_DAY.isoformat(), "date_to": last,
-                                         "clients": chosen, "concurrency": 4}})
-                for chosen in (["fleet-zinc", "fleet-port"], ["fleet-lagon"])]
+                                         "concurrency": 4, "shard": shard, "shards": 2}})
+                for shard in (0, 1)]
         finished = deployed.wait([r["id"] for r in runs], 300)
     finally:
         for worker in workers:
@@ -190,6 +193,8 @@ def test_a_catch_up_run_by_two_workers_posts_each_client_day_once(fleet: Cli,
                 worker.kill()
     logs = "\n".join(p.read_text(errors="replace") for p in cli.workdir.glob("worker-*.log"))
     assert [r["state_type"] for r in finished] == ["COMPLETED", "COMPLETED"], logs
+    assert sorted(r["name"] for r in finished) == [
+        f"catch-up {FIRST_DAY} to {last} #{shard}/2" for shard in (0, 1)]
 
     days = [(FIRST_DAY + timedelta(days=n)).isoformat() for n in range(DAYS)]
     for client in CLIENTS:

@@ -28,7 +28,10 @@ force in the territory.
 * ``wrong_vat_rate``: a few sale lines are priced at 19.6 %, a rate no longer in force, with
   amounts consistent at that rate: only identity 3 breaks;
 * ``unknown_method``: a few tickets are paid in full with "Lydia", a method no default rule
-  recognises: every identity holds, the day is posted with a warning.
+  recognises: every identity holds, the day is posted with a warning;
+* ``renamed_method``: the bank card method was renamed in the register that day ("Carte
+  Bancaire" became "Carte bancaire"), as happens when a manager edits the settings: every
+  identity holds, but an exact mapping of the old name no longer matches (a near miss).
 """
 
 from __future__ import annotations
@@ -66,9 +69,10 @@ METHODS: tuple[str, ...] = (
     CARD, CASH, CHEQUE, SWILE, EDENRED, CONECS, PAPER_VOUCHER, GIFT_CARD, UBER_EATS, DELIVEROO,
 )
 UNKNOWN_METHOD = "Lydia"
+RENAMED_CARD = "Carte bancaire"
 STALE_RATE = Decimal("19.6")
 
-FAULTS: tuple[str, ...] = ("unbalanced", "wrong_vat_rate", "unknown_method")
+FAULTS: tuple[str, ...] = ("unbalanced", "wrong_vat_rate", "unknown_method", "renamed_method")
 
 # Meal-voucher cards may pay at most 25 € a day (Code du travail, R. 3262-10); the rest of the
 # bill goes on a bank card. Paper vouchers give no change, so they never pay more than the bill.
@@ -538,12 +542,22 @@ def _paid_with_unknown_method(tickets: list[Ticket], rng: random.Random) -> list
     return tickets
 
 
+def _renamed_card(tickets: list[Ticket], _rng: random.Random) -> list[Ticket]:
+    return [
+        replace(ticket, payments=tuple(
+            replace(p, method=RENAMED_CARD) if p.method == CARD else p for p in ticket.payments
+        ))
+        for ticket in tickets
+    ]
+
+
 _FAULT_INJECTORS: Mapping[str, Callable[[list[Ticket], random.Random], list[Ticket]]] = (
     MappingProxyType(
         {
             "unbalanced": _short_card_payment,
             "wrong_vat_rate": _stale_rate,
             "unknown_method": _paid_with_unknown_method,
+            "renamed_method": _renamed_card,
         }
     )
 )

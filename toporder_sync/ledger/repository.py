@@ -211,7 +211,7 @@ def activate_client(
 
 
 def get_client(session: Session, client_id: str) -> ClientRecord:
-    return _client_record(_client_row(session, client_id))
+    return _client_record(client_row(session, client_id))
 
 
 def client_by_integration_id(session: Session, integration_id: str) -> ClientRecord | None:
@@ -236,7 +236,7 @@ def set_schedule(
 ) -> ClientRecord:
     """Change when CLIENT's days run (local hour) and wait for a closure; None keeps a value."""
     _check_schedule(timezone=timezone, run_hour=run_hour, deadline_hour=deadline_hour)
-    row = _client_row(session, client_id, for_update=True)
+    row = client_row(session, client_id, for_update=True)
     if timezone is not None:
         row.timezone = timezone
     if run_hour is not None:
@@ -286,7 +286,7 @@ def set_mapping(
     problem = account_problem(account, "method")
     if problem is not None:
         raise ConfigurationError(f"mapping of method {method!r}: {problem}")
-    _client_row(session, client_id)
+    client_row(session, client_id)
     insert = _insert(session, MappingRow).values(
         client_id=client_id, method=method, account=account, updated_at=now
     )
@@ -299,7 +299,7 @@ def set_mapping(
 
 
 def list_mappings(session: Session, client_id: str) -> dict[str, str]:
-    _client_row(session, client_id)
+    client_row(session, client_id)
     # Columns, not ORM objects: the upsert of set_mapping bypasses the identity map.
     rows = session.execute(
         select(MappingRow.method, MappingRow.account)
@@ -316,12 +316,12 @@ def set_account_override(session: Session, client_id: str, key: str, account: st
     problem = account_problem(account, key)
     if problem is not None:
         raise ConfigurationError(f"account override {key}: {problem}")
-    row = _client_row(session, client_id, for_update=True)
+    row = client_row(session, client_id, for_update=True)
     row.account_overrides = {**row.account_overrides, key: account}
 
 
 def client_settings(session: Session, client_id: str) -> ClientSettings:
-    row = _client_row(session, client_id)
+    row = client_row(session, client_id)
     return ClientSettings(
         client_id=row.client_id,
         territory=Territory(row.territory),
@@ -349,7 +349,7 @@ def store_closure(
     A new closure puts its day back to ``received`` (even a posted day: the next run reverses
     and reposts it); an identical resend leaves the day as it is.
     """
-    _client_row(session, client_id)
+    client_row(session, client_id)
     sha256 = hashlib.sha256(raw).hexdigest()
     # ON CONFLICT rather than check-then-insert: a concurrent identical insert waits for the
     # first one, then inserts nothing, and the select below finds the committed row.
@@ -505,7 +505,7 @@ def entries_between(
     session: Session, client_id: str, date_from: date, date_to: date
 ) -> list[StoredEntry]:
     """Every entry and reversal of the business days ``date_from``..``date_to``, by number."""
-    _client_row(session, client_id)
+    client_row(session, client_id)
     return _stored_entries(
         session,
         EntryRow.client_id == client_id,
@@ -520,7 +520,7 @@ def record_methods_seen(
     session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
 ) -> None:
     """Remember each method of a closure: first and last day seen, where it goes and why."""
-    _client_row(session, client_id)
+    client_row(session, client_id)
     # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
     postgres = session.get_bind().dialect.name == "postgresql"
     earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
@@ -547,7 +547,7 @@ def record_methods_seen(
 
 
 def list_methods(session: Session, client_id: str) -> list[MethodSeen]:
-    _client_row(session, client_id)
+    client_row(session, client_id)
     # Columns, not ORM objects: the upsert of record_methods_seen bypasses the identity map.
     rows = session.execute(
         select(
@@ -586,7 +586,7 @@ def record_day(
         raise ValueError(
             f"a day's error category is one of {', '.join(ERROR_CATEGORIES)}, not {error_category}"
         )
-    _client_row(session, client_id)
+    client_row(session, client_id)
     day = _day_row(session, client_id, business_date, now=now)
     day.state = state
     day.error_category = None if error_category is None else error_category.value
@@ -606,7 +606,7 @@ def day_statuses(
     date_to: date | None = None,
 ) -> list[DayStatus]:
     """The recorded days of a client, oldest first, optionally within a range of dates."""
-    _client_row(session, client_id)
+    client_row(session, client_id)
     query = (
         select(ClientDayRow, EntryRow.number, EntryRow.piece_ref)
         .outerjoin(EntryRow, EntryRow.id == ClientDayRow.entry_id)
@@ -688,7 +688,7 @@ def claim_day(
         raise ValueError("run_id must not be empty")
     if lease <= timedelta(0):
         raise ValueError(f"a lease must be positive, not {lease}")
-    _client_row(session, client_id)
+    client_row(session, client_id)
     _ensure_day_row(session, client_id, business_date, now=now)
     result = session.execute(
         update(ClientDayRow)
@@ -737,7 +737,7 @@ def _check_schedule(
 
 
 def _set_active(session: Session, client_id: str, *, active: bool) -> ClientRecord:
-    row = _client_row(session, client_id, for_update=True)
+    row = client_row(session, client_id, for_update=True)
     row.active = active
     session.flush()
     return _client_record(row)
@@ -751,7 +751,8 @@ def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.I
     return sqlite.insert(model)
 
 
-def _client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
+def client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
+    """The client's row (RefusedError if unknown); ``for_update`` makes writers take turns."""
     query = select(ClientRow).where(ClientRow.client_id == client_id)
     if for_update:
         # FOR NO KEY UPDATE: serializes writers of the client, yet lets other transactions
@@ -796,7 +797,7 @@ def _day_row(
 
 def _lock(session: Session, client_id: str, business_date: date, *, now: datetime) -> ClientDayRow:
     # Always the client row first, then the day row: one lock order, no deadlock.
-    _client_row(session, client_id, for_update=True)
+    client_row(session, client_id, for_update=True)
     return _day_row(session, client_id, business_date, now=now)
 
 

@@ -1,6 +1,6 @@
 """The ledger's tables as typed ORM classes, and the column types that keep them exact.
 
-These classes describe the schema that the migrations (``0001`` to ``0003``) create; they
+These classes describe the schema that the migrations (``0001`` to ``0004``) create; they
 never create it (``db.upgrade`` does, through Alembic). A test compares them with the migrated
 database.
 
@@ -293,3 +293,58 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --- Pennylane (migration 0004) ---------------------------------------------------------
+
+PennylaneTokenSource = Literal["env", "block"]
+PennylanePushStatus = Literal["pending", "pushed"]
+PENNYLANE_TOKEN_SOURCES: tuple[PennylaneTokenSource, ...] = get_args(PennylaneTokenSource)
+PENNYLANE_PUSH_STATUSES: tuple[PennylanePushStatus, ...] = get_args(PennylanePushStatus)
+
+
+class PennylaneSettingsRow(Base):
+    """Where a client's entries go in Pennylane: the journal, and the NAME of its API token.
+
+    The token itself is never stored: ``token_name`` is an environment variable
+    (``token_source`` ``env``) or a Prefect Secret block (``block``) read when pushing.
+    """
+
+    __tablename__ = "pennylane_settings"
+    __table_args__ = (
+        CheckConstraint(_one_of("token_source", PENNYLANE_TOKEN_SOURCES), name="token_source"),
+    )
+
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), primary_key=True)
+    enabled: Mapped[bool]
+    journal_code: Mapped[str] = mapped_column(String(8), server_default="VT")
+    token_source: Mapped[PennylaneTokenSource] = mapped_column(String(8))
+    token_name: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PennylanePushRow(Base):
+    """One entry (or reversal) on its way to Pennylane, then its id there once pushed.
+
+    ``post_attempts`` counts the POSTs sent (committed before each one): a push that finds it
+    above zero looks the entry up in Pennylane before posting again (the API has no
+    idempotency key). ``event_id`` is the outbox message currently carrying the push.
+    """
+
+    __tablename__ = "pennylane_pushes"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", PENNYLANE_PUSH_STATUSES), name="status"),
+        CheckConstraint("status <> 'pushed' OR remote_id IS NOT NULL", name="remote_id"),
+        CheckConstraint("post_attempts >= 0", name="post_attempts"),
+        Index(None, "client_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id"), unique=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"))
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[PennylanePushStatus] = mapped_column(String(8))
+    remote_id: Mapped[str | None] = mapped_column(String(64))
+    post_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    pushed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

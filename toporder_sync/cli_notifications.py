@@ -1,0 +1,165 @@
+"""``toporder-sync`` commands of the outbox: webhooks, notifications, the relay.
+
+* ``clients set-webhook CLIENT URL`` sets where CLIENT's error notifications go and issues their
+  signing secret, printed once, alone on the last line (hand it to Toporder; it is not shown
+  again, ``--new-secret`` replaces it).
+* ``notifications list`` shows the outbox; ``notifications retry`` puts messages back to
+  pending, due now, with a fresh budget of attempts.
+* ``relay`` delivers the due messages: ``--once`` for cron and tests, else every
+  ``--interval`` seconds until interrupted.
+
+Exit codes: 0 done (for ``relay``: whatever became of each delivery, see the outbox), 1 the
+ledger was unreachable for a moment (``relay --once``), 2 bad usage or configuration (a URL
+that is not https), 3 unknown client or event id (nothing changed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, get_args
+
+import click
+
+from toporder_sync import cli_support, notifications, outbox
+from toporder_sync.core.errors import RefusedError, TransientError
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.tables import OutboxStatus
+
+# The ledger could not be reached for a moment (``relay --once``): try again later.
+EXIT_FAILED = 1
+
+
+@click.command("set-webhook")
+@click.argument("client")
+@click.argument("url")
+@click.option("--new-secret", is_flag=True,
+              help="Issue a new signing secret even if CLIENT has one (the old one stops "
+                   "working at once).")
+def set_webhook(client: str, url: str, new_secret: bool) -> None:
+    """Send CLIENT's error notifications to URL (https); prints the signing secret once.
+
+    The secret is issued the first time (or with --new-secret) and printed alone on the last
+    line: give it to Toporder, which checks every notification's webhook-signature with it.
+    Notifications waiting for a URL go out at the next relay.
+    """
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
+        issued = notifications.set_webhook(session, client, url, now=cli_support.now(),
+                                           new_secret=new_secret)
+    if issued is None:
+        click.echo(f"{client}: notifications go to {url}; signing secret unchanged "
+                   "(issued earlier, not shown again; --new-secret replaces it)")
+        return
+    click.echo(f"{client}: notifications go to {url}; signing secret (give it to Toporder, "
+               "it is not shown again):")
+    click.echo(issued)
+
+
+@click.group("notifications")
+def notifications_group() -> None:
+    """The outbox: notifications to Toporder and other messages waiting for delivery."""
+
+
+@notifications_group.command("list")
+@click.option("--client", "client_id", default=None, help="Only this client's messages.")
+@click.option("--status", type=click.Choice(get_args(OutboxStatus)), default=None,
+              help="Only messages in this status.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def notifications_list(client_id: str | None, status: OutboxStatus | None,
+                       as_json: bool) -> None:
+    """Messages, newest first: event id, topic, client, day, status, attempts, last error."""
+    with session_scope(cli_support.engine()) as session:
+        entries = outbox.list_messages(session, client_id=client_id, status=status)
+    rows = [_row(entry) for entry in entries]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    columns = ["event_id", "topic", "client_id", "business_date", "status", "attempts",
+               "next_attempt_at", "last_error"]
+    table = [{**row, "business_date": row["business_date"] or "",
+              "last_error": (row["last_error"] or "")[:80]} for row in rows]
+    widths = {c: max(len(c), *(len(str(r[c])) for r in table)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
+    for r in table:
+        click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _row(entry: outbox.OutboxEntry) -> dict[str, Any]:
+    message = entry.message
+    return {
+        "event_id": message.event_id, "topic": message.topic, "client_id": message.client_id,
+        "business_date": None if message.business_date is None
+        else message.business_date.isoformat(),
+        "status": entry.status, "attempts": message.attempts,
+        "next_attempt_at": entry.next_attempt_at.isoformat(timespec="seconds"),
+        "last_error": entry.last_error,
+        "created_at": entry.created_at.isoformat(timespec="seconds"),
+        "sent_at": None if entry.sent_at is None else entry.sent_at.isoformat(timespec="seconds"),
+        "payload": message.payload,
+    }
+
+
+@notifications_group.command("retry")
+@click.argument("event_ids", nargs=-1)
+@click.option("--dead", is_flag=True, help="Every dead message.")
+def notifications_retry(event_ids: Sequence[str], dead: bool) -> None:
+    """Put EVENT_IDS (or every --dead message) back to pending, due now.
+
+    Each gets a fresh budget of attempts; the next relay delivers it. An unknown event id
+    refuses the whole command, changing nothing.
+    """
+    if not event_ids and not dead:
+        raise click.UsageError("give EVENT_ID… or --dead")
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
+        moved = outbox.retry(session, event_ids=tuple(event_ids), dead=dead, now=cli_support.now())
+        unknown = sorted(set(event_ids) - set(moved))
+        if unknown:
+            raise RefusedError(f"unknown event id(s): {', '.join(unknown)}; nothing changed")
+    for event in moved:
+        click.echo(f"{event}: pending")
+    click.echo(f"{len(moved)} message(s) to deliver again")
+
+
+@click.command("relay")
+@click.option("--once", is_flag=True, help="Deliver the due messages once, then exit.")
+@click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds between two rounds (without --once).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Messages delivered per round at most.")
+def relay(once: bool, interval: float, limit: int) -> None:
+    """Deliver the outbox's due messages (notifications to Toporder…), at least once.
+
+    Failed deliveries are retried with backoff, then dead-lettered (`notifications list
+    --status dead`, `notifications retry --dead`). Several relays may run at once on
+    PostgreSQL; on SQLite run one.
+    """
+    engine = cli_support.engine()
+    handlers = {topic: factory(engine) for topic, factory in outbox.HANDLER_FACTORIES.items()}
+    try:
+        while True:
+            try:
+                report = outbox.relay(engine, handlers, now=cli_support.now, limit=limit)
+            except TransientError as exc:
+                # The ledger is busy or unreachable for a moment: the messages wait in it.
+                click.echo(f"{cli_support.now().isoformat(timespec='seconds')}: {exc}", err=True)
+                if once:
+                    sys.exit(EXIT_FAILED)
+                time.sleep(interval)
+                continue
+            if once or report.claimed:
+                stamp = cli_support.now().isoformat(timespec="seconds")
+                click.echo(f"{stamp}: {report.claimed} due: "
+                           f"{report.sent} sent, {report.retried} to retry, "
+                           f"{report.deferred} waiting for a webhook, {report.dead} dead")
+            if once:
+                return
+            # A full round means more are due: go on at once rather than sleep.
+            if report.claimed < limit:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo("relay stopped", err=True)

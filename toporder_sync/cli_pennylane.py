@@ -1,0 +1,169 @@
+"""``toporder-sync pennylane``: push each client's posted entries to its Pennylane company.
+
+* ``configure CLIENT --token-env VAR | --token-block NAME [--journal VT]``: push CLIENT's
+  entries from now on, with the API token found in that environment variable or Prefect Secret
+  block (the token itself is never stored, printed nor asked for on the command line). The
+  token must be there already: a missing one fails here, naming the variable or block.
+* ``push CLIENT --from D --to D``: queue CLIENT's entries of those days not yet queued, send
+  again those given up on (after a fix on the Pennylane side), then deliver now through the
+  outbox relay (with any other Pennylane push already due).
+* ``status CLIENT [--from D] [--to D] [--json]``: each entry, pushed or not, its id in
+  Pennylane and the last error.
+
+Exit codes: 0 done (``push``: every entry of the range is in Pennylane); 1 some entry of the
+range is not pushed yet (see ``status``); 2 bad usage or configuration (token missing, client
+not set up); 3 unknown client.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from typing import Any
+
+import click
+
+from toporder_sync import cli_support, outbox
+from toporder_sync.core.errors import ConfigurationError
+from toporder_sync.ledger import repository
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.pennylane import TOPIC, store
+from toporder_sync.pennylane.store import PushStatus
+from toporder_sync.pennylane.tokens import TokenRef, load_token
+from toporder_sync.runner import EXIT_FLAGGED
+
+# One push delivers at most this many messages: a bound, not a batch size.
+MAX_DELIVERIES = 100_000
+
+
+@click.group("pennylane")
+def pennylane() -> None:
+    """Push posted entries and reversals to each client's Pennylane company."""
+
+
+@pennylane.command("configure")
+@click.argument("client")
+@click.option("--token-env", metavar="VAR",
+              help="Environment variable holding CLIENT's Pennylane API token.")
+@click.option("--token-block", metavar="NAME",
+              help="Prefect Secret block holding CLIENT's Pennylane API token.")
+@click.option("--journal", default=store.DEFAULT_JOURNAL, show_default=True,
+              help="Code of the sales journal in CLIENT's Pennylane company.")
+def configure(client: str, token_env: str | None, token_block: str | None,
+              journal: str) -> None:
+    """Push CLIENT's entries to Pennylane, with the token named by --token-env or --token-block.
+
+    Only the token's name is stored. Entries posted from now on are pushed; older ones with
+    `toporder-sync pennylane push CLIENT --from D --to D`.
+    """
+    if (token_env is None) == (token_block is None):
+        raise click.UsageError("give exactly one of --token-env VAR or --token-block NAME")
+    with cli_support.errors():
+        ref = (TokenRef("env", token_env) if token_env is not None
+               else TokenRef("block", str(token_block)))
+        load_token(ref)  # fail now, naming the variable or block, not at the first push
+        now = cli_support.now()
+        with session_scope(cli_support.engine()) as session:
+            settings = store.configure(session, client, token=ref, journal_code=journal,
+                                       now=now)
+            # Pushes that waited for this set-up go out at the next relay.
+            outbox.wake(session, client, topic=TOPIC, now=now)
+    click.echo(f"{client}: entries pushed to Pennylane, journal {settings.journal_code}, "
+               f"API token from {ref.describe()}")
+
+
+@pennylane.command("push")
+@click.argument("client")
+@click.option("--from", "date_from", required=True, callback=cli_support.day,
+              help="First business day YYYY-MM-DD.")
+@click.option("--to", "date_to", required=True, callback=cli_support.day,
+              help="Last business day YYYY-MM-DD.")
+def push(client: str, date_from: date, date_to: date) -> None:
+    """Queue CLIENT's entries of the days not yet pushed, and deliver them now."""
+    if date_to < date_from:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    from toporder_sync.pennylane.sink import PennylaneHandler
+
+    engine = cli_support.engine()
+    with cli_support.errors():
+        with session_scope(engine) as session:
+            repository.get_client(session, client)  # an unknown client is refused
+            settings = store.get_settings(session, client)
+        if settings is None or not settings.enabled:
+            raise ConfigurationError(f"{client} is not set up for Pennylane: "
+                                     "toporder-sync pennylane configure CLIENT first")
+        load_token(settings.token)
+        now = cli_support.now()
+        with session_scope(engine) as session:
+            queued = store.enqueue_entries(
+                session, client, store.entries_to_queue(session, client, date_from, date_to),
+                now=now)
+            again = outbox.retry(session, event_ids=store.given_up(session, client, date_from,
+                                                                   date_to), now=now)
+            outbox.wake(session, client, topic=TOPIC, now=now)
+    click.echo(f"{client}: {len(queued)} entries queued, {len(again)} sent again")
+    handler = PennylaneHandler(engine)
+    delivered = 0
+    try:
+        while delivered < MAX_DELIVERIES:
+            # A failed message is due again only later: each pass claims fewer, ending at none.
+            report = outbox.relay(engine, {TOPIC: handler}, now=cli_support.now)
+            if report.claimed == 0:
+                break
+            delivered += report.claimed
+    finally:
+        handler.close()
+    with session_scope(engine) as session:
+        statuses = store.push_statuses(session, client, date_from=date_from, date_to=date_to)
+    for status in statuses:
+        click.echo(_line(status))
+    missing = [s for s in statuses if s.state != "pushed"]
+    click.echo(f"{client}: {len(statuses) - len(missing)} of {len(statuses)} entries of "
+               f"{date_from}..{date_to} in Pennylane")
+    if missing:
+        sys.exit(EXIT_FLAGGED)
+
+
+@pennylane.command("status")
+@click.argument("client")
+@click.option("--from", "date_from",
+              callback=cli_support.day, help="First business day YYYY-MM-DD.")
+@click.option("--to", "date_to", callback=cli_support.day, help="Last business day YYYY-MM-DD.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry, in a list.")
+def status(client: str, date_from: date | None, date_to: date | None, as_json: bool) -> None:
+    """Each entry of CLIENT: number, date, piece, pushed or not, Pennylane id, last error."""
+    with cli_support.errors(), session_scope(cli_support.engine()) as session:
+        statuses = store.push_statuses(session, client, date_from=date_from, date_to=date_to)
+    if as_json:
+        click.echo(json.dumps([_json(s) for s in statuses], ensure_ascii=False, indent=2))
+        return
+    if not statuses:
+        click.echo("(no entries)")
+    for item in statuses:
+        click.echo(_line(item))
+
+
+def _line(item: PushStatus) -> str:
+    text = (f"n°{item.number} {item.kind} {item.business_date} {item.piece_number}: "
+            f"{item.state}")
+    if item.remote_id is not None:
+        text += f", Pennylane id {item.remote_id}"
+    if item.last_error:
+        text += f"; last error: {item.last_error}"
+    return text
+
+
+def _json(item: PushStatus) -> dict[str, Any]:
+    return {
+        "entry_number": item.number,
+        "kind": item.kind,
+        "business_date": item.business_date.isoformat(),
+        "piece_number": item.piece_number,
+        "pushed": item.state == "pushed",
+        "state": item.state,
+        "remote_id": item.remote_id,
+        "pushed_at": None if item.pushed_at is None else item.pushed_at.isoformat(),
+        "attempts": item.attempts,
+        "last_error": item.last_error,
+    }

@@ -1,0 +1,406 @@
+"""The transactional outbox: messages written with a ledger change, delivered later, at least once.
+
+Promises:
+
+* ``enqueue`` adds a message inside the caller's transaction and never commits: the message
+  exists if and only if the ledger change it announces was committed (a flagged day and its
+  notification, a posted entry and its push to Pennylane). An ``event_id`` given twice is
+  stored once (the second ``enqueue`` is a no-op), so a deterministic id makes enqueueing
+  idempotent.
+* ``relay`` delivers the due ``pending`` messages through the ``Handler`` of their topic, at
+  least once: a message is marked ``sent`` only after its handler succeeded, in a transaction of
+  its own; if the relay dies between the remote call and that mark, the message is delivered
+  again once its lease has run out, with the same ``event_id`` (the receiver drops duplicates
+  by it: the ``webhook-id`` header for webhooks).
+* No database transaction is open during a remote call. A message is *claimed* in a short
+  transaction that pushes its ``next_attempt_at`` ``LEASE`` into the future; other relays only
+  pick due messages, so they leave it alone until the lease runs out. On PostgreSQL the claim
+  selects ``FOR UPDATE SKIP LOCKED``: relays running at once never claim the same message. On
+  SQLite every transaction starts with ``BEGIN IMMEDIATE`` (``ledger.db``), which serializes the
+  claims just as well; one relay per SQLite ledger is still the intended set-up.
+* A handler raising ``DeliveryFailed`` (or any ``TransientError``) gets the message retried
+  with exponential backoff and jitter, never before a ``retry_after`` it gives (HTTP
+  Retry-After); ``DeliveryRefused`` dead-letters it at once; after ``max_attempts`` failed
+  attempts it is ``dead`` too. ``DeliveryDeferred`` (the receiver is not configured yet) keeps
+  it pending without spending an attempt. A ``dead`` message only moves again by hand
+  (``retry``), with a fresh budget of attempts.
+* A handler's delivery should finish well within ``LEASE / CLAIM_BATCH`` (30 s): a slower one
+  may find its later messages' leases expired and those messages delivered twice (which is
+  still at-least-once, but noisy).
+* ``last_error`` holds what went wrong in words; handlers never put secrets, signatures or
+  headers in their exceptions, and nothing here logs a payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from toporder_sync import checkpoints
+from toporder_sync.core.errors import ToporderSyncError, TransientError
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
+from toporder_sync.pennylane import handler as pennylane_handler
+
+log = logging.getLogger(__name__)
+
+# How long a claimed message is left alone by other relays: longer than the deliveries of one
+# claimed batch can take, short enough that a crashed relay's messages go out again soon.
+LEASE = timedelta(minutes=5)
+# Messages claimed per short transaction; see the module docstring for the delivery budget.
+CLAIM_BATCH = 10
+# Backoff after the n-th failed attempt: BACKOFF_BASE * 2**(n-1), at most BACKOFF_CAP, times a
+# random factor in [0.5, 1) so that messages failed together do not all come back together.
+# With the default 8 attempts, a message is given up about 2 hours after its first failure.
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=6)
+# A receiver's Retry-After is honoured up to this; beyond, it is more likely a mistake.
+RETRY_AFTER_CAP = timedelta(hours=6)
+# A message whose receiver is not configured yet is looked at again this often (configuring it
+# wakes its messages at once: ``wake``).
+DEFERRED_WAIT = timedelta(hours=1)
+MAX_ERROR_LENGTH = 1000
+_TOPIC_LENGTH = 32
+_EVENT_ID_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message to deliver, as a handler sees it (``attempts``: failed attempts so far)."""
+
+    id: int
+    event_id: str
+    topic: str
+    client_id: str
+    business_date: date | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One message with its delivery state, for listings."""
+
+    message: Message
+    status: OutboxStatus
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReport:
+    """What one ``relay`` call did: messages claimed, and what became of them."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    deferred: int = 0
+    dead: int = 0
+
+
+class DeliveryFailed(TransientError):
+    """The delivery may succeed later (network, timeout, HTTP 408/429/5xx): retry with backoff.
+
+    ``retry_after``: the receiver asked not to be called again before that long (Retry-After).
+    """
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeliveryDeferred(DeliveryFailed):
+    """The message cannot be delivered before someone configures its receiver (no webhook URL
+    or secret yet): it stays pending without spending an attempt, never dead-lettered."""
+
+
+class DeliveryRefused(ToporderSyncError):
+    """The receiver refused the message for good (HTTP 4xx other than 408/429): dead-letter it.
+
+    Derives from the root, not from ``RefusedError``: that one means a request of ours the
+    command line refuses to carry out (exit 3), while this is a remote verdict on a message.
+    """
+
+
+class Handler(Protocol):
+    def deliver(self, message: Message) -> str | None:
+        """The remote call; a remote reference or None. Raises ``DeliveryFailed`` (or any
+        ``TransientError``) to retry, ``DeliveryRefused`` to dead-letter."""
+        ...
+
+    def record(self, session: Session, message: Message, remote_ref: str | None) -> None:
+        """Runs inside the transaction that marks the message sent (never commits); once per
+        message, for the delivery that marked it sent. If it raises, the message is not marked
+        and is delivered again later."""
+        ...
+
+
+def _webhook_handler(engine: Engine) -> Handler:
+    # Imported here: notifications builds on this module (Message, the errors), so importing it
+    # at the top would be circular.
+    from toporder_sync.notifications import WebhookHandler
+
+    return WebhookHandler(engine)
+
+
+# topic -> factory of its handler, for the relay command and flow.
+HANDLER_FACTORIES: dict[str, Callable[[Engine], Handler]] = {
+    "day.flagged": _webhook_handler,
+    "pennylane.entry": pennylane_handler,
+}
+
+
+def new_event_id() -> str:
+    """A random event id, in the ``msg_`` style of Standard Webhooks."""
+    return "msg_" + secrets.token_hex(16)
+
+
+def enqueue(session: Session, *, topic: str, client_id: str, business_date: date | None,
+            payload: dict[str, Any], now: datetime, event_id: str | None = None) -> str:
+    """Add a pending message, due ``now``, in the caller's transaction; return its event id.
+
+    ``payload`` must be JSON as it is (strings, numbers, lists, objects): it is checked here,
+    not when the relay first reads it. A message with this ``event_id`` already in the outbox
+    is left as it is.
+    """
+    if not topic or len(topic) > _TOPIC_LENGTH:
+        raise ValueError(f"a topic has 1 to {_TOPIC_LENGTH} characters: {topic!r}")
+    event_id = event_id or new_event_id()
+    if len(event_id) > _EVENT_ID_LENGTH:
+        raise ValueError(f"an event id has at most {_EVENT_ID_LENGTH} characters")
+    try:
+        json.dumps(payload, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the payload of {topic} is not JSON: {exc}") from exc
+    insert = (postgresql.insert(OutboxRow) if session.get_bind().dialect.name == "postgresql"
+              else sqlite.insert(OutboxRow))
+    session.execute(
+        insert.values(event_id=event_id, topic=topic, client_id=client_id,
+                      business_date=business_date, payload=payload, status="pending",
+                      attempts=0, next_attempt_at=now, created_at=now)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    return event_id
+
+
+def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], datetime],
+          limit: int = 100, max_attempts: int = 8,
+          rng: random.Random | None = None) -> RelayReport:
+    """Deliver up to ``limit`` due pending messages of the topics of ``handlers``.
+
+    Messages of other topics are left pending for a relay that has their handler. Each message
+    goes through three steps: claimed (short transaction), delivered (no transaction), marked
+    sent or failed (short transaction). A handler's unexpected exception is a failed attempt,
+    recorded like a transient one: one bad message must not stop the others.
+    """
+    if limit < 1 or max_attempts < 1:
+        raise ValueError("limit and max_attempts must be at least 1")
+    # Jitter only spreads retries out; it needs no cryptographic randomness.
+    rng = rng or random.Random()  # noqa: S311
+    counts = {"claimed": 0, "sent": 0, "retried": 0, "deferred": 0, "dead": 0}
+    while counts["claimed"] < limit:
+        batch = _claim(engine, tuple(handlers), now=now(),
+                       count=min(CLAIM_BATCH, limit - counts["claimed"]))
+        if not batch:
+            break
+        counts["claimed"] += len(batch)
+        for message in batch:
+            outcome = _deliver(engine, handlers[message.topic], message, now=now,
+                               max_attempts=max_attempts, rng=rng)
+            counts[outcome] += 1
+    return RelayReport(**counts)
+
+
+def _claim(engine: Engine, topics: Sequence[str], *, now: datetime,
+           count: int) -> list[Message]:
+    """Take up to ``count`` due messages for one lease, in a transaction of their own."""
+    if not topics:
+        return []
+    with session_scope(engine) as session:
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now,
+                   OutboxRow.topic.in_(topics))
+            .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
+            .limit(count)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            # Rows another relay is claiming are skipped, not waited for; rows it has just
+            # claimed are re-checked after its commit and no longer due.
+            query = query.with_for_update(skip_locked=True)
+        rows = list(session.scalars(query))
+        for row in rows:
+            row.next_attempt_at = now + LEASE
+        return [_message(row) for row in rows]
+
+
+def _deliver(engine: Engine, handler: Handler, message: Message, *,
+             now: Callable[[], datetime], max_attempts: int, rng: random.Random) -> str:
+    """Deliver one claimed message and record the outcome; return the counter to bump."""
+    try:
+        remote_ref = handler.deliver(message)
+    except DeliveryRefused as exc:
+        return _fail(engine, message, str(exc), now=now(), dead=True, wait=timedelta(0))
+    except DeliveryDeferred as exc:
+        return _defer(engine, message, str(exc), now=now())
+    except TransientError as exc:
+        retry_after = exc.retry_after if isinstance(exc, DeliveryFailed) else None
+        return _retry(engine, message, str(exc), now=now(), max_attempts=max_attempts,
+                      rng=rng, retry_after=retry_after)
+    except Exception as exc:  # a handler's bug: see relay's docstring
+        log.exception("outbox: %s %s: the handler crashed", message.topic, message.event_id)
+        return _retry(engine, message, f"{type(exc).__name__}: {exc}", now=now(),
+                      max_attempts=max_attempts, rng=rng, retry_after=None)
+    checkpoints.reached("relay_after_send")
+    try:
+        with session_scope(engine) as session:
+            # Whatever became of the row meanwhile (dead-lettered by a relay that took it over
+            # after our lease ran out), it was delivered: it is sent, unless another relay has
+            # already marked it so, whose remote reference is the one recorded.
+            marked = session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == message.id, OutboxRow.status != "sent")
+                .values(status="sent", sent_at=now(), attempts=OutboxRow.attempts + 1,
+                        last_error=None)
+                .execution_options(synchronize_session=False)
+            )
+            if cast("CursorResult[Any]", marked).rowcount == 0:
+                log.warning("outbox: %s %s was delivered again after another relay had sent "
+                            "it (its lease ran out)", message.topic, message.event_id)
+                return "sent"
+            handler.record(session, message, remote_ref)
+    except Exception as exc:
+        # Delivered, but not recorded: it goes out again (same event id) after backoff.
+        log.exception("outbox: %s %s: delivered, but marking it sent failed",
+                      message.topic, message.event_id)
+        return _retry(engine, message, f"delivered, not recorded: {type(exc).__name__}: {exc}",
+                      now=now(), max_attempts=max_attempts, rng=rng, retry_after=None)
+    log.info("outbox: %s %s for %s sent", message.topic, message.event_id, message.client_id)
+    return "sent"
+
+
+def backoff(attempt: int, rng: random.Random) -> timedelta:
+    """The wait after the ``attempt``-th failed attempt (1 for the first), jittered."""
+    exponent = min(attempt - 1, 32)  # 2**32 minutes is far past the cap already
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << exponent))
+    return ceiling * (0.5 + rng.random() / 2)
+
+
+def _retry(engine: Engine, message: Message, error: str, *, now: datetime, max_attempts: int,
+           rng: random.Random, retry_after: timedelta | None) -> str:
+    attempt = message.attempts + 1
+    wait = backoff(attempt, rng)
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
+    return _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait)
+
+
+def _fail(engine: Engine, message: Message, error: str, *, now: datetime, dead: bool,
+          wait: timedelta) -> str:
+    """Count a failed attempt; the message waits ``wait`` or is dead-lettered."""
+    status: OutboxStatus = "dead" if dead else "pending"
+    log.warning("outbox: %s %s for %s: attempt %d failed (%s): %s", message.topic,
+                message.event_id, message.client_id, message.attempts + 1, status, error)
+    _update_claimed(engine, message, status=status, attempts=message.attempts + 1,
+                    next_attempt_at=now + wait, last_error=error)
+    return "dead" if dead else "retried"
+
+
+def _defer(engine: Engine, message: Message, error: str, *, now: datetime) -> str:
+    log.info("outbox: %s %s for %s deferred: %s", message.topic, message.event_id,
+             message.client_id, error)
+    _update_claimed(engine, message, status="pending", attempts=message.attempts,
+                    next_attempt_at=now + DEFERRED_WAIT, last_error=error)
+    return "deferred"
+
+
+def _update_claimed(engine: Engine, message: Message, *, status: OutboxStatus, attempts: int,
+                    next_attempt_at: datetime, last_error: str) -> None:
+    # Only while the message is still pending with the attempts we claimed it with: a message
+    # sent meanwhile by a relay that took it over after our lease ran out stays sent.
+    with session_scope(engine) as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == message.id, OutboxRow.status == "pending",
+                   OutboxRow.attempts == message.attempts)
+            .values(status=status, attempts=attempts, next_attempt_at=next_attempt_at,
+                    last_error=last_error[:MAX_ERROR_LENGTH])
+            .execution_options(synchronize_session=False)
+        )
+
+
+def list_messages(session: Session, *, client_id: str | None = None,
+                  status: OutboxStatus | None = None, limit: int = 1000) -> list[OutboxEntry]:
+    """Messages, newest first, optionally of one client or in one status."""
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise ValueError(f"an outbox status is one of {', '.join(OUTBOX_STATUSES)}")
+    query = select(OutboxRow).order_by(OutboxRow.created_at.desc(), OutboxRow.id.desc())
+    if client_id is not None:
+        query = query.where(OutboxRow.client_id == client_id)
+    if status is not None:
+        query = query.where(OutboxRow.status == status)
+    return [
+        OutboxEntry(_message(row), row.status, row.next_attempt_at, row.last_error,
+                    row.created_at, row.sent_at)
+        for row in session.scalars(query.limit(limit))
+    ]
+
+
+def retry(session: Session, *, event_ids: Sequence[str] = (), dead: bool = False,
+          now: datetime) -> list[str]:
+    """Put messages back to pending, due ``now``, with a fresh budget of attempts.
+
+    ``event_ids``: those messages, whatever their status (a sent one is sent again); ``dead``:
+    every dead message. Returns the event ids moved; an unknown event id is ignored (the caller
+    compares).
+    """
+    conditions: list[ColumnElement[bool]] = []
+    if event_ids:
+        conditions.append(OutboxRow.event_id.in_(event_ids))
+    if dead:
+        conditions.append(OutboxRow.status == "dead")
+    if not conditions:
+        return []
+    rows = list(session.scalars(select(OutboxRow).where(*conditions)
+                                .with_for_update().order_by(OutboxRow.id)))
+    for row in rows:
+        row.status = "pending"
+        row.attempts = 0
+        row.next_attempt_at = now
+        row.sent_at = None
+    return [row.event_id for row in rows]
+
+
+def wake(session: Session, client_id: str, *, topic: str, now: datetime) -> int:
+    """Make the client's pending messages of ``topic`` due ``now`` (its receiver was just
+    configured); the number of messages woken.
+
+    Messages due within ``LEASE`` are left as they are: they may be claimed by a relay right
+    now, and waking them would have them sent twice; they are due soon anyway.
+    """
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.client_id == client_id, OutboxRow.topic == topic,
+               OutboxRow.status == "pending", OutboxRow.next_attempt_at > now + LEASE)
+        .values(next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def _message(row: OutboxRow) -> Message:
+    return Message(id=row.id, event_id=row.event_id, topic=row.topic, client_id=row.client_id,
+                   business_date=row.business_date, payload=dict(row.payload),
+                   attempts=row.attempts)

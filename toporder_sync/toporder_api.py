@@ -1,0 +1,262 @@
+"""The client of Toporder's closures API (``openapi/toporder-closures.yaml``), over httpx.
+
+What it promises:
+
+* ``ApiSettings.from_environment`` reads ``TOPORDER_API_URL`` and ``TOPORDER_API_TOKEN`` once,
+  at start-up, and raises ``ConfigurationError`` naming the variable that is missing or wrong.
+  The token never appears in a ``repr``, a log line or an error message.
+* Every request has a timeout. A 429 or a 5xx is tried again after the ``Retry-After`` the API
+  asked for (else after a short exponential back-off), a bounded number of times; so is a
+  timeout or a dropped connection. What still fails is raised as ``TransientError``, which
+  Prefect's task retry takes over with a longer breath.
+* A body shorter than its ``Content-Length`` or that is not JSON is a ``TransientError``
+  (a cut connection, a proxy's error page), never a half-read closure handed on.
+* Every request of the process first takes a token from one shared, thread-safe
+  ``TokenBucket`` (``TOPORDER_API_RATE`` requests per second, default 10), so that thousands of
+  client-days run in parallel never hammer Toporder beyond what it allows.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from toporder_sync.core.errors import ConfigurationError, TransientError
+
+API_URL_ENV = "TOPORDER_API_URL"
+API_TOKEN_ENV = "TOPORDER_API_TOKEN"  # noqa: S105 (the variable's name, not a token)
+API_RATE_ENV = "TOPORDER_API_RATE"
+# The header naming whose closure a push carries (``POST /v1/closures``, the receiver).
+INTEGRATION_HEADER = "x-toporder-integration-id"
+DEFAULT_RATE = 10.0
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Where the API is and how to authenticate; ``timeout`` bounds each read, in seconds."""
+
+    base_url: str
+    token: str = field(repr=False)
+    timeout: float = 10.0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        env = os.environ if environ is None else environ
+        url = env.get(API_URL_ENV, "").strip()
+        token = env.get(API_TOKEN_ENV, "").strip()
+        if not url:
+            raise ConfigurationError(f"{API_URL_ENV} is not set: the base URL of Toporder's "
+                                     "closures API is needed to pull closures")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(f"{API_URL_ENV}={url!r} is not an http(s) URL")
+        if not token:
+            raise ConfigurationError(f"{API_TOKEN_ENV} is not set: the bearer token of "
+                                     "Toporder's closures API is needed to pull closures")
+        return cls(url.rstrip("/"), token)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long one call may insist before handing over to Prefect's task retry.
+
+    ``attempts`` counts every try, the first included. ``max_retry_after``: a ``Retry-After``
+    longer than this is not slept through here (a worker thread would sit idle): the call
+    gives up at once and the task retry comes back later.
+    """
+
+    attempts: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 30.0
+
+    def wait_before(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        if retry_after is not None:
+            return retry_after
+        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
+
+class TokenBucket:
+    """A rate limit shared by threads: ``rate`` requests a second, bursts of ``capacity``.
+
+    A caller that finds the bucket empty reserves the next token (the count goes below zero)
+    and sleeps outside the lock until it is due, so waiting callers are served in order and
+    the lock is never held while sleeping.
+    """
+
+    def __init__(self, rate: float, capacity: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0:
+            raise ConfigurationError(f"a rate limit must be positive, not {rate}")
+        self.rate = rate
+        self.capacity = max(1.0, capacity if capacity is not None else rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = self.capacity
+        self._updated = clock()
+
+    def acquire(self) -> float:
+        """Take one token, waiting for it if needed; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity,
+                               self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+@functools.cache
+def shared_bucket() -> TokenBucket:
+    """The process's one rate limit towards Toporder (``TOPORDER_API_RATE`` per second)."""
+    text = os.environ.get(API_RATE_ENV, "").strip()
+    try:
+        rate = float(text) if text else DEFAULT_RATE
+    except ValueError:
+        raise ConfigurationError(f"{API_RATE_ENV}={text!r} is not a number of requests per "
+                                 "second") from None
+    return TokenBucket(rate)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _Retry(TransientError):
+    """A failure worth another try within this call; raised out only as a TransientError."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class ToporderApi:
+    """Closures pulled from Toporder; one instance per process is enough (httpx pools)."""
+
+    def __init__(self, settings: ApiSettings, *, policy: RetryPolicy | None = None,
+                 limiter: TokenBucket | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter if limiter is not None else shared_bucket()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=settings.base_url,
+            headers={"Authorization": f"Bearer {settings.token}",
+                     "Accept": "application/json"},
+            timeout=httpx.Timeout(settings.timeout, connect=min(settings.timeout, 5.0)),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ToporderApi:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def closure_path(integration_id: str, business_date: date) -> str:
+        return (f"/v1/integrations/{quote(integration_id, safe='')}/closures/"
+                f"{business_date.isoformat()}")
+
+    def closure(self, integration_id: str, business_date: date) -> bytes | None:
+        """The raw closure of that day exactly as served, or None when Toporder has none yet."""
+        path = self.closure_path(integration_id, business_date)
+        attempts = max(1, self.policy.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._get_closure(path)
+            except _Retry as retry:
+                wait = self.policy.wait_before(attempt, retry.retry_after)
+                if attempt == attempts or wait > self.policy.max_retry_after:
+                    raise TransientError(
+                        f"Toporder API {path}: {retry.reason}; gave up after {attempt} "
+                        f"attempt(s)" + (f", Retry-After {wait:g} s" if retry.retry_after
+                                         is not None else "")
+                    ) from None
+                log.info("Toporder API %s: %s; trying again in %.2f s (attempt %d of %d)",
+                         path, retry.reason, wait, attempt + 1, attempts)
+                self._sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _get_closure(self, path: str) -> bytes | None:
+        self.limiter.acquire()
+        try:
+            response = self._http.get(path)
+        except httpx.TimeoutException as exc:
+            raise _Retry(f"timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            # A connection cut mid-body (fewer bytes than Content-Length) lands here too.
+            raise _Retry(f"connection failed ({type(exc).__name__}: {exc})") from None
+        status = response.status_code
+        if status == httpx.codes.NOT_FOUND:
+            return None
+        if status == httpx.codes.TOO_MANY_REQUESTS or status >= 500:
+            raise _Retry(f"HTTP {status}", retry_after_seconds(
+                response.headers.get("retry-after"), now=datetime.now(UTC)))
+        if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            raise ConfigurationError(f"Toporder API {path}: HTTP {status}: {API_TOKEN_ENV} "
+                                     "was refused")
+        if status != httpx.codes.OK:
+            raise ConfigurationError(f"Toporder API {path}: unexpected HTTP {status}; check "
+                                     f"{API_URL_ENV}")
+        return _complete_json(response)
+
+
+def _complete_json(response: httpx.Response) -> bytes:
+    """The body, if it is whole and JSON; a cut or garbled body is worth another try."""
+    body = response.content
+    declared = response.headers.get("content-length")
+    if (declared is not None and declared.isdigit()
+            and "content-encoding" not in response.headers and int(declared) != len(body)):
+        raise _Retry(f"truncated body: {len(body)} bytes of {declared}")
+    try:
+        json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise _Retry(f"body of {len(body)} bytes is not JSON (truncated or garbled)") from None
+    return body
+
+
+@functools.cache
+def _api_for(settings: ApiSettings) -> ToporderApi:
+    return ToporderApi(settings)
+
+
+def default_api() -> ToporderApi:
+    """The process's client for the API of ``TOPORDER_API_URL`` (ConfigurationError if unset)."""
+    return _api_for(ApiSettings.from_environment())
