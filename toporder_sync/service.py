@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 
-from toporder_sync import checkpoints
+from toporder_sync import checkpoints, notifications
 from toporder_sync.core import calendar
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import Category, Finding, RefusedError, refused
@@ -23,6 +23,7 @@ from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord, PostResult
 from toporder_sync.ledger.tables import DayState
+from toporder_sync.pennylane import store as pennylane_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +100,6 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     For a client set up for Pennylane, the reversal and the entry written are queued in the
     outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
     """
-    # Imported here so that this change stays within post (service.py has other owners today);
-    # there is no import cycle, it may move to the top of the module.
-    from toporder_sync.pennylane import store as pennylane_store
-
     with session_scope(engine) as session:
         repository.lock_client_day(session, client_id, business_date, now=now)
         repository.record_methods_seen(session, client_id, business_date, matches)
@@ -128,10 +125,6 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
     A ``flagged`` or ``missing`` day also gets its notification to Toporder written to the
     outbox in this same transaction (``notifications.enqueue_flagged``): both or neither.
     """
-    # Imported here so that this change stays within flag (service.py has other owners today);
-    # there is no import cycle, it may move to the top of the module.
-    from toporder_sync import notifications
-
     with session_scope(engine) as session:
         day = repository.lock_client_day(session, client_id, business_date, now=now)
         if matches:

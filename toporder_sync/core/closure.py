@@ -5,12 +5,16 @@ refused by the schema where an amount is expected); NaN, Infinity, a duplicated 
 order mark, invalid UTF-8, a document over ``MAX_CLOSURE_BYTES``, an unknown field or a wrong
 ``schema`` tag are refused; each problem names the path of the offending field
 (``payments[1].amount``). Problems found here are POS errors: Toporder must resend.
+
+A valid document, nearly every one, is recognised by a compiled check of the JSON Schema;
+only a document that check refuses goes through ``jsonschema``, whose findings are reported.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,6 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -48,11 +53,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise _Refused(f"duplicated key {key!r}: which value counts would be a guess")
-        document[key] = value
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicated key {key!r}: which value counts would be a guess")
+            seen.add(key)
     return document
 
 
@@ -155,12 +162,43 @@ def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
 
 
 @cache
-def _validator() -> Draft202012Validator:
+def _schema() -> dict[str, Any]:
     text = resources.files("toporder_sync.schemas").joinpath("closure-v1.schema.json").read_text(
         encoding="utf-8"
     )
-    schema = json.loads(text)
-    return Draft202012Validator(_inline_refs(schema, schema.get("$defs", {})))
+    schema: dict[str, Any] = json.loads(text)
+    inlined: dict[str, Any] = _inline_refs(schema, schema.get("$defs", {}))
+    return inlined
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(_schema())
+
+
+@cache
+def _is_valid() -> Callable[[dict[str, Any]], bool]:
+    """A compiled yes/no check of the same schema, for the closures that pass (nearly all).
+
+    ``fastjsonschema`` generates Python code for the schema: twenty times faster than
+    ``jsonschema``'s interpreter, but it stops at the first problem and words it its own way.
+    So it only answers "valid"; any other answer goes to ``jsonschema``, whose findings are the
+    ones reported. It may be stricter than ``jsonschema``, never looser, on this schema: it
+    checks the same keywords (draft 2020-12's ``items`` with one schema is draft-07's), its
+    patterns end in ``\\Z`` where ours end in ``$``, and ``format`` is left out of both, as
+    draft 2020-12 makes it an annotation (dates are checked while reading, below).
+    """
+    schema = {key: value for key, value in _schema().items() if key not in ("$schema", "$id")}
+    check = fastjsonschema.compile(schema, use_default=False, use_formats=False)
+
+    def is_valid(document: dict[str, Any]) -> bool:
+        try:
+            check(document)
+        except (fastjsonschema.JsonSchemaException, TypeError, ValueError):
+            return False
+        return True
+
+    return is_valid
 
 
 def _path(parts: Any) -> str:
@@ -188,6 +226,8 @@ def _schema_message(error: ValidationError) -> str:
 
 
 def _schema_findings(document: dict[str, Any]) -> list[Finding]:
+    if _is_valid()(document):
+        return []
     return [
         pos_error(f"schema.{error.validator}", _path(error.absolute_path), _schema_message(error))
         for error in sorted(_validator().iter_errors(document), key=lambda e: repr(list(e.path)))
@@ -208,6 +248,22 @@ def _datetime(value: str, field: str, findings: list[Finding]) -> datetime:
     return parsed
 
 
+_KINDS = {kind.value: kind for kind in LineKind}
+
+
+def _memo(parse: Callable[[str], Decimal]) -> Callable[[str], Decimal]:
+    """``parse`` remembering its answers: a day's thousand lines repeat a few dozen prices."""
+    seen: dict[str, Decimal] = {}
+
+    def parse_once(text: str) -> Decimal:
+        value = seen.get(text)
+        if value is None:
+            value = seen[text] = parse(text)
+        return value
+
+    return parse_once
+
+
 def _vat_lines(items: list[dict[str, str]]) -> tuple[VatLine, ...]:
     return tuple(
         VatLine(parse_rate(i["vat_rate"]), parse_amount(i["net"]), parse_amount(i["vat"]),
@@ -216,8 +272,9 @@ def _vat_lines(items: list[dict[str, str]]) -> tuple[VatLine, ...]:
     )
 
 
-def _method_amounts(items: list[dict[str, str]]) -> tuple[MethodAmount, ...]:
-    return tuple(MethodAmount(i["method"], parse_amount(i["amount"])) for i in items)
+def _method_amounts(items: list[dict[str, str]],
+                    amount: Callable[[str], Decimal] = parse_amount) -> tuple[MethodAmount, ...]:
+    return tuple(MethodAmount(i["method"], amount(i["amount"])) for i in items)
 
 
 def parse_closure(raw: bytes, source: str) -> Closure:
@@ -240,19 +297,20 @@ def parse_closure(raw: bytes, source: str) -> Closure:
                                   f"{day_text!r} is not YYYY-MM-DD"))
     opened_at = _datetime(head["opened_at"], "closure.opened_at", findings)
     closed_at = _datetime(head["closed_at"], "closure.closed_at", findings)
+    amount, rate = _memo(parse_amount), _memo(parse_rate)
     tickets = tuple(
         Ticket(
             number=t["number"],
             closed_at=_datetime(t["closed_at"], f"tickets[{n}].closed_at", findings),
             lines=tuple(
                 TicketLine(
-                    LineKind(line["kind"]),
-                    parse_rate(line["vat_rate"]) if "vat_rate" in line else None,
-                    parse_amount(line["gross"]),
+                    _KINDS[line["kind"]],
+                    rate(line["vat_rate"]) if "vat_rate" in line else None,
+                    amount(line["gross"]),
                 )
                 for line in t["lines"]
             ),
-            payments=_method_amounts(t["payments"]),
+            payments=_method_amounts(t["payments"], amount),
         )
         for n, t in enumerate(document.get("tickets", []))
     )

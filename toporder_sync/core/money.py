@@ -51,6 +51,23 @@ def require_money(value: object) -> Decimal:
     return value.quantize(CENT)
 
 
+def cents(value: object) -> int | None:
+    """A money value as integer cents (``Decimal("12.30")`` → 1230); ``None`` if it is not one.
+
+    Money is a ``Decimal`` with exactly two decimals (``require_money``'s rule): a float, a
+    non-finite value, or ``Decimal("12.3")`` or ``Decimal("12.305")`` has no cents. Integer
+    cents are as exact as the ``Decimal`` and add up in vectorized integer arithmetic.
+    """
+    if type(value) is not Decimal or not value.same_quantum(CENT):
+        return None
+    return int(value * 100)
+
+
+def from_cents(amount: int) -> Decimal:
+    """Integer cents back to a two-decimal ``Decimal`` (1230 → ``Decimal("12.30")``)."""
+    return Decimal(amount).scaleb(-2)
+
+
 def quantize(value: Decimal) -> Decimal:
     """Round a computed amount to the cent (banker's rounding, as VAT computations do)."""
     try:

@@ -5,16 +5,25 @@ ticket lines, ticket payments, the day's totals and the ticket reconciliation), 
 with ``lazy=True`` so that the POS learns every problem of a closure at once, and turns every
 failure case into a ``Finding`` whose message is written from the offending row. Identities 1–5,
 7, 8 and a rate not in force are POS errors; identity 6 (continuity) is a warning.
+
+Cost: a closure carries a thousand ticket lines, so its frames are built column by column, with
+money as ``int64`` cents (exact; a value without exact cents is reported as ``exact_money``
+while converting), text as ``str`` and flags as ``boolean`` columns, which pandera checks
+vectorized; an empty table is not validated. Rows are rebuilt with their ``Decimal`` amounts
+only to write the message of a failure, so messages read as they always have.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
@@ -22,7 +31,7 @@ from pandera.errors import SchemaErrors
 from toporder_sync.core import accounts
 from toporder_sync.core.errors import Finding, pos_error, warning
 from toporder_sync.core.model import Closure, LineKind, PreviousClosure, Territory
-from toporder_sync.core.money import CENT, ZERO, format_display, format_rate
+from toporder_sync.core.money import CENT, ZERO, cents, format_display, format_rate, from_cents
 from toporder_sync.schemas import (
     EntryLinesTable,
     PaymentsTable,
@@ -35,116 +44,273 @@ from toporder_sync.schemas import (
     sales_schema,
 )
 
-Row = pd.Series  # one row of a validated frame, by column name
+Row = pd.Series  # one row of a table as people read it (Decimal amounts), by column name
 
 _d = format_display
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_TABLE_OF_KIND = {"sale": "sales", "refund": "refunds", "gift_card": "gift_cards", "tip": "tips"}
 
 
-def _frame(rows: list[dict[str, Any]], index: list[str], columns: list[str],
-           dtypes: dict[str, Any] | None = None) -> pd.DataFrame:
-    """A table with one row per item; columns not typed in ``dtypes`` hold Python objects."""
-    frame = pd.DataFrame(rows, index=pd.Index(index, dtype=object), columns=columns)
-    return frame.astype({c: (dtypes or {}).get(c, object) for c in columns})
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """One table of a closure: its schema, its frame, and how to speak of its rows.
+
+    ``frame`` is what pandera validates (money in cents in every table but sales and refunds);
+    ``label`` names a row of it as the closure does (``tickets[3].lines[1]``) and ``rows``
+    rebuilds its rows with ``Decimal`` amounts for the messages, only when something failed.
+    ``not_cents`` are the amounts that had no exact cents, found while converting.
+    """
+
+    name: str
+    schema: pa.DataFrameSchema
+    frame: pd.DataFrame
+    label: Callable[[Any], str]
+    rows: Callable[[], pd.DataFrame]
+    not_cents: tuple[Finding, ...] = ()
 
 
-def _vat_frame(closure: Closure, table: str) -> pd.DataFrame:
-    kind = LineKind.SALE if table == "sales" else LineKind.REFUND
-    tickets_per_rate: Counter[Decimal] = Counter()
-    for ticket in closure.tickets:
-        for rate in {ln.vat_rate for ln in ticket.lines if ln.kind is kind}:
-            if rate is not None:
-                tickets_per_rate[rate] += 1
-    lines = closure.sales if table == "sales" else closure.refunds
-    frame = _frame(
-        [{"vat_rate": ln.vat_rate, "net": ln.net, "vat": ln.vat, "gross": ln.gross,
-          "tickets": tickets_per_rate[ln.vat_rate]} for ln in lines],
-        [f"{table}[{i}]" for i in range(len(lines))],
-        ["vat_rate", "net", "vat", "gross", "tickets"], {"tickets": "int64"},
+class _Cents:
+    """Converts a table's amounts to cents, remembering those that have no exact cents."""
+
+    def __init__(self, label: Callable[[Any], str]) -> None:
+        self.label = label
+        self.problems: list[Finding] = []
+
+    def __call__(self, value: Decimal, column: str, row: Any) -> int:
+        amount = cents(value)
+        if amount is None:
+            self.problems.append(pos_error(
+                "exact_money", f"{self.label(row)}.{column}",
+                f"{column} {value!r} is not an exact amount in cents"))
+            return int(value * 100) if isinstance(value, Decimal) and value.is_finite() else 0
+        return amount
+
+
+def _texts(values: list[Any]) -> Any:
+    return pd.array(values, dtype="str")
+
+
+def _ints(values: list[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    return np.array(values, dtype=np.int64)
+
+
+def _flags(values: list[bool]) -> pd.arrays.BooleanArray:
+    return pd.arrays.BooleanArray(np.array(values, dtype=bool), np.zeros(len(values), dtype=bool))
+
+
+def _listed(table: str) -> Callable[[Any], str]:
+    return lambda position: f"{table}[{position}]"
+
+
+def _object_frame(columns: dict[str, list[Any]], dtypes: dict[str, Any] | None = None,
+                  index: pd.Index | None = None) -> pd.DataFrame:
+    """Columns not typed in ``dtypes`` hold Python objects (Decimals, datetimes)."""
+    return pd.DataFrame(
+        {name: pd.Series(values, dtype=(dtypes or {}).get(name, object), index=index)
+         for name, values in columns.items()},
+        index=index,
     )
-    return frame
 
 
-def _tables(
-    closure: Closure, territory: Territory
-) -> Iterator[tuple[str, pa.DataFrameSchema, pd.DataFrame]]:
-    """Every (name, schema, frame) of a closure, in the order problems are reported."""
+def _vat_table(closure: Closure, table: str, territory: Territory,
+               tickets_per_rate: Counter[Decimal]) -> _Table:
+    lines = closure.sales if table == "sales" else closure.refunds
+    frame = _object_frame(
+        {"vat_rate": [ln.vat_rate for ln in lines], "net": [ln.net for ln in lines],
+         "vat": [ln.vat for ln in lines], "gross": [ln.gross for ln in lines],
+         "tickets": [tickets_per_rate[ln.vat_rate] for ln in lines]},
+        {"tickets": "int64"},
+        pd.RangeIndex(len(lines)),
+    )
+    return _Table(table, sales_schema(table, _rates(territory)), frame, _listed(table),
+                  lambda: frame)
+
+
+def _payments_table(closure: Closure) -> _Table:
+    payments = closure.payments
+    to_cents = _Cents(_listed("payments"))
+    frame = pd.DataFrame({
+        "method": _texts([p.method for p in payments]),
+        "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
+    })
+    return _Table("payments", _schema(PaymentsTable), frame, _listed("payments"),
+                  lambda: _object_frame({"method": [p.method for p in payments],
+                                         "amount": [p.amount for p in payments]}),
+                  tuple(to_cents.problems))
+
+
+def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
+    tips = closure.tips
+    to_cents = _Cents(_listed("tips"))
+    covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
+    frame = pd.DataFrame({
+        "method": _texts([t.method for t in tips]),
+        "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
+        "paid_with_method": _flags(covered),
+    })
+    return _Table("tips", _schema(TipsTable), frame, _listed("tips"),
+                  lambda: _object_frame({"method": [t.method for t in tips],
+                                         "amount": [t.amount for t in tips],
+                                         "paid_with_method": covered}),
+                  tuple(to_cents.problems))
+
+
+def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
+    cash = closure.cash_count
+    opened, closed, day = closure.opened_at, closure.closed_at, closure.business_date
+    amounts: dict[str, Decimal | None] = {
+        "payments": sum(paid.values(), ZERO),
+        "sales_gross": sum((s.gross for s in closure.sales), ZERO),
+        "refunds_gross": sum((r.gross for r in closure.refunds), ZERO),
+        "gift_cards_sold": closure.gift_cards_sold,
+        "tips": sum((t.amount for t in closure.tips), ZERO),
+        "period_total": closure.period_total,
+        "cash_expected": cash.expected if cash else None,
+        "cash_paid": paid.get(cash.method, ZERO) if cash else None,
+    }
+    # A business day opens on its date and closes within the next calendar day at most
+    # (a bar open until 2 a.m. closes the previous day).
+    dates_ok = (opened.date() == day and opened <= closed
+                and closed.date() <= day + timedelta(days=1))
+    to_cents = _Cents(lambda _: "closure")
+    frame = pd.DataFrame({
+        **{name: pd.array([None if value is None else to_cents(value, name, 0)],
+                          dtype="Int64" if name.startswith("cash_") else "int64")
+           for name, value in amounts.items()},
+        "gift_cards_ok": _flags([closure.gift_cards_sold >= 0]),
+        "dates_ok": _flags([dates_ok]),
+    })
+
+    def rows() -> pd.DataFrame:
+        return _object_frame({**{name: [value] for name, value in amounts.items()},
+                              "gift_cards_ok": [closure.gift_cards_sold >= 0],
+                              "dates_ok": [dates_ok]})
+
+    return _Table("totals", _schema(TotalsTable), frame, lambda _: "closure", rows,
+                  tuple(to_cents.problems))
+
+
+def _tables(closure: Closure, territory: Territory) -> Iterator[_Table]:
+    """Every table of a closure, in the order problems are reported."""
     paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for p in closure.payments:
         paid[p.method] += p.amount
+    tickets_per_rate: dict[str, Counter[Decimal]] = {"sales": Counter(), "refunds": Counter()}
+    for ticket in closure.tickets:
+        for kind, rate in {(ln.kind, ln.vat_rate) for ln in ticket.lines}:
+            if rate is not None and kind in (LineKind.SALE, LineKind.REFUND):
+                tickets_per_rate["sales" if kind is LineKind.SALE else "refunds"][rate] += 1
     for table in ("sales", "refunds"):
-        yield table, sales_schema(table, _rates(territory)), _vat_frame(closure, table)
-    yield "payments", PaymentsTable.to_schema(), _frame(
-        [{"method": p.method, "amount": p.amount} for p in closure.payments],
-        [f"payments[{i}]" for i in range(len(closure.payments))], ["method", "amount"],
-        {"method": str})
-    yield "tips", TipsTable.to_schema(), _frame(
-        [{"method": t.method, "amount": t.amount,
-          "paid_with_method": t.method in paid and paid[t.method] >= t.amount}
-         for t in closure.tips],
-        [f"tips[{i}]" for i in range(len(closure.tips))],
-        ["method", "amount", "paid_with_method"], {"method": str, "paid_with_method": bool})
+        yield _vat_table(closure, table, territory, tickets_per_rate[table])
+    yield _payments_table(closure)
+    yield _tips_table(closure, paid)
     if closure.tickets:
         yield from _ticket_tables(closure)
-    cash = closure.cash_count
-    opened, closed, day = closure.opened_at, closure.closed_at, closure.business_date
-    yield "totals", TotalsTable.to_schema(), _frame(
-        [{
-            "payments": sum(paid.values(), ZERO),
-            "sales_gross": sum((s.gross for s in closure.sales), ZERO),
-            "refunds_gross": sum((r.gross for r in closure.refunds), ZERO),
-            "gift_cards_sold": closure.gift_cards_sold,
-            "tips": sum((t.amount for t in closure.tips), ZERO),
-            "period_total": closure.period_total,
-            "cash_expected": cash.expected if cash else None,
-            "cash_paid": paid.get(cash.method, ZERO) if cash else None,
-            "gift_cards_ok": closure.gift_cards_sold >= 0,
-            # A business day opens on its date and closes within the next calendar day at most
-            # (a bar open until 2 a.m. closes the previous day).
-            "dates_ok": opened.date() == day and opened <= closed
-            and closed.date() <= day + timedelta(days=1),
-        }],
-        ["closure"],
-        ["payments", "sales_gross", "refunds_gross", "gift_cards_sold", "tips", "period_total",
-         "cash_expected", "cash_paid", "gift_cards_ok", "dates_ok"],
-        {"gift_cards_ok": bool, "dates_ok": bool},
-    )
+    yield _totals_table(closure, paid)
 
 
-def _ticket_tables(closure: Closure) -> Iterator[tuple[str, pa.DataFrameSchema, pd.DataFrame]]:
-    line_rows, line_index, pay_rows, pay_index, ticket_rows = [], [], [], [], []
-    from_tickets: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
-    for t_no, ticket in enumerate(closure.tickets):
-        total = ZERO
+def _ticket_tables(closure: Closure) -> Iterator[_Table]:
+    """Ticket lines, ticket payments, tickets and the reconciliation of identity 7."""
+    tickets = closure.tickets
+    rate_text: dict[Decimal, str] = {}
+    line_at: list[tuple[int, int]] = []
+    line_ticket: list[str] = []
+    kinds: list[str] = []
+    rates: list[str | None] = []
+    line_gross: list[int] = []
+    pay_at: list[tuple[int, int]] = []
+    pay_ticket: list[str] = []
+    methods: list[str] = []
+    pay_amount: list[int] = []
+    lines_total: list[int] = []
+    payments_total: list[int] = []
+    in_day: list[bool] = []
+    closed_at: list[int] = []
+    line_label = "tickets[{}].lines[{}]".format
+    pay_label = "tickets[{}].payments[{}]".format
+    line_cents = _Cents(lambda i: line_label(*line_at[i]))
+    pay_cents = _Cents(lambda i: pay_label(*pay_at[i]))
+    from_tickets: dict[tuple[str, str], int] = defaultdict(int)
+    opened, closed = closure.opened_at, closure.closed_at
+    for t_no, ticket in enumerate(tickets):
+        number = ticket.number
+        total = 0
         for l_no, line in enumerate(ticket.lines):
-            line_rows.append({"ticket": ticket.number, "kind": line.kind.value,
-                              "vat_rate": line.vat_rate, "gross": line.gross})
-            line_index.append(f"tickets[{t_no}].lines[{l_no}]")
-            total += -line.gross if line.kind is LineKind.REFUND else line.gross
-            key = format_rate(line.vat_rate) if line.vat_rate is not None else ""
-            table = {"sale": "sales", "refund": "refunds", "gift_card": "gift_cards",
-                     "tip": "tips"}[line.kind.value]
-            from_tickets[(table, key if table in ("sales", "refunds") else "")] += line.gross
-        paid = ZERO
+            line_at.append((t_no, l_no))
+            gross = line_cents(line.gross, "gross", len(line_gross))
+            rate = line.vat_rate
+            shown = None
+            if rate is not None:
+                shown = rate_text.get(rate)
+                if shown is None:
+                    shown = rate_text[rate] = format_rate(rate)
+            line_ticket.append(number)
+            kinds.append(line.kind.value)
+            rates.append(shown)
+            line_gross.append(gross)
+            total += -gross if line.kind is LineKind.REFUND else gross
+            table = _TABLE_OF_KIND[line.kind]
+            from_tickets[(table, (shown or "") if table in ("sales", "refunds") else "")] += gross
+        paid = 0
         for p_no, payment in enumerate(ticket.payments):
-            pay_rows.append({"ticket": ticket.number, "method": payment.method,
-                             "amount": payment.amount})
-            pay_index.append(f"tickets[{t_no}].payments[{p_no}]")
-            paid += payment.amount
-            from_tickets[("payments", payment.method)] += payment.amount
-        ticket_rows.append({
-            "ticket": ticket.number, "closed_at": ticket.closed_at, "lines_total": total,
-            "payments_total": paid,
-            "in_business_day": closure.opened_at <= ticket.closed_at <= closure.closed_at,
-        })
-    yield "ticket_lines", TicketLinesTable.to_schema(), _frame(
-        line_rows, line_index, ["ticket", "kind", "vat_rate", "gross"],
-        {"ticket": str, "kind": str})
-    yield "ticket_payments", TicketPaymentsTable.to_schema(), _frame(
-        pay_rows, pay_index, ["ticket", "method", "amount"], {"ticket": str, "method": str})
-    yield "tickets", TicketsTable.to_schema(), _frame(
-        ticket_rows, [f"tickets[{i}]" for i in range(len(ticket_rows))],
-        ["ticket", "closed_at", "lines_total", "payments_total", "in_business_day"],
-        {"ticket": str, "in_business_day": bool})
+            pay_at.append((t_no, p_no))
+            amount = pay_cents(payment.amount, "amount", len(pay_amount))
+            pay_ticket.append(number)
+            methods.append(payment.method)
+            pay_amount.append(amount)
+            paid += amount
+            from_tickets[("payments", payment.method)] += amount
+        lines_total.append(total)
+        payments_total.append(paid)
+        in_day.append(opened <= ticket.closed_at <= closed)
+        closed_at.append((ticket.closed_at - _EPOCH) // _MICROSECOND)
+    lines = pd.DataFrame({
+        "ticket": _texts(line_ticket),
+        "kind": _texts(kinds),
+        "vat_rate": _texts(rates),
+        "gross": _ints(line_gross),
+    })
+
+    def line_rows() -> pd.DataFrame:
+        return _object_frame({
+            "ticket": line_ticket, "kind": kinds,
+            "vat_rate": [tickets[t].lines[n].vat_rate for t, n in line_at],
+            "gross": [tickets[t].lines[n].gross for t, n in line_at]})
+
+    yield _Table("ticket_lines", _schema(TicketLinesTable), lines,
+                 lambda i: line_label(*line_at[i]), line_rows,
+                 tuple(line_cents.problems))
+    payments = pd.DataFrame({
+        "ticket": _texts(pay_ticket),
+        "method": _texts(methods),
+        "amount": _ints(pay_amount),
+    })
+    yield _Table("ticket_payments", _schema(TicketPaymentsTable), payments,
+                 lambda i: pay_label(*pay_at[i]),
+                 lambda: _object_frame({
+                     "ticket": pay_ticket, "method": methods,
+                     "amount": [tickets[t].payments[n].amount for t, n in pay_at]}),
+                 tuple(pay_cents.problems))
+    per_ticket = pd.DataFrame({
+        "ticket": _texts([t.number for t in tickets]),
+        "closed_at": pd.DatetimeIndex(np.array(closed_at, dtype="datetime64[us]")).tz_localize(UTC),
+        "lines_total": _ints(lines_total),
+        "payments_total": _ints(payments_total),
+        "in_business_day": _flags(in_day),
+    })
+    yield _Table("tickets", _schema(TicketsTable), per_ticket, _listed("tickets"),
+                 lambda: _object_frame({
+                     "ticket": [t.number for t in tickets],
+                     "closed_at": [t.closed_at for t in tickets],
+                     "lines_total": [from_cents(c) for c in lines_total],
+                     "payments_total": [from_cents(c) for c in payments_total],
+                     "in_business_day": in_day}))
+    yield _reconciliation(closure, from_tickets)
+
+
+def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) -> _Table:
+    """Identity 7: what the closure declares per key against what its tickets add up to."""
     declared: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for table, vat_lines in (("sales", closure.sales), ("refunds", closure.refunds)):
         for ln in vat_lines:
@@ -154,11 +320,25 @@ def _ticket_tables(closure: Closure) -> Iterator[tuple[str, pa.DataFrameSchema, 
     for p in closure.payments:
         declared[("payments", p.method)] += p.amount
     keys = sorted(set(declared) | set(from_tickets))
-    yield "reconciliation", ReconciliationTable.to_schema(), _frame(
-        [{"table": t, "key": k, "declared": declared[(t, k)], "from_tickets": from_tickets[(t, k)]}
-         for t, k in keys],
-        [t if not k else f"{t}[{k!r}]" for t, k in keys],
-        ["table", "key", "declared", "from_tickets"], {"table": str, "key": str})
+    to_cents = _Cents(lambda _: "reconciliation")
+    frame = pd.DataFrame({
+        "table": _texts([t for t, _ in keys]),
+        "key": _texts([k for _, k in keys]),
+        "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
+        "from_tickets": _ints([from_tickets[key] for key in keys]),
+    })
+    return _Table(
+        "reconciliation", _schema(ReconciliationTable), frame,
+        lambda i: keys[i][0] if not keys[i][1] else f"{keys[i][0]}[{keys[i][1]!r}]",
+        lambda: _object_frame({"table": [t for t, _ in keys], "key": [k for _, k in keys],
+                               "declared": [declared[key] for key in keys],
+                               "from_tickets": [from_cents(from_tickets[key]) for key in keys]}),
+    )
+
+
+@cache
+def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
+    return model.to_schema()
 
 
 def _rates(territory: Territory) -> frozenset[Decimal]:
@@ -225,44 +405,55 @@ _RULE_FIELDS = {"debit_equals_credit": "payments", "grand_total_period": "closur
                 "business_day_dates": "closure"}
 
 
-def _findings(table: str, frame: pd.DataFrame, error: SchemaErrors,
-              territory: Territory) -> Iterator[Finding]:
+def _findings(table: _Table, error: SchemaErrors, territory: Territory) -> Iterator[Finding]:
     """One finding per (check, row); column checks name the cell, frame checks the row."""
     seen: set[tuple[str, object]] = set()
+    rows: pd.DataFrame | None = None
     for case in error.failure_cases.itertuples(index=False):
         check = str(case.check)
         name = check.split("(")[0]
         index = case.index
-        if index is None or index not in frame.index:
+        if index is None or index not in table.frame.index:
             # A check on a whole column or frame (a dtype, a missing column): a bug of ours
             # more than of the POS, still reported so that nothing passes silently.
-            yield pos_error(f"{table}.{name}", table, f"{table}: {check} failed "
+            yield pos_error(f"{table.name}.{name}", table.name, f"{table.name}: {check} failed "
                             f"({case.failure_case})")
             continue
         if (name, index) in seen:
             continue
         seen.add((name, index))
         column = str(case.column)
+        label = table.label(index)
         if case.schema_context == "Column":
-            field = f"{index}.{column}"
+            field = f"{label}.{column}"
         elif name in ("net_plus_vat_equals_gross", "vat_matches_rate"):
-            field = f"{index}.vat"
+            field = f"{label}.vat"
         else:
-            field = _RULE_FIELDS.get(name, str(index))
+            field = _RULE_FIELDS.get(name, label)
         message = _MESSAGES.get(name)
-        text = message(frame.loc[index], column, territory) if message else f"{column}: {check}"
+        if message is None:
+            text = f"{column}: {check}"
+        else:
+            rows = table.rows() if rows is None else rows
+            text = message(rows.loc[index], column, territory)
         yield (warning if name in _WARNING_RULES else pos_error)(name, field, text)
 
 
 def validate_closure(closure: Closure, territory: Territory,
                      previous: PreviousClosure | None = None) -> tuple[Finding, ...]:
-    """Every POS error and warning of a parsed closure (empty when it is valid)."""
+    """Every POS error and warning of a parsed closure (empty when it is valid).
+
+    An empty table is not validated: none of its checks has a row to fail on.
+    """
     findings: list[Finding] = []
-    for table, schema, frame in _tables(closure, territory):
+    for table in _tables(closure, territory):
+        findings.extend(table.not_cents)
+        if table.frame.empty:
+            continue
         try:
-            schema.validate(frame, lazy=True)
+            table.schema.validate(table.frame, lazy=True, inplace=True)
         except SchemaErrors as error:
-            findings.extend(_findings(table, frame, error, territory))
+            findings.extend(_findings(table, error, territory))
     if previous is not None:
         findings.extend(_continuity(closure, previous))
     return tuple(findings)

@@ -520,30 +520,29 @@ def record_methods_seen(
     session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
 ) -> None:
     """Remember each method of a closure: first and last day seen, where it goes and why."""
+    if not matches:
+        return
     client_row(session, client_id)
     # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
     postgres = session.get_bind().dialect.name == "postgresql"
     earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    for match in matches:
-        insert = _insert(session, MethodSeenRow).values(
-            client_id=client_id,
-            name=match.method,
-            first_seen=business_date,
-            last_seen=business_date,
-            account=match.account,
-            rule=match.rule.value,
-        )
-        session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["client_id", "name"],
-                set_={
-                    "first_seen": earliest(MethodSeenRow.first_seen, insert.excluded.first_seen),
-                    "last_seen": latest(MethodSeenRow.last_seen, insert.excluded.last_seen),
-                    "account": insert.excluded.account,
-                    "rule": insert.excluded.rule,
-                },
-            )
-        )
+    insert = _insert(session, MethodSeenRow)
+    # One statement with bound parameters, executed for all the methods at once: compiled
+    # once and cached, instead of one statement built and compiled per method.
+    upsert = insert.on_conflict_do_update(
+        index_elements=["client_id", "name"],
+        set_={
+            "first_seen": earliest(MethodSeenRow.first_seen, insert.excluded.first_seen),
+            "last_seen": latest(MethodSeenRow.last_seen, insert.excluded.last_seen),
+            "account": insert.excluded.account,
+            "rule": insert.excluded.rule,
+        },
+    )
+    session.execute(upsert, [
+        {"client_id": client_id, "name": match.method, "first_seen": business_date,
+         "last_seen": business_date, "account": match.account, "rule": match.rule.value}
+        for match in matches
+    ])
 
 
 def list_methods(session: Session, client_id: str) -> list[MethodSeen]:
@@ -752,7 +751,15 @@ def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.I
 
 
 def client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
-    """The client's row (RefusedError if unknown); ``for_update`` makes writers take turns."""
+    """The client's row (RefusedError if unknown); ``for_update`` makes writers take turns.
+
+    Without ``for_update`` a row this session already holds is returned without a query.
+    """
+    if not for_update:
+        found = session.get(ClientRow, client_id)
+        if found is None:
+            raise RefusedError(f"unknown client {client_id!r}")
+        return found
     query = select(ClientRow).where(ClientRow.client_id == client_id)
     if for_update:
         # FOR NO KEY UPDATE: serializes writers of the client, yet lets other transactions
