@@ -1,6 +1,9 @@
 # Two commands do all the set-up on a fresh machine (Python ≥ 3.11 and make):
 #   make demo    the main job on the embedded defaults (SQLite ledger, Prefect local mode)
-#   make check   every check: ruff, mypy, pytest (CI runs exactly this)
+#   make check   every check: ruff, mypy, pytest, bandit and pip-audit, then the reliability
+#                report of the attacks pytest ran (CI runs exactly this)
+# make reliability: the attacks of tests/reliability alone, bandit and pip-audit, then a table
+# of what was tried and the counted invariant violations (its last line: "reliability: …").
 # Both first create .venv and install the locked dependencies (uv.lock) into it.
 
 PYTHON ?= python3
@@ -11,7 +14,7 @@ UV_VERSION := 0.13.9
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo check lint typecheck test install
+.PHONY: demo check lint typecheck test install reliability
 
 install: $(VENV)/.installed
 
@@ -29,7 +32,20 @@ lint: install
 typecheck: install
 	.ci/typecheck
 
+RELIABILITY_TALLY := build/reliability-tally.json
+
 test: install
-	$(BIN)/pytest
+	rm -f $(RELIABILITY_TALLY)
+	RELIABILITY_TALLY=$(RELIABILITY_TALLY) $(BIN)/pytest
+	$(BIN)/python tests/reliability/audit.py
+	$(BIN)/python tests/reliability/report.py $(RELIABILITY_TALLY)
 
 check: lint typecheck test
+
+reliability: install
+	rm -f $(RELIABILITY_TALLY)
+	RELIABILITY_TALLY=$(RELIABILITY_TALLY) $(BIN)/pytest tests/reliability -q -p no:cacheprovider; \
+	tests=$$?; \
+	$(BIN)/python tests/reliability/audit.py; audit=$$?; \
+	$(BIN)/python tests/reliability/report.py $(RELIABILITY_TALLY) --pytest-status $$tests \
+		--audit-status $$audit

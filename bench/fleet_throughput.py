@@ -66,6 +66,13 @@ def start_server(home: Path, server_db: str | None) -> tuple[subprocess.Popen[by
         time.sleep(0.5)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process and its reaped children have used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / ticks
+
+
 def fill_ledger(clients: int, days: int) -> list[str]:
     from toporder_sync.core.simulator import dumps, generate_series
     from toporder_sync.ledger import repository
@@ -129,7 +136,7 @@ def main() -> None:
         ids = fill_ledger(args.clients, args.days)
         print(f"ledger: {len(ids)} clients x {args.days} days in "
               f"{time.perf_counter() - started:.1f} s")
-        cpu_before = os.times()
+        cpu_before, server_before = os.times(), process_cpu(server.pid)
         started = time.perf_counter()
         shards = [subprocess.Popen(  # noqa: S603
             [sys.executable, __file__, "--run-shard", str(shard), "--shards", str(args.shards),
@@ -137,7 +144,7 @@ def main() -> None:
             for shard in range(args.shards)]
         failed = [p.args for p in shards if p.wait() != 0]
         elapsed = time.perf_counter() - started
-        cpu = os.times()
+        cpu, server_cpu = os.times(), process_cpu(server.pid) - server_before
         children = (cpu.children_user + cpu.children_system
                     - cpu_before.children_user - cpu_before.children_system)
         total = len(ids) * args.days
@@ -147,7 +154,8 @@ def main() -> None:
               f"{args.shards} shard process(es)" + (f"; FAILED: {failed}" if failed else ""))
         print(f"{total} client-days in {elapsed:.1f} s = {rate:.2f} client-days/s; "
               f"10,000 client-days would take {10_000 / rate / 60:.0f} min at this rate; "
-              f"{children / total:.2f} CPU-s per client-day in the worker processes")
+              f"CPU-s per client-day: {children / total:.2f} in the worker processes, "
+              f"{server_cpu / total:.2f} in the Prefect server")
     finally:
         server.terminate()
         try:

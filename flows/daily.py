@@ -1,14 +1,16 @@
-"""One flow run per client-day: the day is posted (one task), then reported.
+"""One flow run per client-day: the day is posted, then reported.
 
 The flow holds no accounting rule: it runs the client-day (``tasks.daily.post_day``, the story
-of ``toporder_sync.day``: claim → admit → fetch → validate → map → build → load) and turns its
-result into a final state a person can read in the Prefect UI — ``Posted``, ``Posted with
-warnings``, ``Nothing to post``, ``Waiting for closure`` (the closure is not in yet, the deadline
-not passed: a later pass retries), ``Already running`` (Cancelled: another live run holds the
-day's claim in the ledger), or ``Failed`` named after who must act (``POS data error``,
-``Mapping error``, ``Missing closure``, ``Refused``) with a message saying what to fix; each
-run leaves an artifact (the entry, or the table of failures), and each flagged or missing day
-emits the event ``toporder.day.flagged``.
+of ``toporder_sync.day``: claim → admit → fetch → validate → map → build → load, in a worker
+thread) and turns its result into a final state a person can read in the Prefect UI —
+``Posted``, ``Posted with warnings``, ``Nothing to post``, ``Waiting for closure`` (the closure
+is not in yet, the deadline not passed: a later pass retries), ``Already running`` (Cancelled:
+another live run holds the day's claim in the ledger), or ``Failed`` named after who must act
+(``POS data error``, ``Mapping error``, ``Missing closure``, ``Refused``) with a message saying
+what to fix; each run leaves an artifact (the entry, or the table of failures), and each flagged
+or missing day emits the event ``toporder.day.flagged``. A ``TransientError`` (a lock, a dropped
+connection, an HTTP 429/5xx) is retried in the run (``tasks.runtime.retry_transient``), then
+ends it ``Still unavailable``; any other exception ends it ``Unexpected error`` at once.
 
 A scheduled run gets no business date: it processes the day before its scheduled start in the
 client's timezone, and renames itself ``<client> <day>`` once that day is known. It is async
@@ -21,13 +23,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 
 from toporder_sync import fleet, report
-from toporder_sync.core.errors import Category, Finding
+from toporder_sync.core.errors import Category, Finding, TransientError
 from toporder_sync.core.model import Entry
 from toporder_sync.day import DayResult
 from toporder_sync.ledger.repository import PostResult
@@ -45,6 +47,8 @@ ACTIONS = {
     Category.REFUSED: "Nothing to fix: this day must not be posted (yet).",
 }
 MISSING_ACTION = "Toporder must send the closure of this day."
+UNEXPECTED_ERROR = "Unexpected error"
+TRANSIENT_ERROR = "Still unavailable"
 
 
 def _run_name() -> str:
@@ -55,12 +59,18 @@ def _run_name() -> str:
 
 @flow(name="post-client-day", flow_run_name=_run_name,
       description="Post one client's closure of one business day as a sales-journal entry.",
-      validate_parameters=True)
+      validate_parameters=True, timeout_seconds=300)
 async def post_client_day(client_id: str, business_date: date | None = None) -> State[Any]:
     run_id = runtime.current_flow_run_id()
     if run_id is None:
         raise RuntimeError("post-client-day runs only as a Prefect flow run")
-    result = await t.post_day(client_id, business_date, runtime.scheduled_start(), run_id)
+    try:
+        result = await t.post_day(client_id, business_date, runtime.scheduled_start(), run_id)
+    except TransientError as exc:  # still failing after its retries
+        return Failed(name=TRANSIENT_ERROR, message=f"{exc}; run the day again later")
+    except Exception as exc:  # a bug, not a flaky step: never retried
+        get_run_logger().exception("%s %s: unexpected error", client_id, business_date)
+        return Failed(name=UNEXPECTED_ERROR, message=f"{type(exc).__name__}: {exc}")
     client = result.client
     await runtime.label_run(None if business_date else f"{client_id} {result.business_date}",
                             [f"client:{client_id}", f"territory:{client.territory.value}"])

@@ -1,9 +1,12 @@
-"""The task of a client-day, and what its flow tells Prefect: an artifact and, if flagged, an event.
+"""The work of a client-day, off the event loop, and what its flow tells Prefect besides its
+final state: an artifact and, for a flagged day, an event.
 
-A client-day is one task run (``post-day``): the whole story of ``toporder_sync.day``, in a
-worker thread (``asyncio.to_thread``) so that the event loop, and with it the other subflows of
-a catch-up, keeps running while the ledger works. It is retried only on a ``TransientError``
-(a lock, a dropped connection, an HTTP 429 or 5xx), which the ledger makes safe.
+``post_day`` runs the whole story of ``toporder_sync.day`` in a worker thread
+(``asyncio.to_thread``), so that the event loop, and with it the other subflows of a catch-up,
+keeps running while the ledger works. It is not a Prefect task: one task run per client-day
+cost the Prefect server ~0.13 CPU-s and the worker ~0.07 more, a fifth of a client-day's
+orchestration, for a step the flow run already shows (measured, see the README's "Fitting a
+morning"). It retries a ``TransientError`` itself, which the ledger makes safe.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, Finding
 from toporder_sync.sources import source_for
 from toporder_sync.tasks import runtime
-from toporder_sync.tasks.runtime import engine, ledger_task
+from toporder_sync.tasks.runtime import engine
 
 
-@ledger_task(name="post-day")
 async def post_day(client_id: str, business_date: date | None, scheduled: datetime,
                    run_id: str) -> day.DayResult:
-    """The client-day; a scheduled run (no date) takes the day before ``scheduled``, locally."""
-    return await asyncio.to_thread(_post_day, client_id, business_date, scheduled, run_id)
+    """The client-day; a scheduled run (no date) takes the day before ``scheduled``, locally.
+
+    Retried on a ``TransientError`` (``runtime.retry_transient``): safe, since every step is
+    one ledger transaction and the ledger is idempotent."""
+    return await runtime.retry_transient(
+        lambda: asyncio.to_thread(_post_day, client_id, business_date, scheduled, run_id),
+        what=f"{client_id} {business_date or 'scheduled'}")
 
 
 def _post_day(client_id: str, business_date: date | None, scheduled: datetime,

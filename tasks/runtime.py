@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from prefect import Task, task
+from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, TaskRun
@@ -67,6 +69,25 @@ def current_flow_run_id() -> str | None:
 def only_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Retry a lock, a dropped connection or an HTTP 429/5xx; never a data error."""
     return isinstance(state.data, TransientError)
+
+
+async def retry_transient(work: Callable[[], Awaitable[R]], *, what: str, retries: int = 4,
+                          base_delay: float = 1.0, rng: random.Random | None = None) -> R:
+    """Await ``work()``; on a ``TransientError`` try again, ``retries`` times at most, after
+    exponential delays with jitter (1, 2, 4, 8 s ± 50 % by default). Any other error, or the
+    last TransientError, is raised. Each retry is logged to the flow run."""
+    jitter = rng or random.Random()  # noqa: S311 (jitter, not a secret)
+    for attempt in range(retries + 1):
+        try:
+            return await work()
+        except TransientError as exc:
+            if attempt == retries:
+                raise
+            delay = base_delay * 2 ** attempt * jitter.uniform(0.5, 1.5)
+            get_run_logger().warning("%s: %s; retry %d/%d in %.1f s", what, exc, attempt + 1,
+                                     retries, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def ledger_task(name: str, *, retries: int = 4) -> Callable[[Callable[P, R]], Task[P, R]]:

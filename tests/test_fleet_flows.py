@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     FlowRunFilter,
+    FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
@@ -98,6 +99,12 @@ async def _subflow_runs(parent_id: Any) -> list[Any]:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
 
 
+async def _task_runs(flow_run_ids: list[Any]) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=flow_run_ids)))
+
+
 async def _artifacts(flow_run_id: Any) -> list[Any]:
     async with get_client() as client:
         return await client.read_artifacts(artifact_filter=ArtifactFilter(
@@ -136,6 +143,8 @@ def test_catch_up_runs_each_client_day_as_a_subflow_and_summarizes(ledger: Engin
     assert by_name["charlie 2026-11-24"].state.name == "Refused"
     assert {"client:bravo", "territory:corse"} <= set(by_name["bravo 2026-11-26"].tags)
     assert {"client:alpha", "territory:metropole"} <= set(by_name["alpha 2026-11-24"].tags)
+    # No task run inside a client-day: its flow run is the unit (see tasks/daily.py).
+    assert asyncio.run(_task_runs([run.id for run in runs])) == []
     with session_scope(ledger) as session:
         numbers = {c: sorted(e.entry.date
                              for e in repository.entries_between(session, c, day1, day3))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prefect import tags
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 from samples import encode, sample_document
@@ -151,7 +151,7 @@ def test_no_closure_means_missing(ledger: Any) -> None:
 
 
 def test_a_transient_failure_is_retried_and_the_day_posted(
-    ledger: Any, monkeypatch: pytest.MonkeyPatch,
+    ledger: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
     deliver(ledger, "valid-metropole.json")
     real_post, calls = service.post, []
@@ -167,16 +167,23 @@ def test_a_transient_failure_is_retried_and_the_day_posted(
     assert state.is_completed(), state.message
     assert len(calls) == 2
 
-    async def load_runs() -> list[Any]:
-        async with get_client() as client:
-            return await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-                    any_=[state.state_details.flow_run_id])),
-                task_run_filter=TaskRunFilter())
+    assert "database is locked; retry 1/4 in" in caplog.text  # retried in the run, logged
 
-    [post_day] = asyncio.run(load_runs())
-    assert post_day.name.startswith("post-day")
-    assert post_day.run_count == 2
+
+def test_an_unexpected_error_fails_the_run_at_once(
+    ledger: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deliver(ledger, "valid-metropole.json")
+    calls: list[int] = []
+
+    def broken_post(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(service, "post", broken_post)
+    state = run()
+    assert (state.type.value, state.name) == ("FAILED", "Unexpected error")
+    assert "KeyError" in (state.message or "") and len(calls) == 1
 
 
 @pytest.mark.parametrize(("error", "retried"), [
