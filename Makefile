@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo check lint typecheck test install reliability
+.PHONY: demo check lint typecheck test install reliability bench bench-quick
 
 install: $(VENV)/.installed
 
@@ -49,3 +49,11 @@ reliability: install
 	$(BIN)/python tests/reliability/audit.py; audit=$$?; \
 	$(BIN)/python tests/reliability/report.py $(RELIABILITY_TALLY) --pytest-status $$tests \
 		--audit-status $$audit
+
+# Measurements, not tests: each figure a ratio against a baseline run in the same session
+# (BENCHMARKS.md). bench-quick takes under 2 minutes, bench about 15.
+bench: install
+	$(BIN)/python -m bench.run
+
+bench-quick: install
+	$(BIN)/python -m bench.run --quick

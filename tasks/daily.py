@@ -21,7 +21,6 @@ from prefect.events import emit_event
 from toporder_sync import day, report
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, Finding
-from toporder_sync.sources import source_for
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
 
@@ -40,10 +39,9 @@ async def post_day(client_id: str, business_date: date | None, scheduled: dateti
 def _post_day(client_id: str, business_date: date | None, scheduled: datetime,
               run_id: str) -> day.DayResult:
     ledger = engine()
-    client = day.client_record(ledger, client_id)
+    client, source = day.client_and_source(ledger, client_id)
     the_day = business_date or calendar.previous_business_day(scheduled, client.timezone)
-    return day.run_day(ledger, client, the_day, source=source_for(ledger, client_id),
-                       run_id=run_id, now=runtime.now)
+    return day.run_day(ledger, client, the_day, source=source, run_id=run_id, now=runtime.now)
 
 
 async def publish(client_id: str, business_date: date, markdown: str, description: str) -> None:

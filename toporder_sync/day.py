@@ -37,10 +37,10 @@ from toporder_sync.core.errors import (
     refused,
 )
 from toporder_sync.core.model import Entry, MethodMatch
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord, PostResult
-from toporder_sync.sources import ClosureSource, FetchedClosure
+from toporder_sync.sources import ClosureSource, FetchedClosure, source_of_kind
 
 # A claim outlives a run that died without releasing it by this much, then lapses.
 CLAIM_LEASE = timedelta(minutes=15)
@@ -72,24 +72,33 @@ def client_record(engine: Engine, client_id: str) -> ClientRecord:
         return repository.get_client(session, client_id)
 
 
+def client_and_source(engine: Engine, client_id: str) -> tuple[ClientRecord, ClosureSource]:
+    """The client and where its closures come from, read in one transaction."""
+    with session_scope(engine) as session:
+        client = repository.get_client(session, client_id)
+        kind = connections.source_of(session, client_id)
+    return client, source_of_kind(engine, kind)
+
+
 def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
             source: ClosureSource, run_id: str, now: Callable[[], datetime],
             lease: timedelta = CLAIM_LEASE) -> DayResult:
     """Run one client-day under its claim; ``already_running`` when another run holds it."""
-    if not service.claim(engine, client.client_id, business_date, run_id=run_id, now=now(),
-                         lease=lease):
+    admission = service.claim_and_admit(engine, client, business_date, run_id=run_id,
+                                        now=now(), lease=lease)
+    if admission is None:
         return DayResult(client, business_date, "already_running")
     try:
-        return _claimed_day(engine, client, business_date, source=source, run_id=run_id,
-                            now=now)
+        return _claimed_day(engine, client, business_date, admission, source=source,
+                            run_id=run_id, now=now)
     finally:
         service.release(engine, client.client_id, business_date, run_id=run_id)
 
 
-def _claimed_day(engine: Engine, client: ClientRecord, business_date: date, *,
-                 source: ClosureSource, run_id: str, now: Callable[[], datetime]) -> DayResult:
+def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
+                 admission: service.Admission, *, source: ClosureSource, run_id: str,
+                 now: Callable[[], datetime]) -> DayResult:
     client_id = client.client_id
-    admission = service.admit(engine, client, business_date, now=now(), flow_run_id=run_id)
     if admission.refusal is not None:
         return DayResult(client, business_date, "refused", Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))

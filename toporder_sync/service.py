@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from toporder_sync import checkpoints, notifications
 from toporder_sync.core import calendar
@@ -72,17 +73,32 @@ class Admission:
 def admit(engine: Engine, client: ClientRecord, business_date: date, *, now: datetime,
           flow_run_id: str | None = None) -> Admission:
     """Decide whether the client's day may run, with its settings; a refusal is recorded."""
-    client_id = client.client_id
     with session_scope(engine) as session:
-        settings = repository.client_settings(session, client_id)
-        reason = calendar.refusal(business_date, activated_on=client.activated_on,
-                                  timezone=client.timezone, now=now)
-        if reason is not None:
-            repository.record_day(
-                session, client_id, business_date, state="refused", error_category=None,
-                messages=[refused("refused", "business_date", reason)], warnings=[],
-                closure_id=None, flow_run_id=flow_run_id, now=now,
-            )
+        return _admit(session, client, business_date, now=now, flow_run_id=flow_run_id)
+
+
+def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
+                    now: datetime, lease: timedelta) -> Admission | None:
+    """``claim`` then ``admit`` in one transaction; None when another live run holds the day."""
+    with session_scope(engine) as session:
+        if not repository.claim_day(session, client.client_id, business_date, run_id=run_id,
+                                    now=now, lease=lease):
+            return None
+        return _admit(session, client, business_date, now=now, flow_run_id=run_id)
+
+
+def _admit(session: Session, client: ClientRecord, business_date: date, *, now: datetime,
+           flow_run_id: str | None) -> Admission:
+    client_id = client.client_id
+    settings = repository.client_settings(session, client_id)
+    reason = calendar.refusal(business_date, activated_on=client.activated_on,
+                              timezone=client.timezone, now=now)
+    if reason is not None:
+        repository.record_day(
+            session, client_id, business_date, state="refused", error_category=None,
+            messages=[refused("refused", "business_date", reason)], warnings=[],
+            closure_id=None, flow_run_id=flow_run_id, now=now,
+        )
     return Admission(client, settings, reason)
 
 

@@ -27,6 +27,7 @@ from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import ClosureRejected, pos_error
 from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.tables import ClosureSourceKind
 from toporder_sync.toporder_api import ToporderApi, default_api
 
 
@@ -108,6 +109,11 @@ def source_for(engine: Engine, client_id: str) -> ClosureSource:
     """
     with session_scope(engine) as session:
         kind = connections.source_of(session, client_id)
+    return source_of_kind(engine, kind)
+
+
+def source_of_kind(engine: Engine, kind: ClosureSourceKind) -> ClosureSource:
+    """The inbox for ``push``, the API for ``pull`` (see ``source_for``)."""
     if kind == "pull":
         return PullSource(engine, default_api())
     return InboxSource(engine)

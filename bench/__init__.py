@@ -1,0 +1,1 @@
+"""Measurements, not tests: ``python -m bench.run`` (``make bench``, ``make bench-quick``)."""

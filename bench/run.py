@@ -1,0 +1,486 @@
+"""``make bench`` / ``make bench-quick``: five figures, each against a baseline run here and now.
+
+A measurement, not a test: nothing is asserted. Every figure is a ratio (or a rate) against a
+baseline measured in the same session, on the same machine, at the same moment:
+
+1. core: CPU of ``pipeline.process`` per closure / the floor of ``bench/core.py`` (A);
+2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
+   default (sync) flow run, both on the same ``prefect server`` started here (B);
+3. fleet: client-days/s of the ``catch-up`` flow / empty async task runs/s, gathered at the same
+   concurrency in one flow run, on the same server (C);
+4. memory: peak RSS (``ru_maxrss``) of two catch-up processes of different sizes (D: the larger);
+5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite
+   and on a throwaway PostgreSQL 15 started (and stopped) here: client-days/s and rows/s.
+
+It prints a table (median of the repeated runs, min, max) and, last, the line
+``bench: core A×, flow B×, fleet C×, rss D MB``.
+
+    .venv/bin/python -m bench.run --quick
+    .venv/bin/python -m bench.run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.fleet_throughput import free_port, start_server
+
+FIRST_DAY = date(2026, 11, 2)
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_USER = "postgres"
+RESULT = "BENCH-RESULT "
+CONCURRENCY = 10
+
+
+@dataclass(frozen=True)
+class Sizes:
+    core_days: int
+    core_runs: int
+    core_repeats: int
+    flow_runs: int
+    days: int  # closures per simulated client in the fleet and ledger runs
+    fleet: int  # client-days of the catch-up (C and the larger RSS)
+    fleet_small: int  # client-days of the smaller catch-up (RSS)
+    empty_repeats: int
+    ledger: int  # client-days per ledger database
+    ledger_chunks: int
+
+
+QUICK = Sizes(core_days=3, core_runs=3, core_repeats=3, flow_runs=3, days=2, fleet=60,
+              fleet_small=20, empty_repeats=3, ledger=30, ledger_chunks=3)
+FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet=1000,
+             fleet_small=250, empty_repeats=3, ledger=200, ledger_chunks=5)
+
+
+# ---------------------------------------------------------------- figures and the table
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    unit: str
+    values: tuple[float, ...]
+
+    def cells(self) -> tuple[str, str, str, str, str, str]:
+        def fmt(value: float) -> str:
+            return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        return (self.figure, self.unit, fmt(statistics.median(self.values)),
+                fmt(min(self.values)), fmt(max(self.values)), str(len(self.values)))
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = ("figure", "unit", "median", "min", "max", "runs")
+    table = [header, *(row.cells() for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for number, line in enumerate(table):
+        print("| " + " | ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i])
+                                for i, cell in enumerate(line)) + " |")
+        if number == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# ---------------------------------------------------------------- 1. core
+
+
+def measure_core(sizes: Sizes) -> list[Row]:
+    from bench.core import INTEGRATION_ID, cpu_ms, floor, ticket_lines
+    from toporder_sync.core import pipeline
+    from toporder_sync.core.closure import parse_closure
+    from toporder_sync.core.model import ClientSettings
+    from toporder_sync.core.simulator import dumps, generate_series
+
+    raws = [dumps(document) for document in generate_series(
+        integration_id=INTEGRATION_ID, establishment_id="bench", establishment_name="Bench",
+        start=FIRST_DAY, days=sizes.core_days)]
+    settings = ClientSettings("bench")
+    closures = [parse_closure(raw, "bench.json") for raw in raws]
+    entries = [pipeline.build(c, settings, pipeline.map_methods(c, settings)) for c in closures]
+    frames = [ticket_lines(closure) for closure in closures]
+    rows = [[(ln.account, ln.label, int(ln.debit * 100), int(ln.credit * 100))
+             for ln in entry.lines] for entry in entries]
+
+    def process(i: int) -> object:
+        return pipeline.process(raws[i], "bench.json", settings, integration_id=INTEGRATION_ID)
+
+    def per_closure(work: Callable[[int], object]) -> float:
+        return median([cpu_ms(lambda i=i: work(i), sizes.core_runs)  # type: ignore[misc]
+                       for i in range(len(raws))])
+
+    process(0)  # warm caches (compiled schemas, imports) before measuring
+    floor(frames[0], rows[0])
+    processes, floors = [], []
+    for _ in range(sizes.core_repeats):
+        processes.append(per_closure(process))
+        floors.append(per_closure(lambda i: floor(frames[i], rows[i])))
+    return [Row("core: process", "ms CPU/closure", tuple(processes)),
+            Row("core: floor", "ms CPU/closure", tuple(floors)),
+            Row("A core process/floor", "×", tuple(p / f for p, f in zip(processes, floors,
+                                                                           strict=True)))]
+
+
+# ---------------------------------------------------------------- ledger filling
+
+
+def client_ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{n:05d}" for n in range(count)]
+
+
+def fill(url: str, prefix: str, clients: int, days: int) -> list[str]:
+    """Activate ``clients`` simulated clients and store ``days`` closures of each."""
+    from toporder_sync.core.simulator import dumps, generate_series
+    from toporder_sync.ledger import repository
+    from toporder_sync.ledger.db import get_engine, session_scope, upgrade
+    from toporder_sync.service import receive
+
+    engine = get_engine(url)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    ids = client_ids(prefix, clients)
+    for client_id in ids:
+        with session_scope(engine) as session:
+            record = repository.activate_client(session, client_id, name=client_id,
+                                                activated_on=FIRST_DAY, now=now)
+        for closure in generate_series(integration_id=record.integration_id,
+                                       establishment_id="est-1", establishment_name=client_id,
+                                       start=FIRST_DAY, days=days):
+            receive(engine, dumps(closure), f"{client_id}.json", now=now)
+    return ids
+
+
+# ---------------------------------------------------------------- child processes
+
+
+def child(kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run ``kind`` in a fresh process (the environment names the server and ledger)."""
+    answer = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "bench.run", "--child", kind, json.dumps(arguments)],
+        capture_output=True, text=True, check=False)
+    for line in reversed(answer.stdout.splitlines()):
+        if line.startswith(RESULT):
+            result: dict[str, Any] = json.loads(line[len(RESULT):])
+            return result
+    raise SystemExit(f"bench child {kind} failed ({answer.returncode}):\n"
+                     f"{answer.stdout[-3000:]}\n{answer.stderr[-3000:]}")
+
+
+def report(result: dict[str, Any]) -> None:
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def child_flow(arguments: dict[str, Any]) -> None:
+    """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days."""
+    import asyncio
+
+    from prefect.settings import get_current_settings
+
+    from bench.prefect_baselines import empty_flow, empty_tasks
+    from toporder_sync.flows.daily import post_client_day
+
+    runs: int = arguments["runs"]
+    empty, empty_ids = [], []
+    for _ in range(runs + 1):
+        started = time.perf_counter()
+        state = empty_flow(return_state=True)
+        empty.append(time.perf_counter() - started)
+        empty_ids.append(str(state.state_details.flow_run_id))
+
+    async def client_days() -> tuple[list[float], list[str], list[str]]:
+        walls, names, ids = [], [], []
+        for offset in range(runs + 1):
+            started = time.perf_counter()
+            state = await post_client_day(arguments["client"],
+                                          FIRST_DAY + timedelta(days=offset), return_state=True)
+            walls.append(time.perf_counter() - started)
+            names.append(state.name or "")
+            ids.append(str(state.state_details.flow_run_id))
+        return walls, names, ids
+
+    walls, names, ids = asyncio.run(client_days())
+
+    asyncio.run(empty_tasks(2, CONCURRENCY))  # warm: the flow's and task's first registration
+    rates = []
+    for _ in range(arguments["repeats"]):
+        started = time.perf_counter()
+        done = asyncio.run(empty_tasks(arguments["n"], CONCURRENCY))
+        rates.append(done / (time.perf_counter() - started))
+    report({"empty": empty[1:], "client_day": walls[1:], "states": names,
+            "client_day_ids": ids, "empty_ids": empty_ids, "rates": rates,
+            "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
+
+
+def child_catch_up(arguments: dict[str, Any]) -> None:
+    """The smaller catch-up, then the larger, in this one process: peak RSS after each."""
+    import asyncio
+
+    from toporder_sync.flows.fleet import catch_up
+
+    last = FIRST_DAY + timedelta(days=arguments["days"] - 1)
+    runs = []
+    for prefix, count in arguments["runs"]:
+        clients = client_ids(prefix, count)
+        started = time.perf_counter()
+        state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
+        runs.append({"wall": time.perf_counter() - started,
+                     "client_days": len(clients) * arguments["days"],
+                     "state": f"{state.name}: {state.message}",
+                     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    report({"runs": runs})
+
+
+CHILDREN: dict[str, Callable[[dict[str, Any]], None]] = {
+    "flow": child_flow, "catch-up": child_catch_up}
+
+
+# ---------------------------------------------------------------- heartbeats
+
+
+def heartbeats(api: str, flow_run_ids: Sequence[str]) -> int | None:
+    """Heartbeat events the server holds for these flow runs (None: the query failed)."""
+    body = json.dumps({"filter": {
+        "event": {"name": ["prefect.flow-run.heartbeat"]},
+        "resource": {"id": [f"prefect.flow-run.{run_id}" for run_id in flow_run_ids]},
+    }, "limit": 50}).encode()
+    request = urllib.request.Request(f"{api}/events/filter", data=body, method="POST",  # noqa: S310
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            total: int = json.load(answer)["total"]
+            return total
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"heartbeat query failed: {exc}", flush=True)
+        return None
+
+
+# ---------------------------------------------------------------- 5. ledger without Prefect
+
+
+def table_rows(url: str) -> int:
+    from sqlalchemy import func, inspect, select, table
+
+    from toporder_sync.ledger.db import get_engine
+
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        names = [n for n in inspect(connection).get_table_names() if n != "alembic_version"]
+        return sum(connection.execute(select(func.count()).select_from(table(n))).scalar_one()
+                   for n in names)
+
+
+def measure_ledger(url: str, sizes: Sizes, label: str) -> list[Row]:
+    from toporder_sync.day import client_record, run_day
+    from toporder_sync.ledger.db import get_engine
+    from toporder_sync.sources import InboxSource
+
+    clients = max(1, sizes.ledger // sizes.days)
+    ids = fill(url, "ledger", clients, sizes.days)
+    engine = get_engine(url)
+    source = InboxSource(engine)
+    work = [(client_id, FIRST_DAY + timedelta(days=d)) for client_id in ids
+            for d in range(sizes.days)]
+    chunk = -(-len(work) // sizes.ledger_chunks)
+    day_rates, row_rates, outcomes = [], [], set()
+    for start in range(0, len(work), chunk):
+        part = work[start:start + chunk]
+        before = table_rows(url)
+        started = time.perf_counter()
+        for client_id, day in part:
+            result = run_day(engine, client_record(engine, client_id), day, source=source,
+                             run_id=str(uuid.uuid4()), now=lambda: datetime.now(UTC))
+            outcomes.add(result.outcome)
+        elapsed = time.perf_counter() - started
+        day_rates.append(len(part) / elapsed)
+        row_rates.append((table_rows(url) - before) / elapsed)
+    print(f"ledger {label}: {len(work)} client-days, outcomes {sorted(outcomes)}", flush=True)
+    return [Row(f"E ledger {label}", "client-days/s", tuple(day_rates)),
+            Row(f"E ledger {label}", "rows written/s", tuple(row_rates))]
+
+
+def _as_owner(command: list[str]) -> list[str]:
+    return ["runuser", "-u", PG_USER, "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 cluster (fsync off) on 127.0.0.1; yields its base URL."""
+    base = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, PG_USER, PG_USER)
+    data, port = base / "data", free_port()
+    subprocess.run(_as_owner([str(PG_BIN / "initdb"), f"--pgdata={data}",  # noqa: S603
+                              f"--username={PG_USER}", "--auth=trust", "--encoding=UTF8",
+                              "--no-locale", "--no-sync"]), check=True, capture_output=True)
+    options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} "
+               "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+    pg_ctl = str(PG_BIN / "pg_ctl")
+    subprocess.run(_as_owner([pg_ctl, "start", "--wait", f"--pgdata={data}",  # noqa: S603
+                              f"--log={base / 'server.log'}", "-o", options]),
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_owner([pg_ctl, "stop", f"--pgdata={data}",  # noqa: S603
+                                  "--mode=immediate"]), check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def create_database(base_url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{base_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return f"{base_url}/{name}"
+
+
+# ---------------------------------------------------------------- the session
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the small sizes (make bench-quick)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        CHILDREN[args.child[0]](json.loads(args.child[1]))
+        return
+    sizes = QUICK if args.quick else FULL
+    began = time.perf_counter()
+    rows: list[Row] = []
+    notes: list[str] = []
+
+    def step(title: str) -> None:
+        print(f"[{time.perf_counter() - began:6.1f} s] {title}", flush=True)
+
+    def measure_ledgers() -> None:
+        step(f"ledger SQLite: {sizes.ledger} client-days through run_day")
+        rows.extend(measure_ledger(f"sqlite:///{work / 'ledger-only.db'}", sizes, "SQLite"))
+        step("ledger PostgreSQL 15: starting a throwaway cluster")
+        with postgres() as base_url:
+            step(f"ledger PostgreSQL: {sizes.ledger} client-days through run_day")
+            rows.extend(measure_ledger(create_database(base_url, "ledger"), sizes, "PostgreSQL"))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-run-"))
+    (work / "prefect").mkdir()
+    # `prefect server start` takes ~30 s to come up here (its SQLite migrations): the core, the
+    # ledger fill (and, with --quick, the ledger figures) are measured meanwhile, in this process.
+    step("prefect server (SQLite) starting, in the background")
+    started: list[tuple[subprocess.Popen[bytes], str]] = []
+    starter = threading.Thread(target=lambda: started.append(start_server(work / "prefect", None)))
+    starter.start()
+    step(f"core: {sizes.core_days} closures, {sizes.core_runs} runs each, "
+         f"{sizes.core_repeats} repeats")
+    rows += measure_core(sizes)
+
+    ledger_url = f"sqlite:///{work / 'ledger.db'}"
+    large_clients = sizes.fleet // sizes.days
+    small_clients = sizes.fleet_small // sizes.days
+    step(f"ledger fill: 1 client x {sizes.flow_runs + 1} days, "
+         f"{small_clients} + {large_clients} clients x {sizes.days} days")
+    fill(ledger_url, "flow", 1, sizes.flow_runs + 1)
+    fill(ledger_url, "small", small_clients, sizes.days)
+    fill(ledger_url, "large", large_clients, sizes.days)
+    if args.quick:
+        measure_ledgers()
+        notes.append("--quick: the core and ledger figures were measured while the prefect "
+                     "server was starting (on the other core)")
+    starter.join()
+    if not started:
+        raise SystemExit("prefect server did not start")
+    server, api = started[0]
+    step("prefect server up")
+    try:
+        os.environ.update({
+            "PREFECT_API_URL": api, "PREFECT_HOME": str(work / "client"),
+            "PREFECT_LOGGING_TO_API_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+            "TOPORDER_SYNC_DATABASE_URL": ledger_url,
+        })
+        step(f"flow: {sizes.flow_runs} empty sync flow runs, {sizes.flow_runs} client-day runs "
+             f"(after one warm-up each); {sizes.empty_repeats} x {sizes.fleet} empty async tasks")
+        flow = child("flow", {"runs": sizes.flow_runs, "client": "flow-00000",
+                              "n": sizes.fleet, "repeats": sizes.empty_repeats})
+        rows += [Row("flow: post-client-day", "s wall/run", tuple(flow["client_day"])),
+                 Row("flow: empty sync flow", "s wall/run", tuple(flow["empty"])),
+                 Row("B flow client-day/empty", "×",
+                     tuple(c / e for c, e in zip(flow["client_day"], flow["empty"],
+                                                 strict=True)))]
+        step(f"fleet: catch-up of {small_clients * sizes.days} then "
+             f"{large_clients * sizes.days} client-days, in one process")
+        fleet = child("catch-up", {"days": sizes.days,
+                                   "runs": [["small", small_clients], ["large", large_clients]]})
+        small, large = fleet["runs"]
+        rate = large["client_days"] / large["wall"]
+        rows += [Row(f"fleet: catch-up {large['client_days']}", "client-days/s", (rate,)),
+                 Row(f"fleet: empty tasks x{sizes.fleet}", "task runs/s", tuple(flow["rates"])),
+                 Row("C fleet catch-up/empty", "×", tuple(rate / r for r in flow["rates"])),
+                 Row(f"D rss after catch-up {small['client_days']}", "MB peak",
+                     (small["rss_mb"],)),
+                 Row(f"D rss after catch-up +{large['client_days']}", "MB peak",
+                     (large["rss_mb"],))]
+        for run in (small, large):
+            notes.append(f"catch-up {run['client_days']}: {run['state']} ({run['wall']:.1f} s)")
+        beats = heartbeats(api, flow["client_day_ids"]), heartbeats(api, flow["empty_ids"])
+        notes.append(f"client-day states: {sorted(set(flow['states']))}")
+        notes.append(
+            f"heartbeats: still sent by the async client-day flow. "
+            f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={flow['heartbeat_frequency']} s (minimum 30); "
+            "prefect 3.9.1's async flow engine starts the heartbeat thread too (a beat at the "
+            "start, then one per interval), it only skips joining it at exit (join_on_exit="
+            f"False). Heartbeat events on the server: {beats[0]} for "
+            f"{len(flow['client_day_ids'])} client-day runs, {beats[1]} for "
+            f"{len(flow['empty_ids'])} empty sync runs")
+    finally:
+        stop(server)
+    if not args.quick:
+        measure_ledgers()
+    shutil.rmtree(work, ignore_errors=True)
+    step("done")
+
+    print()
+    print_table(rows)
+    print()
+    for note in notes:
+        print(f"- {note}")
+    print(f"- {os.cpu_count()} CPUs, concurrency {CONCURRENCY}, API logs off, prefect server "
+          f"on SQLite; {time.perf_counter() - began:.0f} s in all")
+    by_name = {row.figure: median(row.values) for row in rows}
+    print(f"bench: core {by_name['A core process/floor']:.1f}×, "
+          f"flow {by_name['B flow client-day/empty']:.2f}×, "
+          f"fleet {by_name['C fleet catch-up/empty']:.2f}×, "
+          f"rss {large['rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
