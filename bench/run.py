@@ -8,7 +8,8 @@ baseline measured in the same session, on the same machine, at the same moment:
    default (sync) flow run, both on the same ``prefect server`` started here (B);
 3. fleet: client-days/s of the ``catch-up`` flow / empty async task runs/s, gathered at the same
    concurrency in one flow run, on the same server (C);
-4. memory: peak RSS (``ru_maxrss``) of two catch-up processes of different sizes (D: the larger);
+4. memory: peak RSS (``VmHWM``) of the catch-up process once its first client-days are posted and
+   at the end of all of them: two sizes from one run (D: the larger);
 5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite
    and on a throwaway PostgreSQL 15 started (and stopped) here: client-days/s and rows/s.
 
@@ -58,14 +59,14 @@ class Sizes:
     flow_runs: int
     days: int  # closures per simulated client in the fleet and ledger runs
     fleet: int  # client-days of the catch-up (C and the larger RSS)
-    fleet_small: int  # client-days of the smaller catch-up (RSS)
+    fleet_small: int  # client-days posted when the first peak RSS is read (D)
     empty_repeats: int
     ledger: int  # client-days per ledger database
     ledger_chunks: int
 
 
-QUICK = Sizes(core_days=3, core_runs=3, core_repeats=3, flow_runs=3, days=2, fleet=60,
-              fleet_small=20, empty_repeats=3, ledger=30, ledger_chunks=3)
+QUICK = Sizes(core_days=3, core_runs=3, core_repeats=2, flow_runs=3, days=2, fleet=30,
+              fleet_small=10, empty_repeats=3, ledger=20, ledger_chunks=2)
 FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet=1000,
              fleet_small=250, empty_repeats=3, ledger=200, ledger_chunks=5)
 
@@ -231,23 +232,48 @@ def child_flow(arguments: dict[str, Any]) -> None:
             "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child_catch_up(arguments: dict[str, Any]) -> None:
-    """The smaller catch-up, then the larger, in this one process: peak RSS after each."""
+    """One catch-up of the clients; the peak RSS once the first ``checkpoint`` client-days are
+    posted (watched in the ledger) and at the end, so two sizes from one run."""
     import asyncio
 
+    from sqlalchemy import text
+
     from toporder_sync.flows.fleet import catch_up
+    from toporder_sync.ledger.db import get_engine
 
     last = FIRST_DAY + timedelta(days=arguments["days"] - 1)
-    runs = []
-    for prefix, count in arguments["runs"]:
-        clients = client_ids(prefix, count)
-        started = time.perf_counter()
-        state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
-        runs.append({"wall": time.perf_counter() - started,
-                     "client_days": len(clients) * arguments["days"],
-                     "state": f"{state.name}: {state.message}",
-                     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    report({"runs": runs})
+    clients = client_ids(arguments["prefix"], arguments["clients"])
+    engine, done = get_engine(), threading.Event()
+    checkpoint: list[tuple[int, float]] = []
+
+    def watch() -> None:
+        count = text("SELECT count(*) FROM entries WHERE client_id LIKE :prefix")
+        while not done.wait(0.5) and not checkpoint:
+            with engine.connect() as connection:
+                posted = connection.execute(
+                    count, {"prefix": f"{arguments['prefix']}-%"}).scalar_one()
+            if posted >= arguments["checkpoint"]:
+                checkpoint.append((posted, peak_rss_mb()))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
+    wall = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    report({"wall": wall, "client_days": len(clients) * arguments["days"],
+            "state": f"{state.name}: {state.message}", "checkpoint": checkpoint,
+            "peak_mb": peak_rss_mb()})
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -405,11 +431,9 @@ def main() -> None:
 
     ledger_url = f"sqlite:///{work / 'ledger.db'}"
     large_clients = sizes.fleet // sizes.days
-    small_clients = sizes.fleet_small // sizes.days
     step(f"ledger fill: 1 client x {sizes.flow_runs + 1} days, "
-         f"{small_clients} + {large_clients} clients x {sizes.days} days")
+         f"{large_clients} clients x {sizes.days} days")
     fill(ledger_url, "flow", 1, sizes.flow_runs + 1)
-    fill(ledger_url, "small", small_clients, sizes.days)
     fill(ledger_url, "large", large_clients, sizes.days)
     if args.quick:
         measure_ledgers()
@@ -436,21 +460,22 @@ def main() -> None:
                  Row("B flow client-day/empty", "×",
                      tuple(c / e for c, e in zip(flow["client_day"], flow["empty"],
                                                  strict=True)))]
-        step(f"fleet: catch-up of {small_clients * sizes.days} then "
-             f"{large_clients * sizes.days} client-days, in one process")
-        fleet = child("catch-up", {"days": sizes.days,
-                                   "runs": [["small", small_clients], ["large", large_clients]]})
-        small, large = fleet["runs"]
+        step(f"fleet: catch-up of {sizes.fleet} client-days, peak RSS at "
+             f"{sizes.fleet_small} and at {sizes.fleet}")
+        large = child("catch-up", {"days": sizes.days, "prefix": "large",
+                                   "clients": large_clients, "checkpoint": sizes.fleet_small})
         rate = large["client_days"] / large["wall"]
         rows += [Row(f"fleet: catch-up {large['client_days']}", "client-days/s", (rate,)),
                  Row(f"fleet: empty tasks x{sizes.fleet}", "task runs/s", tuple(flow["rates"])),
-                 Row("C fleet catch-up/empty", "×", tuple(rate / r for r in flow["rates"])),
-                 Row(f"D rss after catch-up {small['client_days']}", "MB peak",
-                     (small["rss_mb"],)),
-                 Row(f"D rss after catch-up +{large['client_days']}", "MB peak",
-                     (large["rss_mb"],))]
-        for run in (small, large):
-            notes.append(f"catch-up {run['client_days']}: {run['state']} ({run['wall']:.1f} s)")
+                 Row("C fleet catch-up/empty", "×", tuple(rate / r for r in flow["rates"]))]
+        if large["checkpoint"]:
+            posted, peak = large["checkpoint"][0]
+            rows.append(Row(f"D rss peak at {posted} client-days", "MB", (peak,)))
+        rows.append(Row(f"D rss peak at {large['client_days']} client-days", "MB",
+                        (large["peak_mb"],)))
+        notes.append(f"catch-up {large['client_days']}: {large['state']} "
+                     f"({large['wall']:.1f} s); peak RSS (VmHWM) of the catch-up process read "
+                     "once the ledger held the first entries, then at the end")
         beats = heartbeats(api, flow["client_day_ids"]), heartbeats(api, flow["empty_ids"])
         notes.append(f"client-day states: {sorted(set(flow['states']))}")
         notes.append(
@@ -479,7 +504,7 @@ def main() -> None:
     print(f"bench: core {by_name['A core process/floor']:.1f}×, "
           f"flow {by_name['B flow client-day/empty']:.2f}×, "
           f"fleet {by_name['C fleet catch-up/empty']:.2f}×, "
-          f"rss {large['rss_mb']:.0f} MB")
+          f"rss {large['peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
