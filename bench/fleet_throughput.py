@@ -73,16 +73,19 @@ def process_cpu(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / ticks
 
 
-def fill_ledger(clients: int, days: int) -> list[str]:
+def fill_ledger(clients: int, days: int, url: str | None = None,
+                prefix: str = "bench") -> list[str]:
+    """Activate ``clients`` simulated clients (``prefix-00000``…) and store ``days`` closures
+    of each, in the ledger of ``url`` (default: TOPORDER_SYNC_DATABASE_URL)."""
     from toporder_sync.core.simulator import dumps, generate_series
     from toporder_sync.ledger import repository
     from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
     from toporder_sync.service import receive
 
-    engine = get_engine(database_url())
+    engine = get_engine(url or database_url())
     upgrade(engine)
     now = datetime.now(UTC)
-    ids = [f"bench-{n:05d}" for n in range(clients)]
+    ids = [f"{prefix}-{n:05d}" for n in range(clients)]
     for client_id in ids:
         with session_scope(engine) as session:
             record = repository.activate_client(session, client_id, name=client_id,

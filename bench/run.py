@@ -42,7 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.fleet_throughput import free_port, start_server
+from bench.fleet_throughput import fill_ledger, free_port, start_server
 
 FIRST_DAY = date(2026, 11, 2)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -150,24 +150,7 @@ def client_ids(prefix: str, count: int) -> list[str]:
 
 def fill(url: str, prefix: str, clients: int, days: int) -> list[str]:
     """Activate ``clients`` simulated clients and store ``days`` closures of each."""
-    from toporder_sync.core.simulator import dumps, generate_series
-    from toporder_sync.ledger import repository
-    from toporder_sync.ledger.db import get_engine, session_scope, upgrade
-    from toporder_sync.service import receive
-
-    engine = get_engine(url)
-    upgrade(engine)
-    now = datetime.now(UTC)
-    ids = client_ids(prefix, clients)
-    for client_id in ids:
-        with session_scope(engine) as session:
-            record = repository.activate_client(session, client_id, name=client_id,
-                                                activated_on=FIRST_DAY, now=now)
-        for closure in generate_series(integration_id=record.integration_id,
-                                       establishment_id="est-1", establishment_name=client_id,
-                                       start=FIRST_DAY, days=days):
-            receive(engine, dumps(closure), f"{client_id}.json", now=now)
-    return ids
+    return fill_ledger(clients, days, url, prefix)
 
 
 # ---------------------------------------------------------------- child processes

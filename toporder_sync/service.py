@@ -70,13 +70,6 @@ class Admission:
     refusal: str | None
 
 
-def admit(engine: Engine, client: ClientRecord, business_date: date, *, now: datetime,
-          flow_run_id: str | None = None) -> Admission:
-    """Decide whether the client's day may run, with its settings; a refusal is recorded."""
-    with session_scope(engine) as session:
-        return _admit(session, client, business_date, now=now, flow_run_id=flow_run_id)
-
-
 def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
                     now: datetime, lease: timedelta) -> Admission | None:
     """``claim`` then ``admit`` in one transaction; None when another live run holds the day."""
@@ -89,6 +82,7 @@ def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *
 
 def _admit(session: Session, client: ClientRecord, business_date: date, *, now: datetime,
            flow_run_id: str | None) -> Admission:
+    """Whether the client's day may run, with its settings; a refusal is recorded."""
     client_id = client.client_id
     settings = repository.client_settings(session, client_id)
     reason = calendar.refusal(business_date, activated_on=client.activated_on,
