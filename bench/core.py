@@ -7,7 +7,7 @@ stage of ``core.pipeline`` on each closure, ``--runs`` times, and prints the med
 * parse: ``pipeline.read`` (strict JSON, JSON Schema, the ``Closure`` record);
 * validate: ``pipeline.validate`` (the closure's tables through their pandera models);
 * map: ``pipeline.map_methods``;
-* build: ``pipeline.build`` (the entry, and its lines through their pandera model);
+* build: ``pipeline.build`` (the entry, and its lines' invariants: ``entry.check_entry_lines``);
 * process: ``pipeline.process``, the whole of it.
 
 The floor is what no implementation of the core can avoid, measured in the same process on the

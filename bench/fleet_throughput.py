@@ -1,17 +1,23 @@
-"""Client-days per second of the ``catch-up`` flow against a real Prefect server: a measurement.
+"""Client-days per second of the fleet's flows against a real Prefect server: a measurement.
 
 Not a test. It starts ``prefect server start`` (SQLite in a temporary PREFECT_HOME, or the
 PostgreSQL database given by ``--server-db``), fills a ledger (temporary SQLite, or the empty
-database of ``--ledger-db``) with ``--clients`` simulated clients and ``--days`` closures each,
-then runs the ``catch-up`` flow in ``--shards`` worker processes (shard i of N each), exactly as
-workers run ``catch-up`` or sharded ``dispatch-daily`` deployment runs once started: every
-client-day an async ``post-client-day`` subflow, ``--concurrency`` at once per process. It
-prints the wall time, client-days per second, each shard's outcomes, the time 10,000
-client-days would take at that rate, and the CPU the worker processes spent per client-day.
-Logs are not shipped to the API (PREFECT_LOGGING_TO_API_ENABLED=false).
+database of ``--ledger-db``) with ``--clients`` simulated clients, then runs ``--flow`` in
+``--shards`` worker processes (shard i of N each), exactly as workers run these deployment runs
+once started, ``--concurrency`` client-days at once per process:
 
-    .venv/bin/python bench/fleet_throughput.py --clients 100 --days 3
-    .venv/bin/python bench/fleet_throughput.py --clients 100 --days 3 --shards 2 \\
+* ``dispatch-daily`` (the default): the morning of issue 3. Every client has the closure of
+  yesterday (Europe/Paris) and the default 06:00 Europe/Paris schedule; each shard runs
+  ``dispatch-daily`` for that hour, every client-day a ``post-client-day`` subflow run;
+* ``catch-up``: ``--days`` closures per client, each client-day a ``client-day`` task run.
+
+It prints the wall time, client-days per second, each shard's outcomes, the time 10,000
+client-days would take at that rate, and the CPU the worker processes and the server spent per
+client-day. Logs are not shipped to the API (PREFECT_LOGGING_TO_API_ENABLED=false).
+
+    .venv/bin/python bench/fleet_throughput.py --clients 300
+    .venv/bin/python bench/fleet_throughput.py --flow catch-up --clients 100 --days 3
+    .venv/bin/python bench/fleet_throughput.py --clients 1000 --shards 2 \\
         --server-db postgresql+asyncpg://postgres@127.0.0.1:5432/prefect \\
         --ledger-db postgresql+psycopg://postgres@127.0.0.1:5432/ledger
 """
@@ -32,6 +38,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 FIRST_DAY = date(2026, 11, 2)
+DISPATCH_ZONE, DISPATCH_HOUR = "Europe/Paris", 6  # every client's default schedule
 
 
 def free_port() -> int:
@@ -74,9 +81,9 @@ def process_cpu(pid: int) -> float:
 
 
 def fill_ledger(clients: int, days: int, url: str | None = None,
-                prefix: str = "bench") -> list[str]:
+                prefix: str = "bench", start: date = FIRST_DAY) -> list[str]:
     """Activate ``clients`` simulated clients (``prefix-00000``…) and store ``days`` closures
-    of each, in the ledger of ``url`` (default: TOPORDER_SYNC_DATABASE_URL)."""
+    of each from ``start``, in the ledger of ``url`` (default: TOPORDER_SYNC_DATABASE_URL)."""
     from toporder_sync.core.simulator import dumps, generate_series
     from toporder_sync.ledger import repository
     from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
@@ -89,31 +96,45 @@ def fill_ledger(clients: int, days: int, url: str | None = None,
     for client_id in ids:
         with session_scope(engine) as session:
             record = repository.activate_client(session, client_id, name=client_id,
-                                                activated_on=FIRST_DAY, now=now)
+                                                activated_on=start, now=now)
         for closure in generate_series(integration_id=record.integration_id,
                                        establishment_id="est-1", establishment_name=client_id,
-                                       start=FIRST_DAY, days=days):
+                                       start=start, days=days):
             receive(engine, dumps(closure), f"{client_id}.json", now=now)
     return ids
 
 
-def run_shard(shard: int, shards: int, days: int, concurrency: int) -> None:
-    """One worker's share of the catch-up, in this process (the environment says where)."""
-    from toporder_sync.flows.fleet import catch_up
+def yesterday() -> date:
+    """The day a dispatch started now processes (``calendar.previous_business_day``)."""
+    from toporder_sync.core.calendar import previous_business_day
 
-    last = FIRST_DAY + timedelta(days=days - 1)
-    state = asyncio.run(catch_up(FIRST_DAY, last, None, concurrency, shard, shards,
-                                 return_state=True))
-    print(f"shard {shard}/{shards}: {state.name}: {state.message}", flush=True)
+    return previous_business_day(datetime.now(UTC), DISPATCH_ZONE)
+
+
+def run_shard(flow: str, shard: int, shards: int, days: int, concurrency: int) -> None:
+    """One worker's share of the flow, in this process (the environment says where)."""
+    from toporder_sync.flows.fleet import catch_up, dispatch_daily
+
+    if flow == "dispatch-daily":
+        state = asyncio.run(dispatch_daily(DISPATCH_ZONE, DISPATCH_HOUR, concurrency, shard,
+                                           shards, return_state=True))
+    else:
+        last = FIRST_DAY + timedelta(days=days - 1)
+        state = asyncio.run(catch_up(FIRST_DAY, last, None, concurrency, shard, shards,
+                                     return_state=True))
+    print(f"{flow} shard {shard}/{shards}: {state.name}: {state.message}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flow", choices=["dispatch-daily", "catch-up"],
+                        default="dispatch-daily")
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--days", type=int, default=3,
+                        help="closures per client (catch-up; a dispatch runs one day)")
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--shards", type=int, default=1,
-                        help="run the catch-up as this many shard runs in as many processes, "
+                        help="run the flow as this many shard runs in as many processes, "
                              "as that many workers would")
     parser.add_argument("--server-db", help="PREFECT_API_DATABASE_CONNECTION_URL of the server "
                                             "(default: SQLite in a temporary PREFECT_HOME)")
@@ -122,8 +143,10 @@ def main() -> None:
     parser.add_argument("--run-shard", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_shard is not None:
-        run_shard(args.run_shard, args.shards, args.days, args.concurrency)
+        run_shard(args.flow, args.run_shard, args.shards, args.days, args.concurrency)
         return
+    if args.flow == "dispatch-daily":
+        args.days = 1
 
     work = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     (work / "prefect").mkdir()
@@ -136,13 +159,15 @@ def main() -> None:
             "TOPORDER_SYNC_DATABASE_URL": args.ledger_db or f"sqlite:///{work / 'ledger.db'}",
         })
         started = time.perf_counter()
-        ids = fill_ledger(args.clients, args.days)
+        ids = fill_ledger(args.clients, args.days,
+                          start=yesterday() if args.flow == "dispatch-daily" else FIRST_DAY)
         print(f"ledger: {len(ids)} clients x {args.days} days in "
               f"{time.perf_counter() - started:.1f} s")
         cpu_before, server_before = os.times(), process_cpu(server.pid)
         started = time.perf_counter()
         shards = [subprocess.Popen(  # noqa: S603
-            [sys.executable, __file__, "--run-shard", str(shard), "--shards", str(args.shards),
+            [sys.executable, __file__, "--flow", args.flow, "--run-shard", str(shard),
+             "--shards", str(args.shards),
              "--days", str(args.days), "--concurrency", str(args.concurrency)])
             for shard in range(args.shards)]
         failed = [p.args for p in shards if p.wait() != 0]
@@ -152,7 +177,7 @@ def main() -> None:
                     - cpu_before.children_user - cpu_before.children_system)
         total = len(ids) * args.days
         rate = total / elapsed
-        print(f"server db: {'PostgreSQL' if args.server_db else 'SQLite'}; ledger: "
+        print(f"{args.flow}; server db: {'PostgreSQL' if args.server_db else 'SQLite'}; ledger: "
               f"{'PostgreSQL' if args.ledger_db else 'SQLite'}; concurrency {args.concurrency}; "
               f"{args.shards} shard process(es)" + (f"; FAILED: {failed}" if failed else ""))
         print(f"{total} client-days in {elapsed:.1f} s = {rate:.2f} client-days/s; "

@@ -1,13 +1,12 @@
 """The empty Prefect work the bench divides by: imported only by the bench's child processes.
 
 * ``empty_flow``: a default (sync) flow that does nothing, the cost of one flow run;
-* ``empty_tasks``: an async flow gathering ``n`` empty async task runs, ``concurrency`` at once,
-  the orchestration floor of ``n`` units of work in one run (as ``catch-up`` runs its subflows).
+* ``empty_mapped_tasks``: a default (sync) flow mapping an empty task over ``n`` numbers with
+  its default task runner, the orchestration floor of ``n`` units of work in one run (the
+  issue's "1,000 empty mapped tasks").
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from prefect import flow, task
 
@@ -18,16 +17,10 @@ def empty_flow() -> None:
 
 
 @task(name="bench-empty-task")
-async def empty_task(number: int) -> int:
+def empty_task(number: int) -> int:
     return number
 
 
-@flow(name="bench-empty-tasks")
-async def empty_tasks(n: int, concurrency: int) -> int:
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(number: int) -> int:
-        async with gate:
-            return await empty_task(number)
-
-    return len(await asyncio.gather(*(one(number) for number in range(n))))
+@flow(name="bench-empty-mapped-tasks")
+def empty_mapped_tasks(n: int) -> int:
+    return len(empty_task.map(range(n)).result())

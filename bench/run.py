@@ -6,8 +6,8 @@ baseline measured in the same session, on the same machine, at the same moment:
 1. core: CPU of ``pipeline.process`` per closure / the floor of ``bench/core.py`` (A);
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
-3. fleet: client-days/s of the ``catch-up`` flow / empty async task runs/s, gathered at the same
-   concurrency in one flow run, on the same server (C);
+3. fleet: client-days/s of the ``catch-up`` flow (a task run per client-day, 10 at once) /
+   task runs/s of empty tasks mapped in one default flow run, on the same server (C);
 4. memory: peak RSS (``VmHWM``) of the catch-up process once its first client-days are posted and
    at the end of all of them: two sizes from one run (D: the larger);
 5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite
@@ -60,15 +60,16 @@ class Sizes:
     days: int  # closures per simulated client in the fleet and ledger runs
     fleet: int  # client-days of the catch-up (C and the larger RSS)
     fleet_small: int  # client-days posted when the first peak RSS is read (D)
+    empty_tasks: int  # empty mapped tasks of the baseline of C
     empty_repeats: int
     ledger: int  # client-days per ledger database
     ledger_chunks: int
 
 
 QUICK = Sizes(core_days=3, core_runs=3, core_repeats=2, flow_runs=3, days=2, fleet=30,
-              fleet_small=10, empty_repeats=3, ledger=20, ledger_chunks=2)
-FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet=1000,
-             fleet_small=250, empty_repeats=3, ledger=200, ledger_chunks=5)
+              fleet_small=10, empty_tasks=30, empty_repeats=3, ledger=20, ledger_chunks=2)
+FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet=10_000,
+             fleet_small=1000, empty_tasks=1000, empty_repeats=3, ledger=200, ledger_chunks=5)
 
 
 # ---------------------------------------------------------------- figures and the table
@@ -175,41 +176,53 @@ def report(result: dict[str, Any]) -> None:
 
 
 def child_flow(arguments: dict[str, Any]) -> None:
-    """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days."""
+    """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days, then
+    the empty mapped tasks; each kind of run started the way a long-lived process starts many
+    runs, sharing its API clients (``runtime.shared_clients``; the sync flow engine reuses an
+    open sync client the same way)."""
     import asyncio
 
+    from prefect import tags
+    from prefect.context import SyncClientContext
     from prefect.settings import get_current_settings
 
-    from bench.prefect_baselines import empty_flow, empty_tasks
+    from bench.prefect_baselines import empty_flow, empty_mapped_tasks
     from toporder_sync.flows.daily import post_client_day
+    from toporder_sync.tasks.runtime import shared_clients
 
     runs: int = arguments["runs"]
     empty, empty_ids = [], []
-    for _ in range(runs + 1):
-        started = time.perf_counter()
-        state = empty_flow(return_state=True)
-        empty.append(time.perf_counter() - started)
-        empty_ids.append(str(state.state_details.flow_run_id))
+    with SyncClientContext.get_or_create():
+        for _ in range(runs + 1):
+            started = time.perf_counter()
+            state = empty_flow(return_state=True)
+            empty.append(time.perf_counter() - started)
+            empty_ids.append(str(state.state_details.flow_run_id))
 
     async def client_days() -> tuple[list[float], list[str], list[str]]:
         walls, names, ids = [], [], []
-        for offset in range(runs + 1):
-            started = time.perf_counter()
-            state = await post_client_day(arguments["client"],
-                                          FIRST_DAY + timedelta(days=offset), return_state=True)
-            walls.append(time.perf_counter() - started)
-            names.append(state.name or "")
-            ids.append(str(state.state_details.flow_run_id))
+        # Tagged as its callers (dispatch-daily, `toporder-sync run`) tag it.
+        async with shared_clients():
+            for offset in range(runs + 1):
+                started = time.perf_counter()
+                with tags(f"client:{arguments['client']}", "territory:metropole"):
+                    state = await post_client_day(arguments["client"],
+                                                  FIRST_DAY + timedelta(days=offset),
+                                                  return_state=True)
+                walls.append(time.perf_counter() - started)
+                names.append(state.name or "")
+                ids.append(str(state.state_details.flow_run_id))
         return walls, names, ids
 
     walls, names, ids = asyncio.run(client_days())
 
-    asyncio.run(empty_tasks(2, CONCURRENCY))  # warm: the flow's and task's first registration
     rates = []
-    for _ in range(arguments["repeats"]):
-        started = time.perf_counter()
-        done = asyncio.run(empty_tasks(arguments["n"], CONCURRENCY))
-        rates.append(done / (time.perf_counter() - started))
+    with SyncClientContext.get_or_create():
+        empty_mapped_tasks(2)  # warm: the flow's and task's first registration
+        for _ in range(arguments["repeats"]):
+            started = time.perf_counter()
+            done = empty_mapped_tasks(arguments["n"])
+            rates.append(done / (time.perf_counter() - started))
     report({"empty": empty[1:], "client_day": walls[1:], "states": names,
             "client_day_ids": ids, "empty_ids": empty_ids, "rates": rates,
             "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
@@ -236,7 +249,7 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
     last = FIRST_DAY + timedelta(days=arguments["days"] - 1)
     clients = client_ids(arguments["prefix"], arguments["clients"])
     engine, done = get_engine(), threading.Event()
-    checkpoint: list[tuple[int, float]] = []
+    checkpoint: list[tuple[int, float, float]] = []
 
     def watch() -> None:
         count = text("SELECT count(*) FROM entries WHERE client_id LIKE :prefix")
@@ -245,11 +258,11 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
                 posted = connection.execute(
                     count, {"prefix": f"{arguments['prefix']}-%"}).scalar_one()
             if posted >= arguments["checkpoint"]:
-                checkpoint.append((posted, peak_rss_mb()))
+                checkpoint.append((posted, peak_rss_mb(), time.perf_counter() - started))
 
+    started = time.perf_counter()
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    started = time.perf_counter()
     state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
     wall = time.perf_counter() - started
     done.set()
@@ -435,9 +448,10 @@ def main() -> None:
             "TOPORDER_SYNC_DATABASE_URL": ledger_url,
         })
         step(f"flow: {sizes.flow_runs} empty sync flow runs, {sizes.flow_runs} client-day runs "
-             f"(after one warm-up each); {sizes.empty_repeats} x {sizes.fleet} empty async tasks")
+             f"(after one warm-up each); {sizes.empty_repeats} x {sizes.empty_tasks} empty mapped "
+             "tasks")
         flow = child("flow", {"runs": sizes.flow_runs, "client": "flow-00000",
-                              "n": sizes.fleet, "repeats": sizes.empty_repeats})
+                              "n": sizes.empty_tasks, "repeats": sizes.empty_repeats})
         rows += [Row("flow: post-client-day", "s wall/run", tuple(flow["client_day"])),
                  Row("flow: empty sync flow", "s wall/run", tuple(flow["empty"])),
                  Row("B flow client-day/empty", "×",
@@ -449,10 +463,13 @@ def main() -> None:
                                    "clients": large_clients, "checkpoint": sizes.fleet_small})
         rate = large["client_days"] / large["wall"]
         rows += [Row(f"fleet: catch-up {large['client_days']}", "client-days/s", (rate,)),
-                 Row(f"fleet: empty tasks x{sizes.fleet}", "task runs/s", tuple(flow["rates"])),
+                 Row(f"fleet: empty mapped tasks x{sizes.empty_tasks}", "task runs/s",
+                     tuple(flow["rates"])),
                  Row("C fleet catch-up/empty", "×", tuple(rate / r for r in flow["rates"]))]
         if large["checkpoint"]:
-            posted, peak = large["checkpoint"][0]
+            posted, peak, elapsed = large["checkpoint"][0]
+            rows.insert(-2, Row(f"fleet: its first {posted} client-days", "client-days/s",
+                                (posted / elapsed,)))
             rows.append(Row(f"D rss peak at {posted} client-days", "MB", (peak,)))
         rows.append(Row(f"D rss peak at {large['client_days']} client-days", "MB",
                         (large["peak_mb"],)))

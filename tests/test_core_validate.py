@@ -4,6 +4,7 @@ and category, and one validation reports every break at once (lazy)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -14,9 +15,10 @@ from pandera.errors import SchemaErrors
 from samples import encode, sample_document
 
 from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.entry import InvalidEntryError, check_entry_lines
 from toporder_sync.core.errors import Category, Finding
-from toporder_sync.core.model import PreviousClosure, Territory
-from toporder_sync.core.validate import validate_closure, validate_entry_lines
+from toporder_sync.core.model import Entry, EntryLine, PreviousClosure, Territory
+from toporder_sync.core.validate import validate_closure
 from toporder_sync.schemas import SalesTable
 
 Doc = dict[str, Any]
@@ -151,14 +153,9 @@ def test_each_identity_break_is_a_pos_error(document: Doc, rule: str, field: str
 def test_vat_tolerance_follows_the_ticket_count(tickets: int, ok: bool) -> None:
     # VAT 2.01 on net 19.99 at 10 % is 0.011 off the exact 1.999: within ±0.01 per ticket for
     # two tickets, not for one; without ticket detail ±1 % of 2.00 (never under 0.01) is 0.02.
+    # Money in cents, the rate in basis points.
     frame = pd.DataFrame(
-        {
-            "vat_rate": [Decimal("10")],
-            "net": [Decimal("19.99")],
-            "vat": [Decimal("2.01")],
-            "gross": [Decimal("22.00")],
-            "tickets": [tickets],
-        },
+        {"vat_rate": [1000], "net": [1999], "vat": [201], "gross": [2200], "tickets": [tickets]},
         index=["sales[0]"],
     )
     if ok:
@@ -226,15 +223,25 @@ def test_continuity_breaks_are_warnings() -> None:
     assert findings_of(sample(), previous=follows) == ()
 
 
+def test_the_vat_tolerance_is_exact_for_the_largest_amounts() -> None:
+    # net × rate overflows int64 once scaled: identity 2 is computed on Python integers.
+    net = 999_999_999_999_99
+    frame = pd.DataFrame(
+        {"vat_rate": [2000], "net": [net], "vat": [net // 5], "gross": [net + net // 5],
+         "tickets": [0]},
+        index=["sales[0]"],
+    )
+    SalesTable.validate(frame, lazy=True)
+    frame["vat"] += 2 * net // 500  # 1 % of the VAT is net / 500: twice that is too much
+    frame["gross"] = frame["net"] + frame["vat"]
+    with pytest.raises(SchemaErrors) as caught:
+        SalesTable.validate(frame, lazy=True)
+    assert set(caught.value.failure_cases["check"]) == {"vat_matches_rate"}
+
+
 def test_pandera_failure_cases_name_the_row() -> None:
     frame = pd.DataFrame(
-        {
-            "vat_rate": [Decimal("10")],
-            "net": [Decimal("1.00")],
-            "vat": [Decimal("0.10")],
-            "gross": [Decimal("1.20")],
-            "tickets": [0],
-        },
+        {"vat_rate": [1000], "net": [100], "vat": [10], "gross": [120], "tickets": [0]},
         index=["sales[0]"],
     )
     with pytest.raises(SchemaErrors) as caught:
@@ -246,30 +253,44 @@ def test_pandera_failure_cases_name_the_row() -> None:
 
 def test_a_float_in_a_money_column_is_refused_not_coerced() -> None:
     frame = pd.DataFrame(
-        {
-            "vat_rate": [Decimal("10")],
-            "net": [1.0],
-            "vat": [Decimal("0.10")],
-            "gross": [Decimal("1.10")],
-            "tickets": [0],
-        },
+        {"vat_rate": [1000], "net": [100.0], "vat": [10], "gross": [110], "tickets": [0]},
         index=["sales[0]"],
     )
     with pytest.raises(SchemaErrors) as caught:
         SalesTable.validate(frame, lazy=True)
-    assert "exact_money" in set(caught.value.failure_cases["check"])
+    failed = caught.value.failure_cases
+    assert list(failed.loc[failed["check"].str.contains("int64"), "column"]) == ["net"]
+
+
+def test_an_amount_without_exact_cents_is_an_exact_money_finding() -> None:
+    document = put("sales.0.net", "1000.00")
+    closure = parse_closure(encode(document), "t.json")
+    line = closure.sales[0]
+    broken = replace(closure, sales=(replace(line, net=Decimal("1000.001")), *closure.sales[1:]))
+    found = {(f.rule, f.field): f.message for f in validate_closure(broken, Territory.METROPOLE)}
+    assert found[("exact_money", "sales[0].net")] == (
+        "net Decimal('1000.001') is not an exact amount in cents")
+
+
+def entry_of(*lines: tuple[str, str, str, str, str]) -> Entry:
+    return Entry("VT", "Journal des ventes", date(2026, 3, 29), "Z8", "Clôture Z8", tuple(
+        EntryLine(account, account_label, label, Decimal(debit), Decimal(credit))
+        for account, account_label, label, debit, credit in lines))
 
 
 def test_entry_lines_must_balance() -> None:
-    frame = pd.DataFrame(
-        {
-            "account": ["511500", "706100"],
-            "account_label": ["a", "b"],
-            "label": ["x", "y"],
-            "debit": [Decimal("1.00"), Decimal("0.00")],
-            "credit": [Decimal("0.00"), Decimal("0.99")],
-        }
-    )
-    with pytest.raises(SchemaErrors) as caught:
-        validate_entry_lines(frame)
-    assert "entry_balanced" in set(caught.value.failure_cases["check"])
+    with pytest.raises(InvalidEntryError) as caught:
+        check_entry_lines(entry_of(("511500", "a", "x", "1.00", "0.00"),
+                                   ("706100", "b", "y", "0.00", "0.99")))
+    assert caught.value.rules == {"entry_balanced"}
+
+
+def test_every_broken_entry_line_invariant_is_reported_at_once() -> None:
+    with pytest.raises(InvalidEntryError) as caught:
+        check_entry_lines(entry_of(("0511", "a", "x", "1.00", "1.00"),
+                                   ("706100", "", "y", "0.00", "-0.99"),
+                                   ("706100", "b", "z", "0.001", "0.00")))
+    assert caught.value.rules == {"str_matches", "str_length", "one_side_per_line",
+                                  "exact_money"}
+    check_entry_lines(entry_of(("511500", "a", "x", "1.00", "0.00"),
+                               ("706100", "b", "y", "0.00", "1.00")))

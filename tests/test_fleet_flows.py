@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
+    FlowRunFilterStartTime,
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_engine import run_flow_async
@@ -99,6 +100,19 @@ async def _subflow_runs(parent_id: Any) -> list[Any]:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
 
 
+async def _client_day_runs(dispatch: Any) -> list[Any]:
+    """The ``post-client-day`` flow runs a dispatch started: top-level runs of their own, the
+    ones that started while the dispatch ran (tests run one flow at a time)."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            start_time=FlowRunFilterStartTime(after_=dispatch.start_time,
+                                              before_=dispatch.end_time)))
+        flows = {run.flow_id for run in runs}
+        names = {f: (await client.read_flow(f)).name for f in flows}
+    assert all(run.parent_task_run_id is None for run in runs)
+    return [run for run in runs if names[run.flow_id] == "post-client-day"]
+
+
 async def _task_runs(flow_run_ids: list[Any]) -> list[Any]:
     async with get_client() as client:
         return await client.read_task_runs(flow_run_filter=FlowRunFilter(
@@ -124,7 +138,7 @@ async def _flagged_events(client_id: str, expected: int) -> list[Any]:
     return []
 
 
-def test_catch_up_runs_each_client_day_as_a_subflow_and_summarizes(ledger: Engine) -> None:
+def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engine) -> None:
     day1, day2, day3 = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)
     deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), day1, 3)
     deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1), territory="corse"), day1, 3,
@@ -136,15 +150,18 @@ def test_catch_up_runs_each_client_day_as_a_subflow_and_summarizes(ledger: Engin
     assert state.is_completed(), state.message
     assert state.message == ("9 client-days: 7 posted, 1 flagged (1 POS data error), "
                              "1 refused")
-    runs = asyncio.run(_subflow_runs(state.state_details.flow_run_id))
+    catch_up_id = state.state_details.flow_run_id
+    # Each client-day is a task run of the catch-up named after it, no subflow (tasks/daily.py).
+    assert asyncio.run(_subflow_runs(catch_up_id)) == []
+    runs = [run for run in asyncio.run(_task_runs([catch_up_id]))
+            if run.task_key.startswith("client_day")]
     by_name = {run.name: run for run in runs}
     assert len(runs) == 9 and len(by_name) == 9
     assert by_name["bravo 2026-11-25"].state.name == "POS data error"
     assert by_name["charlie 2026-11-24"].state.name == "Refused"
-    assert {"client:bravo", "territory:corse"} <= set(by_name["bravo 2026-11-26"].tags)
-    assert {"client:alpha", "territory:metropole"} <= set(by_name["alpha 2026-11-24"].tags)
-    # No task run inside a client-day: its flow run is the unit (see tasks/daily.py).
-    assert asyncio.run(_task_runs([run.id for run in runs])) == []
+    assert by_name["alpha 2026-11-24"].state.name == "Posted"
+    assert by_name["alpha 2026-11-24"].state.type.value == "COMPLETED"
+    assert by_name["bravo 2026-11-25"].state.type.value == "FAILED"
     with session_scope(ledger) as session:
         numbers = {c: sorted(e.entry.date
                              for e in repository.entries_between(session, c, day1, day3))
@@ -152,8 +169,11 @@ def test_catch_up_runs_each_client_day_as_a_subflow_and_summarizes(ledger: Engin
     assert numbers == {"alpha": [day1, day2, day3], "bravo": [day1, day3],
                        "charlie": [day2, day3]}
     assert statuses(ledger, "charlie")[day1] == "refused"
-    [summary] = asyncio.run(_artifacts(state.state_details.flow_run_id))
+    artifacts = asyncio.run(_artifacts(catch_up_id))
+    [summary] = [a for a in artifacts if a.key is None]
     assert "| flagged: POS data error | 1 |" in summary.data
+    # The entry or the failures of each client-day, on its task run.
+    assert {a.task_run_id for a in artifacts if a.key} == {run.id for run in runs}
     assert "| bravo | 2026-11-25 | POS data error |" in summary.data
 
 
@@ -241,8 +261,10 @@ def test_dispatch_runs_the_clients_due_and_those_still_waiting(
         dispatch_daily, {"timezone": "Europe/Paris", "hour": 8},
         datetime(2026, 11, 21, 7, 0, tzinfo=UTC)))
     assert second.message == "2 client-days: 2 posted", second.message
-    names = {run.name for run in asyncio.run(_subflow_runs(flow_run.id))}
-    assert names == {"alpha 2026-11-20", "bravo 2026-11-20"}
+    runs = asyncio.run(_client_day_runs(flow_run))
+    assert {run.name for run in runs} == {"alpha 2026-11-20", "bravo 2026-11-20"}
+    assert {"client:alpha", "territory:metropole"} <= set(
+        next(run for run in runs if run.name.startswith("alpha")).tags)
     assert statuses(ledger, "charlie") == {day: "posted"}
 
 
@@ -260,7 +282,7 @@ def test_sharded_dispatches_share_an_hour_s_clients_out_once_each(
             dispatch_daily, {"timezone": "Europe/Paris", "hour": 6, "shard": shard,
                              "shards": 2}, start))
         assert flow_run.name == f"dispatch Europe/Paris 6h #{shard}/2"
-        names = sorted(run.name for run in asyncio.run(_subflow_runs(flow_run.id)))
+        names = sorted(run.name for run in asyncio.run(_client_day_runs(flow_run)))
         expected = [f"{c} {day}" for c in clients if fleet.in_shard(c, shard, 2)]
         assert names == expected and state.message == f"{len(expected)} client-days: " \
             f"{len(expected)} posted", (names, state.message)

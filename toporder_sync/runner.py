@@ -50,6 +50,7 @@ def run_days(client_days: Sequence[tuple[str, date]],
     from prefect import tags
 
     from toporder_sync.flows.daily import post_client_day
+    from toporder_sync.tasks.runtime import shared_clients
 
     engine = get_engine(database_url())
     upgrade(engine)
@@ -57,6 +58,10 @@ def run_days(client_days: Sequence[tuple[str, date]],
         territories = {c.client_id: c.territory for c in repository.list_clients(session)}
 
     async def go() -> list[DayRun]:
+        async with shared_clients():
+            return await run_each()
+
+    async def run_each() -> list[DayRun]:
         results = []
         for client_id, day in client_days:
             if client_id not in territories:

@@ -4,8 +4,9 @@ The project is deployed with ``prefect deploy --all`` as an operator would; the 
 ``dispatch-daily`` deployment come from ``toporder-sync schedules sync`` and are read back
 through the REST API; two shard runs of a ``catch-up`` deployment are picked up by two workers,
 and every client-day they run is checked in the ledger (posted once) and on the server (a
-subflow run named ``<client> <day>``, tagged with the client, a flagged day in state
-``POS data error``).
+task run named ``<client> <day>``, a flagged day in state ``POS data error``); then the
+``dispatch-daily`` deployment runs yesterday's closures through the same workers, each
+client-day a flow run of its own named ``<client> <day>`` and tagged with its client.
 """
 
 from __future__ import annotations
@@ -16,18 +17,22 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from datetime import date, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from e2e.conftest import BIN, Cli
+from toporder_sync.core.calendar import previous_business_day
 from toporder_sync.core.simulator import dumps, generate_series
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_DAY, DAYS = date(2026, 11, 16), 3
 BAD_DAY = FIRST_DAY + timedelta(days=1)
+YESTERDAY = previous_business_day(datetime.now(UTC), "Europe/Paris")
 # client: (timezone, run hour, deadline hour, faults of BAD_DAY)
 CLIENTS: dict[str, tuple[str, int, int, frozenset[str]]] = {
     "fleet-zinc": ("Europe/Paris", 6, 9, frozenset()),
@@ -113,6 +118,11 @@ def fleet(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Cli:
             name = f"{client}-{closure['closure']['business_date']}.json"
             (cli.workdir / name).write_bytes(dumps(closure))
             names.append(name)
+        # Received later, by the dispatch test: the day a dispatch started now processes.
+        [yesterday] = generate_series(integration_id=integration_id, establishment_id="est-1",
+                                      establishment_name=client, start=YESTERDAY, days=1,
+                                      timezone=timezone)
+        (cli.workdir / f"{client}-yesterday.json").write_bytes(dumps(yesterday))
     cli("receive", *names)
     return cli
 
@@ -169,11 +179,26 @@ def start_worker(cli: Cli, name: str) -> subprocess.Popen[bytes]:
                             cwd=cli.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+@contextmanager
+def two_workers(cli: Cli, name: str) -> Iterator[None]:
+    """Two process workers of the pool, stopped on the way out."""
+    workers = [start_worker(cli, f"{name}-{n}") for n in (1, 2)]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
 def test_a_catch_up_run_by_two_workers_posts_each_client_day_once(fleet: Cli,
                                                                   deployed: Api) -> None:
     cli = fleet
-    workers = [start_worker(cli, f"worker-{n}") for n in (1, 2)]
-    try:
+    with two_workers(cli, "worker"):
         catch_up = deployed.deployment("catch-up/catch-up")
         last = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
         # Two shards of one catch-up of every active client, as `schedules sync --shards 2`
@@ -183,14 +208,6 @@ def test_a_catch_up_run_by_two_workers_posts_each_client_day_once(fleet: Cli,
                                          "concurrency": 4, "shard": shard, "shards": 2}})
                 for shard in (0, 1)]
         finished = deployed.wait([r["id"] for r in runs], 300)
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
     logs = "\n".join(p.read_text(errors="replace") for p in cli.workdir.glob("worker-*.log"))
     assert [r["state_type"] for r in finished] == ["COMPLETED", "COMPLETED"], logs
     assert sorted(r["name"] for r in finished) == [
@@ -210,18 +227,39 @@ def test_a_catch_up_run_by_two_workers_posts_each_client_day_once(fleet: Cli,
         numbers = [r["entry_number"] for r in rows if r["entry_number"] is not None]
         assert len(numbers) == len(set(numbers))
 
-    subflows = deployed("POST", "/flow_runs/filter", {
-        "flow_runs": {"parent_task_run_id": {"is_null_": False},
-                      "tags": {"any_": [f"client:{c}" for c in CLIENTS]}},
-        "limit": 200})
-    by_name = {run["name"]: run for run in subflows}
-    assert len(subflows) == len(by_name) == len(CLIENTS) * DAYS
+    task_runs = deployed("POST", "/task_runs/filter", {
+        "flow_runs": {"id": {"any_": [r["id"] for r in finished]}}, "limit": 200})
+    by_name = {run["name"]: run for run in task_runs if run["task_key"].startswith("client_day")}
+    assert len(by_name) == len(CLIENTS) * DAYS, sorted(by_name)
     for client in CLIENTS:
         for day in days:
             run = by_name[f"{client} {day}"]
-            assert {f"client:{client}", "territory:metropole"} <= set(run["tags"])
+            state = run["state"]
             if client == "fleet-port" and day == BAD_DAY.isoformat():
-                assert (run["state_type"], run["state_name"]) == ("FAILED", "POS data error")
+                assert (state["type"], state["name"]) == ("FAILED", "POS data error")
             else:
-                assert run["state_type"] == "COMPLETED", run
-                assert run["state_name"] in ("Posted", "Posted with warnings"), run
+                assert state["type"] == "COMPLETED", run
+                assert state["name"] in ("Posted", "Posted with warnings"), run
+
+
+def test_the_daily_dispatch_runs_each_client_day_as_a_tagged_flow_run(fleet: Cli,
+                                                                      deployed: Api) -> None:
+    cli, yesterday = fleet, YESTERDAY
+    paris = {c: v for c, v in CLIENTS.items() if v[0] == "Europe/Paris"}
+    cli("receive", *(f"{client}-yesterday.json" for client in paris))
+    with two_workers(cli, "dispatch-worker"):
+        dispatch = deployed.deployment("dispatch-daily/dispatch-daily")
+        runs = [deployed("POST", f"/deployments/{dispatch['id']}/create_flow_run",
+                         {"parameters": {"timezone": "Europe/Paris", "hour": paris[c][1]}})
+                for c in paris]
+        finished = deployed.wait([r["id"] for r in runs], 300)
+    assert [r["state_type"] for r in finished] == ["COMPLETED", "COMPLETED"], finished
+    for client in paris:
+        [run] = deployed("POST", "/flow_runs/filter", {
+            "flow_runs": {"name": {"any_": [f"{client} {yesterday}"]}}, "limit": 10})
+        assert run["parent_task_run_id"] is None  # a flow run of its own, not a subflow
+        assert {f"client:{client}", "territory:metropole"} <= set(run["tags"])
+        assert run["state_type"] == "COMPLETED", run
+        assert run["state_name"] in ("Posted", "Posted with warnings"), run
+        row = json.loads(cli("status", client, "--json").stdout)[-1]
+        assert (row["business_date"], row["state"]) == (yesterday.isoformat(), "posted")

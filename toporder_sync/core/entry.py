@@ -4,25 +4,83 @@ One entry per client and business day in journal VT, dated the business day, pie
 Lines for the same account and side are summed; zero lines are left out; a negative amount is
 posted on the other side (a method that handed back more than it took is a credit). The entry
 balances to the cent or ``build_entry`` raises: nothing unbalanced ever leaves the core.
+
+``check_entry_lines`` is the invariant on what the core builds (a failure there is a bug, so
+it raises). It is plain Python over the dozen lines of an entry, exact on ``Decimal``s: a
+pandera model of those lines cost as much as building the entry ten times over, for a table
+that is our own output, not a closure's.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 from toporder_sync.core import accounts
+from toporder_sync.core.errors import ToporderSyncError
 from toporder_sync.core.mapping import MappingResult
 from toporder_sync.core.model import ClientSettings, Closure, Entry, EntryLine
-from toporder_sync.core.money import ZERO, format_display, format_rate, require_money
+from toporder_sync.core.money import CENT, ZERO, format_display, format_rate, require_money
 
 JOURNAL = "VT"
 JOURNAL_LABEL = "Journal des ventes"
+_ACCOUNT = re.compile(r"[1-8][0-9]{2,11}")  # a PCG account number, matched whole
 
 
 class UnbalancedEntryError(ValueError):
     """Raised when the lines of a built entry do not balance (a validation gap upstream)."""
+
+
+class InvalidEntryError(ToporderSyncError, ValueError):
+    """A built entry breaks an invariant of entry lines: a bug in the core, never a POS's.
+
+    ``problems`` lists every broken invariant as ``(rule, line, message)``, all at once.
+    """
+
+    def __init__(self, piece_ref: str, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = tuple(problems)
+        self.rules = frozenset(rule for rule, _, _ in problems)
+        listed = "; ".join(f"{rule} ({line}): {message}" for rule, line, message in problems)
+        super().__init__(f"entry {piece_ref}: {listed}")
+
+
+def _is_amount(value: object) -> bool:
+    """Exact non-negative cents: a two-decimal ``Decimal`` (never a float, nor a bool)."""
+    return (type(value) is Decimal and value.is_finite() and value.same_quantum(CENT)
+            and value >= 0)
+
+
+def _line_problems(number: int, line: EntryLine) -> Iterator[tuple[str, str, str]]:
+    where = f"lines[{number}]"
+    if not (isinstance(line.account, str) and _ACCOUNT.fullmatch(line.account)):
+        yield "str_matches", where, f"account {line.account!r} is not a PCG account number"
+    for column in ("account_label", "label"):
+        if not (isinstance(getattr(line, column), str) and getattr(line, column)):
+            yield "str_length", where, f"{column} is empty"
+    for column in ("debit", "credit"):
+        if not _is_amount(getattr(line, column)):
+            yield "exact_money", where, f"{column} {getattr(line, column)!r} is not exact cents ≥ 0"
+    if (line.debit == ZERO) == (line.credit == ZERO):
+        yield "one_side_per_line", where, "a line is a debit or a credit, not both nor neither"
+
+
+def check_entry_lines(entry: Entry) -> None:
+    """The invariants of a built entry's lines; raises ``InvalidEntryError`` with all of them.
+
+    Accounts are PCG numbers, labels are not empty, each line is on one side only, amounts
+    are exact non-negative cents, and the debits equal the credits (summed once every amount
+    is exact, so that the sum means something).
+    """
+    problems = [problem for number, line in enumerate(entry.lines)
+                for problem in _line_problems(number, line)]
+    if not problems and entry.total_debit != entry.total_credit:
+        problems.append(("entry_balanced", "lines",
+                         f"debit {entry.total_debit} ≠ credit {entry.total_credit}"))
+    if problems:
+        raise InvalidEntryError(entry.piece_ref, problems)
 
 
 @dataclass(slots=True)

@@ -63,6 +63,18 @@ def cents(value: object) -> int | None:
     return int(value * 100)
 
 
+def basis_points(rate: Decimal) -> int | None:
+    """A VAT rate in percent as integer basis points (``Decimal("5.5")`` → 550).
+
+    ``None`` if the rate has more than two decimals: the closure format allows two, so every
+    rate read from a closure has exact basis points, and integer arithmetic on them is exact.
+    """
+    scaled = rate.scaleb(2)
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        return None
+    return int(scaled)
+
+
 def from_cents(amount: int) -> Decimal:
     """Integer cents back to a two-decimal ``Decimal`` (1230 → ``Decimal("12.30")``)."""
     return Decimal(amount).scaleb(-2)

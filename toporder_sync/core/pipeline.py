@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
-
 from toporder_sync.core import accounts
 from toporder_sync.core.closure import parse_closure
-from toporder_sync.core.entry import build_entry
+from toporder_sync.core.entry import build_entry, check_entry_lines
 from toporder_sync.core.errors import (
     Category,
     ClosureRejected,
@@ -25,7 +23,7 @@ from toporder_sync.core.errors import (
 )
 from toporder_sync.core.mapping import MappingResult, match_methods
 from toporder_sync.core.model import ClientSettings, Closure, Entry, MethodMatch, PreviousClosure
-from toporder_sync.core.validate import validate_closure, validate_entry_lines
+from toporder_sync.core.validate import validate_closure
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +83,10 @@ def map_methods(closure: Closure, settings: ClientSettings) -> MappingResult:
 
 
 def build(closure: Closure, settings: ClientSettings, mapping: MappingResult) -> Entry:
+    """The entry of a valid closure, its lines checked (``InvalidEntryError`` is a core bug)."""
     entry = build_entry(closure, settings, mapping)
-    validate_entry_lines(entry_frame(entry))
+    check_entry_lines(entry)
     return entry
-
-
-def entry_frame(entry: Entry) -> pd.DataFrame:
-    return pd.DataFrame(
-        [{"account": ln.account, "account_label": ln.account_label, "label": ln.label,
-          "debit": ln.debit, "credit": ln.credit} for ln in entry.lines],
-        columns=["account", "account_label", "label", "debit", "credit"],
-    ).astype({"account": str, "account_label": str, "label": str})
 
 
 def process(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
