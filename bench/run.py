@@ -177,9 +177,10 @@ def report(result: dict[str, Any]) -> None:
 
 def child_flow(arguments: dict[str, Any]) -> None:
     """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days, then
-    the empty mapped tasks; each kind of run started the way a long-lived process starts many
-    runs, sharing its API clients (``runtime.shared_clients``; the sync flow engine reuses an
-    open sync client the same way)."""
+    the empty mapped tasks (an async flow, as ``catch-up`` is); each kind of run started the
+    way a long-lived process starts many runs, sharing its API clients
+    (``runtime.shared_clients``; the sync flow engine reuses an open sync client the same
+    way)."""
     import asyncio
 
     from prefect import tags
@@ -216,13 +217,17 @@ def child_flow(arguments: dict[str, Any]) -> None:
 
     walls, names, ids = asyncio.run(client_days())
 
-    rates = []
-    with SyncClientContext.get_or_create():
-        empty_mapped_tasks(2)  # warm: the flow's and task's first registration
-        for _ in range(arguments["repeats"]):
-            started = time.perf_counter()
-            done = empty_mapped_tasks(arguments["n"])
-            rates.append(done / (time.perf_counter() - started))
+    async def mapped() -> list[float]:
+        rates = []
+        async with shared_clients():
+            await empty_mapped_tasks(2)  # warm: the flow's and task's first registration
+            for _ in range(arguments["repeats"]):
+                started = time.perf_counter()
+                done = await empty_mapped_tasks(arguments["n"])
+                rates.append(done / (time.perf_counter() - started))
+        return rates
+
+    rates = asyncio.run(mapped())
     report({"empty": empty[1:], "client_day": walls[1:], "states": names,
             "client_day_ids": ids, "empty_ids": empty_ids, "rates": rates,
             "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
