@@ -80,6 +80,11 @@ def process_cpu(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / ticks
 
 
+def client_ids(prefix: str, count: int) -> list[str]:
+    """The ids ``fill_ledger`` gives its simulated clients: ``prefix-00000``…"""
+    return [f"{prefix}-{n:05d}" for n in range(count)]
+
+
 def fill_ledger(clients: int, days: int, url: str | None = None,
                 prefix: str = "bench", start: date = FIRST_DAY) -> list[str]:
     """Activate ``clients`` simulated clients (``prefix-00000``…) and store ``days`` closures
@@ -92,7 +97,7 @@ def fill_ledger(clients: int, days: int, url: str | None = None,
     engine = get_engine(url or database_url())
     upgrade(engine)
     now = datetime.now(UTC)
-    ids = [f"{prefix}-{n:05d}" for n in range(clients)]
+    ids = client_ids(prefix, clients)
     for client_id in ids:
         with session_scope(engine) as session:
             record = repository.activate_client(session, client_id, name=client_id,

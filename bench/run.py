@@ -43,7 +43,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.fleet_throughput import fill_ledger, free_port, start_server
+from bench.fleet_throughput import client_ids, fill_ledger, free_port, start_server
 
 FIRST_DAY = date(2026, 11, 2)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -143,18 +143,6 @@ def measure_core(sizes: Sizes) -> list[Row]:
                                                                            strict=True)))]
 
 
-# ---------------------------------------------------------------- ledger filling
-
-
-def client_ids(prefix: str, count: int) -> list[str]:
-    return [f"{prefix}-{n:05d}" for n in range(count)]
-
-
-def fill(url: str, prefix: str, clients: int, days: int) -> list[str]:
-    """Activate ``clients`` simulated clients and store ``days`` closures of each."""
-    return fill_ledger(clients, days, url, prefix)
-
-
 # ---------------------------------------------------------------- child processes
 
 
@@ -172,7 +160,6 @@ def child(kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> None:
-    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(RESULT + json.dumps(result), flush=True)
 
 
@@ -323,7 +310,7 @@ def measure_ledger(url: str, sizes: Sizes, label: str) -> list[Row]:
     from toporder_sync.sources import InboxSource
 
     clients = max(1, sizes.ledger // sizes.days)
-    ids = fill(url, "ledger", clients, sizes.days)
+    ids = fill_ledger(clients, sizes.days, url, "ledger")
     engine = get_engine(url)
     source = InboxSource(engine)
     work = [(client_id, FIRST_DAY + timedelta(days=d)) for client_id in ids
@@ -454,8 +441,8 @@ def main() -> None:
     large_clients = sizes.fleet // sizes.days
     step(f"ledger fill: 1 client x {sizes.flow_runs + 1} days, "
          f"{large_clients} clients x {sizes.days} days")
-    fill(ledger_url, "flow", 1, sizes.flow_runs + 1)
-    fill(ledger_url, "large", large_clients, sizes.days)
+    fill_ledger(1, sizes.flow_runs + 1, ledger_url, "flow")
+    fill_ledger(large_clients, sizes.days, ledger_url, "large")
     if args.quick:
         measure_ledgers()
         notes.append("--quick: the core and ledger figures were measured while the prefect "

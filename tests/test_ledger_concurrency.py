@@ -16,6 +16,7 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import pytest
+import racing
 from sqlalchemy import Engine
 
 from toporder_sync.core.model import Entry
@@ -100,21 +101,9 @@ def test_two_processes_on_the_same_client_day_post_one_entry(
     for process in processes:
         process.start()
     by_day: dict[date, list[tuple[int, bool, str, int]]] = {}
-    errors: list[str] = []
-    finished = 0
-    while finished < len(processes):
-        kind, *report = results.get(timeout=WAIT)
-        if kind == "day":
-            day, closure_id, created, status, number = report
-            by_day.setdefault(day, []).append((closure_id, created, status, number))
-        elif kind == "error":
-            errors.append(report[0])
-        else:
-            finished += 1
-    for process in processes:
-        process.join(WAIT)
-    assert not errors, "\n\n".join(errors)
-    assert [process.exitcode for process in processes] == [0, 0]
+    for day, closure_id, created, status, number in racing.reports(results, processes,
+                                                                   wait=WAIT):
+        by_day.setdefault(day, []).append((closure_id, created, status, number))
     assert len(by_day) == DAYS
     for day, pair in by_day.items():
         (id_a, created_a, status_a, number_a), (id_b, created_b, status_b, number_b) = pair

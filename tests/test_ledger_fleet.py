@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import racing
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -201,21 +202,8 @@ def test_two_processes_claiming_the_same_day_get_it_exactly_once(
     for process in processes:
         process.start()
     by_day: dict[date, dict[str, bool]] = {}
-    errors: list[str] = []
-    finished = 0
-    while finished < len(processes):
-        kind, *report = results.get(timeout=WAIT)
-        if kind == "claim":
-            day, run_id, won = report
-            by_day.setdefault(day, {})[run_id] = won
-        elif kind == "error":
-            errors.append(report[0])
-        else:
-            finished += 1
-    for process in processes:
-        process.join(WAIT)
-    assert not errors, "\n\n".join(errors)
-    assert [process.exitcode for process in processes] == [0, 0]
+    for day, run_id, won in racing.reports(results, processes, wait=WAIT):
+        by_day.setdefault(day, {})[run_id] = won
     assert len(by_day) == RACE_ROUNDS
     with session_scope(engine) as session:
         for day, outcome in by_day.items():

@@ -2,19 +2,21 @@
 
 This is the story of a client-day, told without Prefect: it chains the ledger steps of
 ``service`` and the pure stages of ``core.pipeline``, and ends with a ``DayResult`` saying what
-happened and who must act. The Prefect flow (``flows/daily.py``) runs it as one task, retried
-when it raises a ``TransientError``, and turns the result into a final state, an artifact and,
-for a flagged day, an event.
+happened and who must act. ``tasks/daily.py`` runs it in a worker thread, whole, inside a
+``post-client-day`` flow run or a catch-up's ``client-day`` task run, again whole when it raises
+a ``TransientError``, and turns the result into a final state, an artifact and, for a flagged
+day, an event.
 
-Why one task and not one per step: every task run costs the Prefect server 25–30 ms of CPU, and
-a client-day of ten task runs came to ~1.7 CPU-s in all, ~1 client-day/s on two cores against a
-PostgreSQL-backed server, where the fleet's morning needs ~2.8/s (issue 3). Each step is one
-ledger transaction and the ledger holds the idempotency, so running the whole story again after
-a transient failure is safe: a posted day is not posted twice, an identical rerun changes
+Why no Prefect task per step: every task run costs the Prefect server 25–30 ms of CPU or more,
+and a client-day of ten task runs came to ~1.7 CPU-s in all, ~1 client-day/s on two cores
+against a PostgreSQL-backed server, where the fleet's morning needs ~2.8/s (issue 3). Each step
+is one ledger transaction and the ledger holds the idempotency, so running the whole story again
+after a transient failure is safe: a posted day is not posted twice, an identical rerun changes
 nothing.
 
-The day's claim (``service.claim``) is taken first and always released: two runs of one
-client-day never run at once, whatever the orchestrator does.
+The day's claim is taken first, in the same transaction as its admission
+(``service.claim_and_admit``), and always released: two runs of one client-day never run at
+once, whatever the orchestrator does.
 """
 
 from __future__ import annotations

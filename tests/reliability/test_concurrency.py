@@ -15,6 +15,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
+import racing
 from sqlalchemy import Engine, func, select
 
 from reliability import invariants, support, tally
@@ -73,21 +74,8 @@ def test_two_runs_of_one_client_day_at_once_post_one_entry(engine: Engine,
     for racer in racers:
         racer.start()
     outcomes: dict[tuple[str, date], list[tuple[str, str | None]]] = defaultdict(list)
-    errors = []
-    finished = 0
-    while finished < 2:
-        kind, *report = results.get(timeout=WAIT)
-        if kind == "day":
-            client_id, day, outcome, status = report
-            outcomes[(client_id, day)].append((outcome, status))
-        elif kind == "error":
-            errors.append(report[0])
-        else:
-            finished += 1
-    for racer in racers:
-        racer.join(WAIT)
-    assert not errors, "\n\n".join(errors)
-    assert [racer.exitcode for racer in racers] == [0, 0]
+    for client_id, day, outcome, status in racing.reports(results, racers, wait=WAIT):
+        outcomes[(client_id, day)].append((outcome, status))
     assert len(outcomes) == len(work)
     lost_claim = 0
     with session_scope(engine) as session:

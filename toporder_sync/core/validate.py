@@ -147,8 +147,8 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
              "tickets": [tickets_per_rate[ln.vat_rate] for ln in lines]},
             {"tickets": "int64"})
 
-    in_force = frozenset(_rate_points(rate) for rate in _rates(territory))
-    return _Table(table, sales_schema(table, in_force), frame, _listed(table), rows,
+    return _Table(table, sales_schema(table, _points_in_force(territory)), frame, _listed(table),
+                  rows,
                   tuple(to_cents.problems))
 
 
@@ -268,9 +268,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
         total = 0
         for line in ticket.lines:
             kind = line.kind
-            gross = cents(line.gross)
-            if gross is None:
-                gross = line_cents(line.gross, "gross", len(line_gross))
+            gross = line_cents(line.gross, "gross", len(line_gross))
             rate = line.vat_rate
             shown = None
             if rate is not None:
@@ -286,9 +284,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
             from_tickets[(table, (shown or "") if table in ("sales", "refunds") else "")] += gross
         paid = 0
         for payment in ticket.payments:
-            amount = cents(payment.amount)
-            if amount is None:
-                amount = pay_cents(payment.amount, "amount", len(pay_amount))
+            amount = pay_cents(payment.amount, "amount", len(pay_amount))
             methods.append(payment.method)
             pay_amount.append(amount)
             paid += amount
@@ -366,6 +362,12 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
 @cache
 def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
     return model.to_schema()
+
+
+@cache
+def _points_in_force(territory: Territory) -> frozenset[int]:
+    """The rates in force in ``territory``, in basis points, as the VAT tables carry them."""
+    return frozenset(_rate_points(rate) for rate in _rates(territory))
 
 
 def _rates(territory: Territory) -> frozenset[Decimal]:
