@@ -1,0 +1,204 @@
+"""The compiled check of a pandera schema never passes a frame that pandera refuses.
+
+``schemas.compiled.passes`` answers "valid" for the closure's tables without pandera's
+machinery; anything else goes to pandera, which reports. These tests hold it to that: on the
+tables of real closures, valid and broken, and on every frame a set of generic mutations makes
+of them (a value changed, a missing value, a duplicated row, a column dropped, added, retyped),
+``passes`` is True only where pandera's ``validate`` passes, and it is True on the valid
+closures, so that the fast path is the one taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+from pandera.errors import SchemaError, SchemaErrors
+from samples import sample_bytes
+
+from toporder_sync.core import validate as validating
+from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.model import Closure, Territory
+from toporder_sync.core.simulator import dumps, generate_series
+from toporder_sync.schemas.compiled import passes
+
+Mutation = Callable[[pd.DataFrame, str], pd.DataFrame]
+
+
+def closures() -> list[tuple[str, Closure]]:
+    samples = [(name, parse_closure(sample_bytes(name), name)) for name in (
+        "valid-metropole.json", "valid-unknown-method.json", "invalid-unbalanced.json",
+        "invalid-vat-rate.json")]
+    series = generate_series(integration_id="tpo_c", establishment_id="E", establishment_name="C",
+                             start=date(2026, 3, 27), days=3)
+    return [*samples, *((f"simulated-{n}", parse_closure(dumps(d), "s.json"))
+                        for n, d in enumerate(series))]
+
+
+CLOSURES = closures()
+
+
+def tables(closure: Closure) -> list[validating._Table]:
+    return [t for t in validating._tables(closure, Territory.METROPOLE) if not t.frame.empty]
+
+
+def pandera_passes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
+    try:
+        schema.validate(frame.copy(), lazy=True)
+    except (SchemaErrors, SchemaError):
+        return False
+    return True
+
+
+def _bump(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    changed = frame.copy()
+    series = changed[column]
+    if series.dtype == bool or isinstance(series.dtype, pd.BooleanDtype):
+        changed.loc[changed.index[0], column] = not bool(series.iloc[0])
+    elif pd.api.types.is_integer_dtype(series.dtype):
+        changed.loc[changed.index[0], column] = -1 if pd.isna(series.iloc[0]) else (
+            series.iloc[0] + 1)
+    else:
+        changed.loc[changed.index[0], column] = "x" if series.iloc[0] != "x" else "y"
+    return changed
+
+
+def _negate(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    changed = frame.copy()
+    if pd.api.types.is_integer_dtype(changed[column].dtype):
+        changed[column] = -changed[column] - 1
+    return changed
+
+
+def _missing(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    changed = frame.copy()
+    series = changed[column]
+    if isinstance(series.dtype, np.dtype):
+        series = series.astype("Int64" if series.dtype.kind == "i" else "boolean")
+    series.iloc[-1] = pd.NA if not pd.api.types.is_string_dtype(series.dtype) else None
+    changed[column] = series
+    return changed
+
+
+def _empty_text(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    changed = frame.copy()
+    if pd.api.types.is_string_dtype(changed[column].dtype):
+        changed[column] = changed[column].where(changed.index != changed.index[0], "")
+    return changed
+
+
+def _duplicate_row(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
+
+
+def _retype(dtype: object) -> Mutation:
+    def mutation(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        try:
+            return frame.astype({column: dtype})
+        except (TypeError, ValueError):
+            return frame.assign(**{column: frame[column].astype(object)})
+    return mutation
+
+
+def _drop(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return frame.drop(columns=[column])
+
+
+def _extra(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return frame.assign(extra=0)
+
+
+def _reorder(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    return frame[[column, *(c for c in frame.columns if c != column)]]
+
+
+MUTATIONS: dict[str, Mutation] = {
+    "bump": _bump, "negate": _negate, "missing": _missing, "empty_text": _empty_text,
+    "duplicate_row": _duplicate_row, "object": _retype(object), "float": _retype("float64"),
+    "int32": _retype("int32"), "drop": _drop, "extra": _extra, "reorder": _reorder,
+}
+
+
+def mutated_tables() -> Iterator[tuple[str, pa.DataFrameSchema, pd.DataFrame]]:
+    for name, closure in CLOSURES[:5]:  # the samples and a simulated day (with tickets)
+        for table in tables(closure):
+            for column in table.frame.columns:
+                for label, mutate in MUTATIONS.items():
+                    frame = mutate(table.frame, column)
+                    yield f"{name}:{table.name}.{column}:{label}", table.schema, frame
+
+
+def test_the_valid_closures_take_the_fast_path() -> None:
+    for name, closure in CLOSURES:
+        if not name.startswith(("valid", "simulated")):
+            continue
+        for table in tables(closure):
+            assert pandera_passes(table.schema, table.frame), (name, table.name)
+            assert passes(table.schema, table.frame), (name, table.name)
+
+
+def test_a_broken_closure_is_refused_by_both() -> None:
+    refused = {name: [t.name for t in tables(closure) if not pandera_passes(t.schema, t.frame)]
+               for name, closure in CLOSURES if name.startswith("invalid")}
+    assert refused == {"invalid-unbalanced.json": ["totals"],
+                       "invalid-vat-rate.json": ["sales"]}
+    for name, closure in CLOSURES:
+        for table in tables(closure):
+            if table.name in refused.get(name, []):
+                assert not passes(table.schema, table.frame), (name, table.name)
+
+
+def test_no_mutated_frame_passes_that_pandera_refuses() -> None:
+    both = refused_by_both = 0
+    for label, schema, frame in mutated_tables():
+        fast = passes(schema, frame)
+        slow = pandera_passes(schema, frame)
+        assert not (fast and not slow), label
+        both += fast and slow
+        refused_by_both += not fast and not slow
+    # the mutations break most frames and leave some valid: both answers are exercised
+    assert both > 50 and refused_by_both > 500, (both, refused_by_both)
+
+
+def test_where_the_compiled_check_reads_nothing_pandera_decides() -> None:
+    frame = pd.DataFrame({"amount": np.array([1, 2], dtype=np.int64)})
+    unsupported = [
+        pa.DataFrameSchema({"amount": pa.Column(int)}, index=pa.Index(int)),
+        pa.DataFrameSchema({"amount": pa.Column(int, coerce=True)}),
+        pa.DataFrameSchema({"amount": pa.Column(int)}, unique=["amount"]),
+        pa.DataFrameSchema({"amount": pa.Column(int, pa.Check(lambda x: x > 0,
+                                                               element_wise=True))}),
+        pa.DataFrameSchema({"amount": pa.Column(int, required=False)}),
+    ]
+    for schema in unsupported:
+        assert pandera_passes(schema, frame)
+        assert not passes(schema, frame)
+    assert passes(pa.DataFrameSchema({"amount": pa.Column(int, pa.Check.ge(0))}), frame)
+
+
+def test_a_check_that_raises_or_answers_otherwise_is_not_a_pass() -> None:
+    frame = pd.DataFrame({"amount": np.array([1, 2], dtype=np.int64)})
+
+    def broken(series: pd.Series) -> pd.Series:
+        raise ZeroDivisionError
+
+    for check in (pa.Check(broken), pa.Check(lambda s: s.iloc[:1] > 0),
+                  pa.Check(lambda s: pd.array([True, pd.NA], dtype="boolean")),
+                  pa.Check(lambda s: s.astype("boolean").where(s < 2, pd.NA))):
+        schema = pa.DataFrameSchema({"amount": pa.Column(int, check)})
+        assert not passes(schema, frame), check
+
+
+@pytest.mark.parametrize("value", [Decimal("0.01"), Decimal("-0.01")])
+def test_validate_closure_reports_what_pandera_finds(value: Decimal) -> None:
+    # the whole path: a broken total goes to pandera and its finding is reported
+    closure = CLOSURES[0][1]
+    broken = replace(closure, period_total=closure.period_total + value)
+    findings = validating.validate_closure(broken, Territory.METROPOLE)
+    assert [f.rule for f in findings] == ["grand_total_period"]
