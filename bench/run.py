@@ -3,7 +3,8 @@
 A measurement, not a test: nothing is asserted. Every figure is a ratio (or a rate) against a
 baseline measured in the same session, on the same machine, at the same moment:
 
-1. core: CPU of ``pipeline.process`` per closure / the floor of ``bench/core.py`` (A);
+1. core: CPU of one client-day through ``day.run_day`` on a SQLite ledger (parse → validate →
+   map → build → load) / the floor of ``bench/core.py`` on the same closures (A);
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
 3. fleet: client-days/s of the ``catch-up`` flow (a task run per client-day, 10 at once) /
@@ -107,16 +108,33 @@ def median(values: Sequence[float]) -> float:
 # ---------------------------------------------------------------- 1. core
 
 
-def measure_core(sizes: Sizes) -> list[Row]:
-    from bench.core import INTEGRATION_ID, cpu_ms, floor, ticket_lines
+def measure_core(sizes: Sizes, work: Path) -> list[Row]:
+    """A: parse → validate → map → build → load of one client-day, against the floor.
+
+    The whole of it is ``day.run_day`` on a SQLite ledger (the embedded default): claim and
+    admit the day, fetch the closure from the inbox, the pure pipeline, post the entry, release
+    the claim; each client-day once (a posted day's rerun would change nothing). The floor is
+    ``bench/core.py``'s, on the same closures. ``pipeline.process`` alone (no ledger) is shown
+    too, as ``bench/core.py`` measures it.
+    """
+    from bench.core import cpu_ms, floor, ticket_lines
     from toporder_sync.core import pipeline
     from toporder_sync.core.closure import parse_closure
     from toporder_sync.core.model import ClientSettings
-    from toporder_sync.core.simulator import dumps, generate_series
+    from toporder_sync.day import client_record, run_day
+    from toporder_sync.ledger import repository
+    from toporder_sync.ledger.db import get_engine, session_scope
+    from toporder_sync.sources import InboxSource
 
-    raws = [dumps(document) for document in generate_series(
-        integration_id=INTEGRATION_ID, establishment_id="bench", establishment_name="Bench",
-        start=FIRST_DAY, days=sizes.core_days)]
+    runs = sizes.core_runs * sizes.core_repeats
+    url = f"sqlite:///{work / 'core.db'}"
+    ids = fill_ledger(runs + 1, sizes.core_days, url, "core")
+    engine = get_engine(url)
+    source = InboxSource(engine)
+    days = [FIRST_DAY + timedelta(days=d) for d in range(sizes.core_days)]
+    with session_scope(engine) as session:
+        raws = [repository.latest_closure(session, ids[0], day).raw for day in days]
+        integration_id = repository.get_client(session, ids[0]).integration_id
     settings = ClientSettings("bench")
     closures = [parse_closure(raw, "bench.json") for raw in raws]
     entries = [pipeline.build(c, settings, pipeline.map_methods(c, settings)) for c in closures]
@@ -125,22 +143,43 @@ def measure_core(sizes: Sizes) -> list[Row]:
              for ln in entry.lines] for entry in entries]
 
     def process(i: int) -> object:
-        return pipeline.process(raws[i], "bench.json", settings, integration_id=INTEGRATION_ID)
+        return pipeline.process(raws[i], "bench.json", settings, integration_id=integration_id)
 
     def per_closure(work: Callable[[int], object]) -> float:
         return median([cpu_ms(lambda i=i: work(i), sizes.core_runs)  # type: ignore[misc]
                        for i in range(len(raws))])
 
-    process(0)  # warm caches (compiled schemas, imports) before measuring
+    def run_days(client_ids: Sequence[str]) -> float:
+        """Median CPU ms per client-day: each day's median over the clients, then the days'."""
+        per_day = []
+        for day in days:
+            times = []
+            for client_id in client_ids:
+                client = client_record(engine, client_id)
+                began = time.process_time()
+                result = run_day(engine, client, day, source=source, run_id=str(uuid.uuid4()),
+                                 now=lambda: datetime.now(UTC))
+                times.append(time.process_time() - began)
+                if result.outcome != "posted":
+                    raise SystemExit(f"core: {client_id} {day} ended {result.outcome}")
+            per_day.append(median(times) * 1000)
+        return median(per_day)
+
+    run_days(ids[:1])  # warm caches (compiled schemas, imports, statements) before measuring
+    process(0)
     floor(frames[0], rows[0])
-    processes, floors = [], []
-    for _ in range(sizes.core_repeats):
+    loads, processes, floors = [], [], []
+    for repeat in range(sizes.core_repeats):
+        loads.append(run_days(ids[1 + repeat * sizes.core_runs:1 + (repeat + 1) * sizes.core_runs]))
         processes.append(per_closure(process))
         floors.append(per_closure(lambda i: floor(frames[i], rows[i])))
-    return [Row("core: process", "ms CPU/closure", tuple(processes)),
+    return [Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
+            Row("core: process (no ledger)", "ms CPU/closure", tuple(processes)),
             Row("core: floor", "ms CPU/closure", tuple(floors)),
-            Row("A core process/floor", "×", tuple(p / f for p, f in zip(processes, floors,
-                                                                           strict=True)))]
+            Row("A core run_day/floor", "×", tuple(p / f for p, f in zip(loads, floors,
+                                                                        strict=True))),
+            Row("core: process/floor", "×", tuple(p / f for p, f in zip(processes, floors,
+                                                                       strict=True)))]
 
 
 # ---------------------------------------------------------------- child processes
@@ -435,7 +474,7 @@ def main() -> None:
     starter.start()
     step(f"core: {sizes.core_days} closures, {sizes.core_runs} runs each, "
          f"{sizes.core_repeats} repeats")
-    rows += measure_core(sizes)
+    rows += measure_core(sizes, work)
 
     ledger_url = f"sqlite:///{work / 'ledger.db'}"
     large_clients = sizes.fleet // sizes.days
@@ -515,7 +554,7 @@ def main() -> None:
           f"on {'PostgreSQL' if on_postgres else 'SQLite'}; "
           f"{time.perf_counter() - began:.0f} s in all")
     by_name = {row.figure: median(row.values) for row in rows}
-    print(f"bench: core {by_name['A core process/floor']:.1f}×, "
+    print(f"bench: core {by_name['A core run_day/floor']:.1f}×, "
           f"flow {by_name['B flow client-day/empty']:.2f}×, "
           f"fleet {by_name['C fleet catch-up/empty']:.2f}×, "
           f"rss {large['peak_mb']:.0f} MB")

@@ -84,9 +84,14 @@ def error_state(client_id: str, business_date: date | None, exc: Exception) -> S
 
 @task(name="client-day", task_run_name="{client_id} {business_date}", cache_policy=NO_CACHE,
       timeout_seconds=300)
-async def client_day(client_id: str, business_date: date) -> State[Any]:
+async def client_day(client_id: str, business_date: date,
+                     posted_artifact: bool = True) -> State[Any]:
     """One client-day of a catch-up, as a task run: the same story and final states as the
-    ``post-client-day`` flow. The task run's id holds the day's claim in the ledger."""
+    ``post-client-day`` flow. The task run's id holds the day's claim in the ledger.
+
+    ``posted_artifact=False``: a posted day leaves no artifact (its state message names the
+    entry, the ledger holds it); a day that needs a person still leaves its table of failures.
+    """
     run_id = task_run.get_id()
     if run_id is None:
         raise RuntimeError("client-day runs only as a Prefect task run")
@@ -94,11 +99,14 @@ async def client_day(client_id: str, business_date: date) -> State[Any]:
         result = await post_day(client_id, business_date, runtime.now(), run_id)
     except Exception as exc:  # turned into the run's final state
         return error_state(client_id, business_date, exc)
-    return await final_state(result)
+    return await final_state(result, posted_artifact=posted_artifact)
 
 
-async def final_state(result: day.DayResult) -> State[Any]:
-    """The final state of the run, its artifact and, for a flagged or missing day, its event."""
+async def final_state(result: day.DayResult, *, posted_artifact: bool = True) -> State[Any]:
+    """The final state of the run, its artifact and, for a flagged or missing day, its event.
+
+    A posted day's artifact (its entry) only when ``posted_artifact``; every other day that
+    ends Failed has its table of failures."""
     client_id, the_day = result.client.client_id, result.business_date
     match result.outcome:
         case "already_running":
@@ -121,16 +129,17 @@ async def final_state(result: day.DayResult) -> State[Any]:
                              message=f"{piece}: the closure has no amount to post")
         case "posted" if result.entry is not None and result.posted is not None:
             return await _posted(client_id, the_day, result.entry, result.posted,
-                                 result.findings)
+                                 result.findings, artifact=posted_artifact)
     raise ValueError(f"{client_id} {the_day}: no final state for the outcome {result.outcome!r}")
 
 
 async def _posted(client_id: str, the_day: date, entry: Entry, posted: PostResult,
-                  warnings: tuple[Finding, ...]) -> State[Any]:
-    await publish(client_id, the_day,
-                  report.entry_markdown(client_id, entry, posted.status, posted.number,
-                                        warnings),
-                  f"{posted.status}: {entry.label}")
+                  warnings: tuple[Finding, ...], *, artifact: bool) -> State[Any]:
+    if artifact:
+        await publish(client_id, the_day,
+                      report.entry_markdown(client_id, entry, posted.status, posted.number,
+                                            warnings),
+                      f"{posted.status}: {entry.label}")
     message = (f"entry n°{posted.number} {posted.status} ({entry.piece_ref}, "
                f"{len(entry.lines)} lines, {entry.total_debit} EUR)")
     if warnings:

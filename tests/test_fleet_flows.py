@@ -172,9 +172,20 @@ def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engi
     artifacts = asyncio.run(_artifacts(catch_up_id))
     [summary] = [a for a in artifacts if a.key is None]
     assert "| flagged: POS data error | 1 |" in summary.data
-    # The entry or the failures of each client-day, on its task run.
-    assert {a.task_run_id for a in artifacts if a.key} == {run.id for run in runs}
+    # The failures of each client-day to look at, on its task run; no entry of a posted day
+    # unless asked (posted_artifacts).
+    assert {a.task_run_id for a in artifacts if a.key} == {
+        by_name["bravo 2026-11-25"].id, by_name["charlie 2026-11-24"].id}
     assert "| bravo | 2026-11-25 | POS data error |" in summary.data
+
+    again = asyncio.run(catch_up(day1, day1, ["alpha"], posted_artifacts=True,
+                                 return_state=True))
+    assert again.message == "1 client-days: 1 posted"
+    [rerun] = [run for run in asyncio.run(_task_runs([again.state_details.flow_run_id]))
+               if run.task_key.startswith("client_day")]
+    [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id)) if a.key]
+    assert entry.task_run_id == rerun.id and entry.key == "day-alpha-2026-11-24"
+    assert "| 511500 |" in entry.data
 
 
 def test_a_day_claimed_by_a_live_run_is_left_alone(ledger: Engine) -> None:

@@ -9,11 +9,11 @@ failure case into a ``Finding`` whose message is written from the offending row.
 Cost: pandera's price is per column and per check (about 0.4 and 0.2 ms), not per row. A table
 is first put to ``schemas.compiled.passes``, the same schema's rules run without pandera's
 machinery, which only answers "valid"; a table it does not pass goes to pandera, whose failure
-cases are the ones reported. The frames carry only the columns their rules read: money as ``int64`` cents everywhere (exact; a
-value without exact cents is reported as ``exact_money`` while converting), VAT rates as
-``int64`` basis points, text as ``str`` and flags as ``boolean`` columns; an empty table is not
-validated. Rows are rebuilt with their ``Decimal`` amounts only to write the message of a
-failure, so messages read as they always have.
+cases are the ones reported. The frames carry only the columns their rules read: money as
+``int64`` cents everywhere (exact; a value without exact cents is reported as ``exact_money``
+while converting), VAT rates as ``int64`` basis points, text as ``str`` and flags as
+``boolean`` columns; an empty table is not validated. Rows are rebuilt with their ``Decimal``
+amounts only to write the message of a failure, so messages read as they always have.
 """
 
 from __future__ import annotations
