@@ -16,7 +16,10 @@ nothing.
 
 The day's claim is taken first, in the same transaction as its admission
 (``service.claim_and_admit``), and always released: two runs of one client-day never run at
-once, whatever the orchestrator does.
+once, whatever the orchestrator does. The transaction that records a day that is not posted
+(refused, flagged, empty, waiting, missing) lets go of the claim as it commits; a posted day's
+claim is released in a transaction of its own after the posting's commit (a run that dies in
+between holds the day until its lease lapses), and so is the claim of a run that raised.
 """
 
 from __future__ import annotations
@@ -90,18 +93,23 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
                                         now=now(), lease=lease)
     if admission is None:
         return DayResult(client, business_date, "already_running")
+    released = False
     try:
-        return _claimed_day(engine, client, business_date, admission, source=source,
-                            run_id=run_id, now=now)
+        result = _claimed_day(engine, client, business_date, admission, source=source,
+                              run_id=run_id, now=now)
+        # The last transaction of a day not posted let go of the claim as it committed.
+        released = result.outcome != "posted"
+        return result
     finally:
-        service.release(engine, client.client_id, business_date, run_id=run_id)
+        if not released:
+            service.release(engine, client.client_id, business_date, run_id=run_id)
 
 
 def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                  admission: service.Admission, *, source: ClosureSource, run_id: str,
                  now: Callable[[], datetime]) -> DayResult:
     client_id = client.client_id
-    if admission.refusal is not None:
+    if admission.refusal is not None:  # recorded, and the claim let go of, on admission
         return DayResult(client, business_date, "refused", Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))
     try:
@@ -118,8 +126,12 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
     if closure is None:
         return _flagged(engine, client, business_date, fetched, Category.POS, findings, (),
                         run_id=run_id, now=now())
-    previous = service.previous_closure(engine, client_id, closure.establishment_id,
-                                        closure.business_date)
+    if (fetched.previous_of == closure.establishment_id
+            and closure.business_date == business_date):
+        previous = fetched.previous  # read with the closure (InboxSource)
+    else:
+        previous = service.previous_closure(engine, client_id, closure.establishment_id,
+                                            closure.business_date)
     mapping = pipeline.map_methods(closure, settings)
     findings = (*pipeline.validate(closure, settings, previous), *mapping.findings)
     category = error_category(findings)
@@ -131,7 +143,7 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
     if not entry.lines:
         service.flag(engine, client_id, business_date, state="empty", error_category=None,
                      findings=warnings, closure_id=fetched.closure_id, matches=mapping.matches,
-                     now=now(), flow_run_id=run_id)
+                     now=now(), flow_run_id=run_id, release=True)
         return DayResult(client, business_date, "empty", None, warnings, entry)
     posted = service.post(engine, client_id, business_date, closure_id=fetched.closure_id,
                           entry=entry, matches=mapping.matches, warnings=warnings, now=now(),
@@ -149,7 +161,7 @@ def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, ru
     service.flag(engine, client.client_id, business_date,
                  state="waiting" if waiting else "missing",
                  error_category=None if waiting else Category.POS, findings=(missing,),
-                 closure_id=None, now=now, flow_run_id=run_id)
+                 closure_id=None, now=now, flow_run_id=run_id, release=True)
     return DayResult(client, business_date, "waiting" if waiting else "missing",
                      None if waiting else Category.POS, (missing,), deadline=deadline)
 
@@ -160,6 +172,6 @@ def _flagged(engine: Engine, client: ClientRecord, business_date: date,
     service.flag(engine, client.client_id, business_date, state="flagged",
                  error_category=category, findings=findings,
                  closure_id=fetched.closure_id if fetched else None,
-                 matches=matches, now=now, flow_run_id=run_id)
+                 matches=matches, now=now, flow_run_id=run_id, release=True)
     return DayResult(client, business_date, "flagged", category,
                      tuple(f for f in findings if f.is_error))

@@ -72,26 +72,30 @@ class Admission:
 
 def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
                     now: datetime, lease: timedelta) -> Admission | None:
-    """``claim`` then ``admit`` in one transaction; None when another live run holds the day."""
+    """``claim`` then ``admit`` in one transaction; None when another live run holds the day.
+
+    A refused day is recorded and its claim let go of in this same transaction: the run has
+    nothing more to do.
+    """
     with session_scope(engine) as session:
+        # The settings first: they check the client, which the claim then needs not do.
+        settings = repository.client_settings(session, client.client_id)
         if not repository.claim_day(session, client.client_id, business_date, run_id=run_id,
-                                    now=now, lease=lease):
+                                    now=now, lease=lease, client_checked=True):
             return None
-        return _admit(session, client, business_date, now=now, flow_run_id=run_id)
+        return _admit(session, client, settings, business_date, now=now, flow_run_id=run_id)
 
 
-def _admit(session: Session, client: ClientRecord, business_date: date, *, now: datetime,
-           flow_run_id: str | None) -> Admission:
-    """Whether the client's day may run, with its settings; a refusal is recorded."""
-    client_id = client.client_id
-    settings = repository.client_settings(session, client_id)
+def _admit(session: Session, client: ClientRecord, settings: ClientSettings,
+           business_date: date, *, now: datetime, flow_run_id: str) -> Admission:
+    """Whether the client's day may run; a refusal is recorded and the claim let go of."""
     reason = calendar.refusal(business_date, activated_on=client.activated_on,
                               timezone=client.timezone, now=now)
     if reason is not None:
         repository.record_day(
-            session, client_id, business_date, state="refused", error_category=None,
+            session, client.client_id, business_date, state="refused", error_category=None,
             messages=[refused("refused", "business_date", reason)], warnings=[],
-            closure_id=None, flow_run_id=flow_run_id, now=now,
+            closure_id=None, flow_run_id=flow_run_id, now=now, release=flow_run_id,
         )
     return Admission(client, settings, reason)
 
@@ -108,19 +112,21 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     """Post the day's entry (reversing a different one already posted), in one transaction.
 
     For a client set up for Pennylane, the reversal and the entry written are queued in the
-    outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
+    outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``). The
+    run's claim of the day outlives this commit (``release`` lets go of it): a run that dies
+    right after posting holds the day until its lease lapses.
     """
     with session_scope(engine) as session:
-        repository.lock_client_day(session, client_id, business_date, now=now)
+        day = repository.lock_client_day(session, client_id, business_date, now=now)
         repository.record_methods_seen(session, client_id, business_date, matches)
-        result = repository.post_entry(session, client_id, business_date,
-                                       closure_id=closure_id, entry=entry, now=now)
+        result = repository.write_entry(session, day, closure_id=closure_id, entry=entry,
+                                        now=now)
         pennylane_store.enqueue_posted(session, client_id, result, now=now)
         checkpoints.reached("mid_write")
         repository.record_day(
             session, client_id, business_date, state="posted", error_category=None,
             messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
-            now=now,
+            now=now, entry_id=result.entry_id,
         )
         checkpoints.reached("before_commit")
     return result
@@ -129,26 +135,30 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
 def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState,
          error_category: Category | None, findings: Sequence[Finding], closure_id: int | None,
          matches: Sequence[MethodMatch] = (), now: datetime,
-         flow_run_id: str | None = None) -> None:
+         flow_run_id: str | None = None, release: bool = False) -> None:
     """Record a day that is not posted (flagged or missing), with the methods it showed.
 
     A ``flagged`` or ``missing`` day also gets its notification to Toporder written to the
     outbox in this same transaction (``notifications.enqueue_flagged``): both or neither.
+    ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction.
     """
     with session_scope(engine) as session:
-        day = repository.lock_client_day(session, client_id, business_date, now=now)
+        # The client's writers take turns (as posting does), then the day row is locked by
+        # record_day's upsert.
+        repository.lock_client(session, client_id)
         if matches:
             repository.record_methods_seen(session, client_id, business_date, matches)
-        repository.record_day(
+        # record_day counts this run as one more attempt of the day, under the day's lock.
+        attempt = repository.record_day(
             session, client_id, business_date, state=state, error_category=error_category,
             messages=[f for f in findings if f.is_error],
             warnings=[f for f in findings if not f.is_error],
             closure_id=closure_id, flow_run_id=flow_run_id, now=now,
+            release=flow_run_id if release else None,
         )
-        # record_day counted this run as one more attempt of the day, under the day's lock.
         notifications.enqueue_flagged(session, client_id, business_date, state=state,
                                       category=error_category, findings=findings,
-                                      attempt=day.attempts + 1, now=now)
+                                      attempt=attempt, now=now)
 
 
 def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: datetime,

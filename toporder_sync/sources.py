@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from toporder_sync import service
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import ClosureRejected, pos_error
+from toporder_sync.core.model import PreviousClosure
 from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClosureSourceKind
@@ -33,10 +34,19 @@ from toporder_sync.toporder_api import ToporderApi, default_api
 
 @dataclass(frozen=True, slots=True)
 class FetchedClosure:
+    """A closure to run, with the previous closure of its establishment when already read.
+
+    ``previous`` is the ``repository.previous_closure`` of establishment ``previous_of`` (as
+    the inbox filed the closure), read in the fetch's own transaction; None for ``previous_of``
+    means it was not read.
+    """
+
     closure_id: int
     raw: bytes
     sha256: str
     source: str
+    previous: PreviousClosure | None = None
+    previous_of: str | None = None
 
 
 class ClosureSource(Protocol):
@@ -50,12 +60,18 @@ class InboxSource:
     engine: Engine
 
     def fetch(self, client_id: str, business_date: date) -> FetchedClosure | None:
+        previous = None
         with session_scope(self.engine) as session:
             stored = repository.latest_closure(session, client_id, business_date)
-        if stored is None:
-            return None
+            if stored is None:
+                return None
+            # Read now, in this transaction, rather than in one more after parsing.
+            if stored.establishment_id is not None:
+                previous = repository.previous_closure(session, client_id,
+                                                       stored.establishment_id, business_date)
         return FetchedClosure(stored.id, stored.raw, stored.sha256,
-                              f"inbox closure #{stored.id} of {client_id} {business_date}")
+                              f"inbox closure #{stored.id} of {client_id} {business_date}",
+                              previous, stored.establishment_id)
 
 
 def _utc_now() -> datetime:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -29,7 +29,18 @@ from types import MappingProxyType
 from typing import Any, Literal, cast
 from zoneinfo import available_timezones
 
-from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
@@ -53,11 +64,17 @@ from toporder_sync.ledger.tables import (
     ClosureRow,
     DayState,
     EntryKind,
-    EntryLineRow,
     EntryRow,
     MappingRow,
     MethodSeenRow,
 )
+
+# The tables, for Core statements that need no ORM object (and load none).
+_CLIENTS: Table = Base.metadata.tables["clients"]
+_CLOSURES: Table = Base.metadata.tables["closures"]
+_DAYS: Table = Base.metadata.tables["client_days"]
+_ENTRIES: Table = Base.metadata.tables["entries"]
+_LINES: Table = Base.metadata.tables["entry_lines"]
 
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INTEGRATION_ID_PREFIX = "tpo_"
@@ -91,6 +108,7 @@ class StoredClosure:
     raw: bytes
     sha256: str
     received_at: datetime
+    establishment_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,12 +339,22 @@ def set_account_override(session: Session, client_id: str, key: str, account: st
 
 
 def client_settings(session: Session, client_id: str) -> ClientSettings:
-    row = client_row(session, client_id)
+    """The client's settings (RefusedError if unknown), read in one statement."""
+    # Columns, not ORM objects: the client row and its mappings in one outer join.
+    rows = session.execute(
+        select(ClientRow.territory, ClientRow.account_overrides, MappingRow.method,
+               MappingRow.account)
+        .outerjoin(MappingRow, MappingRow.client_id == ClientRow.client_id)
+        .where(ClientRow.client_id == client_id)
+        .order_by(MappingRow.method)
+    ).all()
+    if not rows:
+        raise RefusedError(f"unknown client {client_id!r}")
     return ClientSettings(
-        client_id=row.client_id,
-        territory=Territory(row.territory),
-        account_overrides=row.account_overrides,
-        mappings=list_mappings(session, client_id),
+        client_id=client_id,
+        territory=Territory(rows[0].territory),
+        account_overrides=rows[0].account_overrides,
+        mappings={row.method: row.account for row in rows if row.method is not None},
     )
 
 
@@ -375,22 +403,26 @@ def store_closure(
             )
         ).scalar_one()
         return StoreResult(closure_id=existing, created=False, sha256=sha256)
-    day = _day_row(session, client_id, business_date, now=now)
-    day.state = "received"
-    day.updated_at = now
+    reopen = _insert(session, _DAYS).values(_new_day(client_id, business_date, now))
+    session.execute(reopen.on_conflict_do_update(
+        index_elements=["client_id", "business_date"],
+        set_={"state": "received", "updated_at": reopen.excluded.updated_at},
+    ))
     return StoreResult(closure_id=closure_id, created=True, sha256=sha256)
 
 
 def latest_closure(session: Session, client_id: str, business_date: date) -> StoredClosure | None:
-    row = session.scalars(
-        select(ClosureRow)
+    row = session.execute(
+        select(ClosureRow.id, ClosureRow.raw, ClosureRow.sha256, ClosureRow.received_at,
+               ClosureRow.establishment_id)
         .where(ClosureRow.client_id == client_id, ClosureRow.business_date == business_date)
         .order_by(ClosureRow.received_at.desc(), ClosureRow.id.desc())
         .limit(1)
     ).first()
     if row is None:
         return None
-    return StoredClosure(id=row.id, raw=row.raw, sha256=row.sha256, received_at=row.received_at)
+    return StoredClosure(id=row.id, raw=row.raw, sha256=row.sha256, received_at=row.received_at,
+                         establishment_id=row.establishment_id)
 
 
 def previous_closure(
@@ -425,6 +457,21 @@ def previous_closure(
 # --- posting ----------------------------------------------------------------------------
 
 
+def lock_client(session: Session, client_id: str) -> None:
+    """Make the writers of the client take turns (RefusedError if unknown).
+
+    On PostgreSQL the client row is locked FOR NO KEY UPDATE until the transaction ends (entry
+    numbers are per client); on SQLite BEGIN IMMEDIATE already holds the write lock.
+    """
+    found = session.execute(
+        select(_CLIENTS.c.client_id)
+        .where(_CLIENTS.c.client_id == client_id)
+        .with_for_update(key_share=True)
+    ).first()
+    if found is None:
+        raise RefusedError(f"unknown client {client_id!r}")
+
+
 def lock_client_day(
     session: Session, client_id: str, business_date: date, *, now: datetime
 ) -> DayRecord:
@@ -434,7 +481,18 @@ def lock_client_day(
     row; on SQLite the transaction's BEGIN IMMEDIATE already holds the database's write lock.
     The day row is created in state ``received`` if missing (``now`` is its ``updated_at``).
     """
-    return _day_record(_lock(session, client_id, business_date, now=now))
+    # Always the client row first, then the day row: one lock order, no deadlock.
+    lock_client(session, client_id)
+    # One statement creates the day row if missing, or locks it as it is (a no-op update),
+    # and returns it either way.
+    ensure = _insert(session, _DAYS).values(_new_day(client_id, business_date, now))
+    row = session.execute(
+        ensure.on_conflict_do_update(
+            index_elements=["client_id", "business_date"], set_={"state": _DAYS.c.state}
+        ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts)
+    ).one()
+    return DayRecord(client_id, business_date, row.state, row.closure_id, row.entry_id,
+                     row.attempts)
 
 
 def post_entry(
@@ -454,19 +512,36 @@ def post_entry(
     ``posted`` if the day had none. Raises ``ValueError`` for an entry that cannot be posted.
     """
     _check_postable(entry, business_date)
-    day = _lock(session, client_id, business_date, now=now)
-    closure = session.get(ClosureRow, closure_id)
-    if closure is None or (closure.client_id, closure.business_date) != (client_id, business_date):
-        raise ValueError(
-            f"closure {closure_id} is not a closure of {client_id} for {business_date}"
+    day = lock_client_day(session, client_id, business_date, now=now)
+    result = write_entry(session, day, closure_id=closure_id, entry=entry, now=now)
+    if result.status != "unchanged":
+        session.execute(
+            update(_DAYS)
+            .where(_DAYS.c.client_id == client_id, _DAYS.c.business_date == business_date)
+            .values(entry_id=result.entry_id, closure_id=closure_id, state="posted",
+                    updated_at=now)
         )
-    current = None if day.entry_id is None else session.get(EntryRow, day.entry_id)
-    if (current is not None and current.closure_id == closure_id
-            and _entry_of(current) == entry):
+    return result
+
+
+def write_entry(
+    session: Session, day: DayRecord, *, closure_id: int, entry: Entry, now: datetime
+) -> PostResult:
+    """The entries of ``post_entry``, for a day this transaction holds (``lock_client_day``).
+
+    The day row itself is left as it is: the caller records the entry on it, with the rest of
+    the day's outcome (``record_day(..., entry_id=...)``), in one statement.
+    """
+    client_id, business_date = day.client_id, day.business_date
+    _check_postable(entry, business_date)
+    current = None if day.entry_id is None else _current(session, day.entry_id)
+    if current is not None and current.closure_id == closure_id and current.entry == entry:
         return PostResult("unchanged", current.id, None, current.number)
-    reversal = None
+    reversal_id = None
     if current is not None:
-        reversal = _write_entry(
+        # Checked before the reversal is written (a first entry checks it as it is written).
+        _check_closure(session, client_id, business_date, closure_id)
+        reversal_id, _ = _write_entry(
             session,
             client_id,
             _reversal_of(current),
@@ -475,18 +550,14 @@ def post_entry(
             reverses_id=current.id,
             now=now,
         )
-    new = _write_entry(
+    new_id, number = _write_entry(
         session, client_id, entry, kind="entry", closure_id=closure_id, reverses_id=None, now=now
     )
-    day.entry_id = new.id
-    day.closure_id = closure_id
-    day.state = "posted"
-    day.updated_at = now
     return PostResult(
-        status="posted" if reversal is None else "replaced",
-        entry_id=new.id,
-        reversal_id=None if reversal is None else reversal.id,
-        number=new.number,
+        status="posted" if reversal_id is None else "replaced",
+        entry_id=new_id,
+        reversal_id=reversal_id,
+        number=number,
     )
 
 
@@ -519,10 +590,13 @@ def entries_between(
 def record_methods_seen(
     session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
 ) -> None:
-    """Remember each method of a closure: first and last day seen, where it goes and why."""
+    """Remember each method of a closure: first and last day seen, where it goes and why.
+
+    Call it after ``lock_client`` or ``lock_client_day``, which checked the client (and make
+    the client's writers take turns on these rows).
+    """
     if not matches:
         return
-    client_row(session, client_id)
     # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
     postgres = session.get_bind().dialect.name == "postgresql"
     earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
@@ -577,24 +651,59 @@ def record_day(
     closure_id: int | None,
     flow_run_id: str | None,
     now: datetime,
-) -> None:
-    """Record the outcome of one run of a client-day (one more attempt)."""
+    entry_id: int | None = None,
+    release: str | None = None,
+) -> int:
+    """Record the outcome of one run of a client-day (one more attempt); its attempts so far.
+
+    ``entry_id`` (when given) becomes the day's current entry (``write_entry``); ``release``
+    lets go of the day's claim if that run holds it (``release_day``), in the same statement.
+    The day row is created if missing, and locked until the transaction ends.
+    """
     if state not in DAY_STATES:
         raise ValueError(f"day state {state!r} is not one of {', '.join(DAY_STATES)}")
     if error_category is not None and error_category.value not in ERROR_CATEGORIES:
         raise ValueError(
             f"a day's error category is one of {', '.join(ERROR_CATEGORIES)}, not {error_category}"
         )
-    client_row(session, client_id)
-    day = _day_row(session, client_id, business_date, now=now)
-    day.state = state
-    day.error_category = None if error_category is None else error_category.value
-    day.messages = [finding.as_dict() for finding in messages]
-    day.warnings = [finding.as_dict() for finding in warnings]
-    day.closure_id = closure_id
-    day.flow_run_id = flow_run_id
-    day.attempts += 1
-    day.updated_at = now
+    fields: dict[str, Any] = {
+        "state": state,
+        "error_category": None if error_category is None else error_category.value,
+        "messages": [finding.as_dict() for finding in messages],
+        "warnings": [finding.as_dict() for finding in warnings],
+        "closure_id": closure_id,
+        "flow_run_id": flow_run_id,
+        "updated_at": now,
+    }
+    if entry_id is not None:
+        fields["entry_id"] = entry_id
+    released: dict[str, Any] = {}
+    if release is not None:
+        held = _DAYS.c.claimed_by == release
+        released = {"claimed_by": case((held, None), else_=_DAYS.c.claimed_by),
+                    "claimed_until": case((held, None), else_=_DAYS.c.claimed_until)}
+    # The day row almost always exists (its run's claim created it): one UPDATE.
+    updated = session.execute(
+        update(_DAYS)
+        .where(_DAYS.c.client_id == client_id, _DAYS.c.business_date == business_date)
+        .values(**fields, **released, attempts=_DAYS.c.attempts + 1)
+        .returning(_DAYS.c.attempts)
+    ).first()
+    if updated is not None:
+        attempts: int = updated.attempts
+        return attempts
+    # Else created, first attempt; a concurrent creation of the row becomes the update.
+    upsert = _insert(session, _DAYS).values(
+        {**fields, "client_id": client_id, "business_date": business_date, "attempts": 1}
+    )
+    attempts = session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=["client_id", "business_date"],
+            set_={**{name: upsert.excluded[name] for name in fields}, **released,
+                  "attempts": _DAYS.c.attempts + 1},
+        ).returning(_DAYS.c.attempts)
+    ).scalar_one()
+    return attempts
 
 
 def day_statuses(
@@ -673,51 +782,55 @@ def claim_day(
     run_id: str,
     now: datetime,
     lease: timedelta,
+    client_checked: bool = False,
 ) -> bool:
     """Hold the client-day for flow run ``run_id`` until ``now + lease``; False if another holds it.
 
     The claim is taken when the day is unclaimed, its lease has run out (a run that crashed), or
     ``run_id`` already holds it (which extends the lease). The day row is created in state
-    ``received`` if missing. One conditional UPDATE decides: on PostgreSQL a concurrent claim
-    waits for this row's lock and then re-evaluates the condition on the committed row; on
-    SQLite BEGIN IMMEDIATE has already serialized the transactions. Commit promptly: the row
-    stays locked until the caller's transaction ends.
+    ``received`` if missing. One conditional upsert decides: on PostgreSQL ON CONFLICT DO UPDATE
+    locks the row and evaluates the condition on its latest committed version (a concurrent
+    claim waits for this row's lock); on SQLite BEGIN IMMEDIATE has already serialized the
+    transactions. Commit promptly: the row stays locked until the caller's transaction ends.
+    ``client_checked``: this transaction has already read the client row (RefusedError
+    otherwise for an unknown client).
     """
     if not run_id:
         raise ValueError("run_id must not be empty")
     if lease <= timedelta(0):
         raise ValueError(f"a lease must be positive, not {lease}")
-    client_row(session, client_id)
-    _ensure_day_row(session, client_id, business_date, now=now)
-    result = session.execute(
-        update(ClientDayRow)
-        .where(
-            ClientDayRow.client_id == client_id,
-            ClientDayRow.business_date == business_date,
-            or_(
-                ClientDayRow.claimed_by.is_(None),
-                ClientDayRow.claimed_until.is_(None),
-                ClientDayRow.claimed_until < now,
-                ClientDayRow.claimed_by == run_id,
-            ),
-        )
-        .values(claimed_by=run_id, claimed_until=now + lease)
-        .execution_options(synchronize_session=False)
+    if not client_checked:
+        client_row(session, client_id)
+    claim = _insert(session, _DAYS).values(
+        {**_new_day(client_id, business_date, now), "claimed_by": run_id,
+         "claimed_until": now + lease}
     )
-    return cast("CursorResult[Any]", result).rowcount == 1
+    claimed = session.execute(
+        claim.on_conflict_do_update(
+            index_elements=["client_id", "business_date"],
+            set_={"claimed_by": claim.excluded.claimed_by,
+                  "claimed_until": claim.excluded.claimed_until},
+            where=or_(
+                _DAYS.c.claimed_by.is_(None),
+                _DAYS.c.claimed_until.is_(None),
+                _DAYS.c.claimed_until < now,
+                _DAYS.c.claimed_by == run_id,
+            ),
+        ).returning(_DAYS.c.client_id)
+    ).first()
+    return claimed is not None
 
 
 def release_day(session: Session, client_id: str, business_date: date, *, run_id: str) -> bool:
     """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
     result = session.execute(
-        update(ClientDayRow)
+        update(_DAYS)
         .where(
-            ClientDayRow.client_id == client_id,
-            ClientDayRow.business_date == business_date,
-            ClientDayRow.claimed_by == run_id,
+            _DAYS.c.client_id == client_id,
+            _DAYS.c.business_date == business_date,
+            _DAYS.c.claimed_by == run_id,
         )
         .values(claimed_by=None, claimed_until=None)
-        .execution_options(synchronize_session=False)
     )
     return cast("CursorResult[Any]", result).rowcount == 1
 
@@ -743,7 +856,7 @@ def _set_active(session: Session, client_id: str, *, active: bool) -> ClientReco
 
 
 
-def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+def _insert(session: Session, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ON CONFLICT, in the dialect of the session's database."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(model)
@@ -771,41 +884,34 @@ def client_row(session: Session, client_id: str, *, for_update: bool = False) ->
     return row
 
 
-def _ensure_day_row(session: Session, client_id: str, business_date: date, *,
-                    now: datetime) -> None:
-    """Create the client-day row in state ``received`` unless it exists (race-free)."""
-    session.execute(
-        _insert(session, ClientDayRow)
-        .values(
-            client_id=client_id,
-            business_date=business_date,
-            state="received",
-            messages=[],
-            warnings=[],
-            attempts=0,
-            updated_at=now,
+def _new_day(client_id: str, business_date: date, now: datetime) -> dict[str, Any]:
+    """The values of a client-day row created in state ``received``."""
+    return {
+        "client_id": client_id,
+        "business_date": business_date,
+        "state": "received",
+        "messages": [],
+        "warnings": [],
+        "attempts": 0,
+        "updated_at": now,
+    }
+
+
+def _closure_problem(client_id: str, business_date: date, closure_id: int) -> ValueError:
+    return ValueError(f"closure {closure_id} is not a closure of {client_id} for {business_date}")
+
+
+def _check_closure(session: Session, client_id: str, business_date: date,
+                   closure_id: int) -> None:
+    found = session.execute(
+        select(_CLOSURES.c.id).where(
+            _CLOSURES.c.id == closure_id,
+            _CLOSURES.c.client_id == client_id,
+            _CLOSURES.c.business_date == business_date,
         )
-        .on_conflict_do_nothing(index_elements=["client_id", "business_date"])
-    )
-
-
-def _day_row(
-    session: Session, client_id: str, business_date: date, *, now: datetime
-) -> ClientDayRow:
-    """The client-day row, created in state ``received`` if missing, locked for update."""
-    _ensure_day_row(session, client_id, business_date, now=now)
-    return session.scalars(
-        select(ClientDayRow)
-        .where(ClientDayRow.client_id == client_id, ClientDayRow.business_date == business_date)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
-
-
-def _lock(session: Session, client_id: str, business_date: date, *, now: datetime) -> ClientDayRow:
-    # Always the client row first, then the day row: one lock order, no deadlock.
-    client_row(session, client_id, for_update=True)
-    return _day_row(session, client_id, business_date, now=now)
+    ).first()
+    if found is None:
+        raise _closure_problem(client_id, business_date, closure_id)
 
 
 def _check_postable(entry: Entry, business_date: date) -> None:
@@ -820,16 +926,50 @@ def _check_postable(entry: Entry, business_date: date) -> None:
         )
 
 
-def _reversal_of(original: EntryRow) -> Entry:
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """The day's current entry, as ``write_entry`` compares and reverses it."""
+
+    id: int
+    number: int
+    closure_id: int
+    entry: Entry
+
+
+def _current(session: Session, entry_id: int) -> _Current:
+    """Entry ``entry_id`` with its lines, in one statement (columns, not ORM objects)."""
+    e, line = _ENTRIES, _LINES
+    rows = session.execute(
+        select(e.c.id, e.c.number, e.c.closure_id, e.c.journal, e.c.journal_label,
+               e.c.business_date, e.c.piece_ref, e.c.label, line.c.account,
+               line.c.account_label, line.c.label.label("line_label"), line.c.debit,
+               line.c.credit)
+        .select_from(e.join(line, line.c.entry_id == e.c.id))
+        .where(e.c.id == entry_id)
+        .order_by(line.c.line_no)
+    ).all()
+    head = rows[0]
+    return _Current(
+        id=head.id,
+        number=head.number,
+        closure_id=head.closure_id,
+        entry=_entry(head, (
+            EntryLine(row.account, row.account_label, row.line_label, row.debit, row.credit)
+            for row in rows)),
+    )
+
+
+def _reversal_of(original: _Current) -> Entry:
+    entry = original.entry
     return Entry(
-        journal=original.journal,
-        journal_label=original.journal_label,
-        date=original.business_date,
-        piece_ref=original.piece_ref,
-        label=f"Extourne de l'écriture n°{original.number} - {original.label}",
+        journal=entry.journal,
+        journal_label=entry.journal_label,
+        date=entry.date,
+        piece_ref=entry.piece_ref,
+        label=f"Extourne de l'écriture n°{original.number} - {entry.label}",
         lines=tuple(
             EntryLine(line.account, line.account_label, line.label, line.credit, line.debit)
-            for line in original.lines
+            for line in entry.lines
         ),
     )
 
@@ -843,48 +983,61 @@ def _write_entry(
     closure_id: int,
     reverses_id: int | None,
     now: datetime,
-) -> EntryRow:
-    # Gapless: the caller holds the client's lock, so nobody else numbers in between.
-    last = session.execute(
-        select(func.coalesce(func.max(EntryRow.number), 0)).where(
-            EntryRow.client_id == client_id, EntryRow.journal == entry.journal
-        )
-    ).scalar_one()
-    revisions = session.execute(
-        select(func.count()).where(
-            EntryRow.client_id == client_id,
-            EntryRow.business_date == entry.date,
-            EntryRow.kind == kind,
-        )
-    ).scalar_one()
-    row = EntryRow(
-        client_id=client_id,
-        business_date=entry.date,
-        journal=entry.journal,
-        journal_label=entry.journal_label,
-        number=last + 1,
-        piece_ref=entry.piece_ref,
-        label=entry.label,
-        kind=kind,
-        revision=revisions + 1,
-        closure_id=closure_id,
-        reverses_id=reverses_id,
-        posted_at=now,
-        lines=[
-            EntryLineRow(
-                line_no=line_no,
-                account=line.account,
-                account_label=line.account_label,
-                label=line.label,
-                debit=line.debit,
-                credit=line.credit,
-            )
-            for line_no, line in enumerate(entry.lines, start=1)
-        ],
+) -> tuple[int, int]:
+    """Insert the entry and its lines (two statements); its id and number.
+
+    The entry is numbered in its INSERT: the caller holds the client's lock, so nobody else
+    numbers in between (gapless). It is inserted only if ``closure_id`` is a closure of the
+    client-day (ValueError otherwise).
+    """
+    e = _ENTRIES
+    number = (
+        select(func.coalesce(func.max(e.c.number), 0) + 1)
+        .where(e.c.client_id == client_id, e.c.journal == entry.journal)
+        .scalar_subquery()
     )
-    session.add(row)
-    session.flush()
-    return row
+    revision = (
+        select(func.count() + 1)
+        .select_from(e)
+        .where(e.c.client_id == client_id, e.c.business_date == entry.date, e.c.kind == kind)
+        .scalar_subquery()
+    )
+    values: dict[str, Any] = {
+        "client_id": client_id,
+        "business_date": entry.date,
+        "journal": entry.journal,
+        "journal_label": entry.journal_label,
+        "piece_ref": entry.piece_ref,
+        "label": entry.label,
+        "kind": kind,
+        "closure_id": closure_id,
+        "reverses_id": reverses_id,
+        "posted_at": now,
+    }
+    source = select(
+        *(literal(value, e.c[name].type).label(name) for name, value in values.items()),
+        number.label("number"),
+        revision.label("revision"),
+    ).where(
+        _CLOSURES.c.id == closure_id,
+        _CLOSURES.c.client_id == client_id,
+        _CLOSURES.c.business_date == entry.date,
+    )
+    written = session.execute(
+        insert(e)
+        .from_select([*values, "number", "revision"], source)
+        .returning(e.c.id, e.c.number)
+    ).first()
+    if written is None:
+        raise _closure_problem(client_id, entry.date, closure_id)
+    entry_id, entry_number = written
+    session.execute(insert(_LINES), [
+        {"entry_id": entry_id, "line_no": line_no, "account": line.account,
+         "account_label": line.account_label, "label": line.label, "debit": line.debit,
+         "credit": line.credit}
+        for line_no, line in enumerate(entry.lines, start=1)
+    ])
+    return entry_id, entry_number
 
 
 def _stored_entries(session: Session, *conditions: ColumnElement[bool]) -> list[StoredEntry]:
@@ -911,17 +1064,15 @@ def _stored_entries(session: Session, *conditions: ColumnElement[bool]) -> list[
 
 
 def _entry_of(row: EntryRow) -> Entry:
-    return Entry(
-        journal=row.journal,
-        journal_label=row.journal_label,
-        date=row.business_date,
-        piece_ref=row.piece_ref,
-        label=row.label,
-        lines=tuple(
-            EntryLine(line.account, line.account_label, line.label, line.debit, line.credit)
-            for line in row.lines
-        ),
-    )
+    return _entry(row, (
+        EntryLine(line.account, line.account_label, line.label, line.debit, line.credit)
+        for line in row.lines))
+
+
+def _entry(head: Any, lines: Iterable[EntryLine]) -> Entry:
+    """An entry from its header (an ``EntryRow`` or a row of its columns) and its lines."""
+    return Entry(journal=head.journal, journal_label=head.journal_label, date=head.business_date,
+                 piece_ref=head.piece_ref, label=head.label, lines=tuple(lines))
 
 
 def _client_record(row: ClientRow) -> ClientRecord:
@@ -937,17 +1088,6 @@ def _client_record(row: ClientRow) -> ClientRecord:
         active=row.active,
         account_overrides=MappingProxyType(dict(row.account_overrides)),
         created_at=row.created_at,
-    )
-
-
-def _day_record(row: ClientDayRow) -> DayRecord:
-    return DayRecord(
-        client_id=row.client_id,
-        business_date=row.business_date,
-        state=row.state,
-        closure_id=row.closure_id,
-        entry_id=row.entry_id,
-        attempts=row.attempts,
     )
 
 

@@ -1,0 +1,150 @@
+"""What one client-day costs the ledger: a budget of SQL statements and transactions.
+
+At fleet scale (10,000 client-days each morning) the database chatter of a client-day is a
+large share of its CPU, so ``run_day`` is held to a budget, counted on SQLite with an event
+listener (every statement the driver executes, ``BEGIN IMMEDIATE`` included, and every commit):
+
+* a posted day: claim and admission, the inbox's closure with the previous one, the posting,
+  the release of the claim (kept apart: a run that dies right after posting holds the day until
+  its lease lapses): 4 transactions, 16 statements whatever the number of entry lines (they are
+  inserted in one executemany); an identical rerun: 4 transactions, 14 statements;
+* a flagged day: 3 transactions, 12 statements (recording it lets go of the claim);
+* a refused day: 1 transaction, 4 statements.
+
+The claim must still always be let go of, also when the posting raises.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from toporder_sync import service
+from toporder_sync.core.simulator import dumps, generate_series
+from toporder_sync.day import DayResult, client_record, run_day
+from toporder_sync.ledger.db import make_engine, session_scope
+from toporder_sync.ledger.repository import activate_client
+from toporder_sync.ledger.tables import ClientDayRow
+from toporder_sync.sources import InboxSource
+
+START = date(2026, 11, 2)
+NOW = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)
+CLIENT = "budget-bistro"
+
+
+@dataclass
+class Counter:
+    statements: list[str] = field(default_factory=list)
+    commits: int = 0
+
+    def reset(self) -> None:
+        self.statements.clear()
+        self.commits = 0
+
+
+@pytest.fixture
+def ledger(migrated_sqlite: Path, tmp_path: Path) -> Iterator[Engine]:
+    """A SQLite ledger with CLIENT and the closures of its first three days (the third one
+    with a wrong period total, which flags the day)."""
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(migrated_sqlite, path)
+    engine = make_engine(f"sqlite:///{path}")
+    with session_scope(engine) as session:
+        client = activate_client(session, CLIENT, name="Budget Bistro", activated_on=START,
+                                 now=NOW)
+    closures = [json.loads(dumps(closure)) for closure in generate_series(
+        integration_id=client.integration_id, establishment_id="est-1",
+        establishment_name="Budget Bistro", start=START, days=3)]
+    closures[2]["closure"]["grand_total"]["period"] = "1.00"
+    for number, closure in enumerate(closures):
+        service.receive(engine, json.dumps(closure).encode(), f"day-{number}.json", now=NOW)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def counter(ledger: Engine) -> Iterator[Counter]:
+    counted = Counter()
+
+    def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+        counted.statements.append(text)
+
+    def commit(_conn: Any) -> None:
+        counted.commits += 1
+
+    event.listen(ledger, "before_cursor_execute", statement)
+    event.listen(ledger, "commit", commit)
+    yield counted
+    event.remove(ledger, "before_cursor_execute", statement)
+    event.remove(ledger, "commit", commit)
+
+
+def _within(counter: Counter, statements: int, transactions: int) -> None:
+    assert len(counter.statements) <= statements, counter.statements
+    assert counter.commits <= transactions, counter.statements
+
+
+def _run(ledger: Engine, counter: Counter, day: date, run_id: str) -> DayResult:
+    client = client_record(ledger, CLIENT)
+    counter.reset()
+    return run_day(ledger, client, day, source=InboxSource(ledger), run_id=run_id,
+                   now=lambda: NOW)
+
+
+def _claim(ledger: Engine, day: date) -> tuple[str | None, datetime | None]:
+    with session_scope(ledger) as session:
+        row = session.get(ClientDayRow, (CLIENT, day))
+        assert row is not None
+        return row.claimed_by, row.claimed_until
+
+
+def test_a_posted_day_an_identical_rerun_and_a_flagged_day_keep_to_the_budget(
+    ledger: Engine, counter: Counter
+) -> None:
+    posted = _run(ledger, counter, START, "run-1")
+    assert posted.outcome == "posted" and posted.posted is not None
+    assert posted.posted.status == "posted" and posted.entry is not None
+    assert len(posted.entry.lines) > 3, "the budget does not grow with the entry lines"
+    _within(counter, 16, 4)
+    assert sum("INSERT INTO entry_lines" in s for s in counter.statements) == 1
+    assert _claim(ledger, START) == (None, None)
+
+    rerun = _run(ledger, counter, START, "run-2")
+    assert rerun.posted is not None and rerun.posted.status == "unchanged"
+    _within(counter, 14, 4)
+    assert _claim(ledger, START) == (None, None)
+
+    flagged = _run(ledger, counter, START + timedelta(days=2), "run-3")
+    assert flagged.outcome == "flagged"
+    _within(counter, 12, 3)
+    assert _claim(ledger, START + timedelta(days=2)) == (None, None)
+
+
+def test_a_refused_day_costs_one_transaction(ledger: Engine, counter: Counter) -> None:
+    refused = _run(ledger, counter, START - timedelta(days=1), "run-1")
+    assert refused.outcome == "refused"
+    _within(counter, 4, 1)
+    assert _claim(ledger, START - timedelta(days=1)) == (None, None)
+
+
+def test_the_claim_is_let_go_of_when_the_posting_raises(
+    ledger: Engine, counter: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the posting broke")
+
+    monkeypatch.setattr(service, "post", broken)
+    with pytest.raises(RuntimeError, match="the posting broke"):
+        _run(ledger, counter, START, "run-1")
+    assert _claim(ledger, START) == (None, None)
+    monkeypatch.undo()
+    again = _run(ledger, counter, START, "run-2")
+    assert again.posted is not None and again.posted.status == "posted"
