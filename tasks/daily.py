@@ -144,8 +144,11 @@ async def _posted(client_id: str, the_day: date, entry: Entry, posted: PostResul
                f"{len(entry.lines)} lines, {entry.total_debit} EUR)")
     if warnings:
         message += f"; warnings: {report.summary(warnings)}"
+    # No data on the state: prefect links a task's result (and its items) to a copy of its
+    # final state in the flow run's context for as long as the flow runs, ~2.4 KB per posted
+    # day of a 10,000-day catch-up. The message says it all; the ledger holds the entry.
     return Completed(name=fleet.POSTED_WITH_WARNINGS if warnings else fleet.POSTED,
-                     message=message, data={"status": posted.status, "entry_number": posted.number})
+                     message=message)
 
 
 async def _fail(result: day.DayResult, title: str, action: str) -> State[Any]:
