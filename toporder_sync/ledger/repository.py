@@ -22,7 +22,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
@@ -509,9 +509,9 @@ def post_entry(
     ``unchanged`` if the current entry comes from this closure with these very lines;
     ``replaced`` (a reversal of the current entry, then the new one) if the closure or the
     entry differ — a corrected closure, or the same closure after a mapping was fixed;
-    ``posted`` if the day had none. Raises ``ValueError`` for an entry that cannot be posted.
+    ``posted`` if the day had none. Raises ``ValueError`` for an entry that cannot be posted
+    (``write_entry`` checks it before writing any entry).
     """
-    _check_postable(entry, business_date)
     day = lock_client_day(session, client_id, business_date, now=now)
     result = write_entry(session, day, closure_id=closure_id, entry=entry, now=now)
     if result.status != "unchanged":
@@ -960,17 +960,12 @@ def _current(session: Session, entry_id: int) -> _Current:
 
 
 def _reversal_of(original: _Current) -> Entry:
+    """The current entry with debit and credit swapped, labelled as its reversal."""
     entry = original.entry
-    return Entry(
-        journal=entry.journal,
-        journal_label=entry.journal_label,
-        date=entry.date,
-        piece_ref=entry.piece_ref,
+    return replace(
+        entry,
         label=f"Extourne de l'écriture n°{original.number} - {entry.label}",
-        lines=tuple(
-            EntryLine(line.account, line.account_label, line.label, line.credit, line.debit)
-            for line in entry.lines
-        ),
+        lines=tuple(replace(line, debit=line.credit, credit=line.debit) for line in entry.lines),
     )
 
 
