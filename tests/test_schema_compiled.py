@@ -5,7 +5,9 @@ machinery; anything else goes to pandera, which reports. These tests hold it to 
 tables of real closures, valid and broken, and on every frame a set of generic mutations makes
 of them (a value changed, a missing value, a duplicated row, a column dropped, added, retyped),
 ``passes`` is True only where pandera's ``validate`` passes, and it is True on the valid
-closures, so that the fast path is the one taken.
+closures, so that the fast path is the one taken. pandera's built-in checks that ``passes``
+runs as plain comparisons (``isin``, ``str_length``, ``ge``) answer as pandera's on the
+columns they read, and never pass where pandera refuses on any other.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Closure, Territory
 from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.schemas.compiled import passes
+from toporder_sync.schemas.tables import Text
 
 Mutation = Callable[[pd.DataFrame, str], pd.DataFrame]
 
@@ -202,3 +205,49 @@ def test_validate_closure_reports_what_pandera_finds(value: Decimal) -> None:
     broken = replace(closure, period_total=closure.period_total + value)
     findings = validating.validate_closure(broken, Territory.METROPOLE)
     assert [f.rule for f in findings] == ["grand_total_period"]
+
+
+def _shortcut_series() -> dict[str, pd.Series]:
+    texts = ["sale", "refund", "", "é", "日本語", "x" * 101, "tip"]
+    return {
+        "texts": pd.Series(pd.array(texts, dtype="str")),
+        "texts-missing": pd.Series(pd.array(["sale", None, "refund"], dtype="str")),
+        "texts-empty": pd.Series(pd.array([], dtype="str")),
+        "texts-short": pd.Series(pd.array(["ab", "abc"], dtype="str")),
+        "texts-sales": pd.Series(pd.array(["sale", "sale", "refund"], dtype="str")),
+        "ints": pd.Series(np.array([0, 3, -1], dtype=np.int64)),
+        "ints-positive": pd.Series(np.array([0, 3, 7], dtype=np.int64)),
+        "ints-empty": pd.Series(np.array([], dtype=np.int64)),
+        "uint8": pd.Series(np.array([0, 200], dtype=np.uint8)),
+        "int32": pd.Series(np.array([2, 5], dtype=np.int32)),
+        "Int64-missing": pd.Series(pd.array([2, None, 5], dtype="Int64")),
+        "floats": pd.Series(np.array([0.5, 2.0, np.nan])),
+        "objects": pd.Series(["sale", 1, None], dtype=object),
+    }
+
+
+_SHORTCUT_CHECKS = [
+    pa.Check.isin(["sale", "refund"]), pa.Check.isin(frozenset({"sale", "", "tip"})),
+    pa.Check.isin(["sale", 1]), pa.Check.isin("sale"), pa.Check.isin([0, 3, -1]),
+    pa.Check.isin(["sale", "refund"], ignore_na=False),
+    pa.Check.str_length(1, 100), pa.Check.str_length(min_value=1),
+    pa.Check.str_length(max_value=3), pa.Check.str_length(exact_value=3),
+    pa.Check.str_length(min_value=2, ignore_na=False), pa.Check.str_length(2.5, 4),
+    pa.Check.ge(0), pa.Check.ge(3), pa.Check.ge(0.5), pa.Check.ge(-1, ignore_na=False),
+]
+
+
+def test_builtin_checks_answer_as_pandera_on_any_column() -> None:
+    # ``passes`` runs isin, str_length and ge as plain comparisons on str and integer columns
+    answered = 0
+    for label, series in _shortcut_series().items():
+        dtype = Text if isinstance(series.dtype, pd.StringDtype) else series.dtype
+        for check in _SHORTCUT_CHECKS:
+            schema = pa.DataFrameSchema({"c": pa.Column(dtype, check, nullable=True)})
+            frame = pd.DataFrame({"c": series})
+            fast, slow = passes(schema, frame), pandera_passes(schema, frame)
+            assert slow or not fast, (label, check)
+            if label.startswith(("texts", "ints", "uint8")):  # where the shortcuts answer
+                assert fast == slow, (label, check)
+            answered += fast
+    assert answered > 20, answered

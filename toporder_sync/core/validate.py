@@ -110,6 +110,17 @@ def _flags(values: list[bool]) -> pd.arrays.BooleanArray:
     return pd.arrays.BooleanArray(np.array(values, dtype=bool), np.zeros(len(values), dtype=bool))
 
 
+def _optional_ints(values: list[int | None]) -> pd.arrays.IntegerArray:
+    """An ``Int64`` column: ``None`` is a missing value."""
+    return pd.arrays.IntegerArray(np.array([v or 0 for v in values], dtype=np.int64),
+                                  np.array([v is None for v in values], dtype=bool))
+
+
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A table from its columns' arrays, which it keeps rather than copies (none is changed)."""
+    return pd.DataFrame(columns, copy=False)
+
+
 def _listed(table: str) -> Callable[[Any], str]:
     return lambda position: f"{table}[{position}]"
 
@@ -135,7 +146,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
                tickets_per_rate: Counter[Decimal]) -> _Table:
     lines = closure.sales if table == "sales" else closure.refunds
     to_cents = _Cents(_listed(table))
-    frame = pd.DataFrame({
+    frame = _frame({
         "vat_rate": _ints([_rate_points(ln.vat_rate) for ln in lines]),
         **{column: _ints([to_cents(getattr(ln, column), column, i)
                           for i, ln in enumerate(lines)])
@@ -158,7 +169,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
 def _payments_table(closure: Closure) -> _Table:
     payments = closure.payments
     to_cents = _Cents(_listed("payments"))
-    frame = pd.DataFrame({
+    frame = _frame({
         "method": _texts([p.method for p in payments]),
         "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
     })
@@ -172,7 +183,7 @@ def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     tips = closure.tips
     to_cents = _Cents(_listed("tips"))
     covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
-    frame = pd.DataFrame({
+    frame = _frame({
         "method": _texts([t.method for t in tips]),
         "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
         "paid_with_method": _flags(covered),
@@ -202,10 +213,11 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     dates_ok = (opened.date() == day and opened <= closed
                 and closed.date() <= day + timedelta(days=1))
     to_cents = _Cents(lambda _: "closure")
-    frame = pd.DataFrame({
-        **{name: pd.array([None if value is None else to_cents(value, name, 0)],
-                          dtype="Int64" if name.startswith("cash_") else "int64")
-           for name, value in amounts.items()},
+    in_cents = {name: None if value is None else to_cents(value, name, 0)
+                for name, value in amounts.items()}
+    frame = _frame({
+        **{name: _optional_ints([value]) if name.startswith("cash_") else _ints([value or 0])
+           for name, value in in_cents.items()},
         "dates_ok": _flags([dates_ok]),
     })
 
@@ -266,25 +278,35 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
     pay_cents = _Cents(lambda i: pay_label(*pay_at()[i]))
     from_tickets: dict[tuple[str, str], int] = defaultdict(int)
     opened, closed = closure.opened_at, closure.closed_at
+    # What a line gives each column, worked out once per line record: the reading shares one
+    # record among the equal lines of a day. Keyed by identity, as equal amounts may differ in
+    # their exponent (12.3 and 12.30), and all are alive as long as the closure.
+    facts: dict[int, tuple[str, str | None, int | None, bool, tuple[str, str]]] = {}
     for ticket in tickets:
         number = ticket.number
         total = 0
         for line in ticket.lines:
-            kind = line.kind
-            gross = line_cents(line.gross, "gross", len(line_gross))
-            rate = line.vat_rate
-            shown = None
-            if rate is not None:
-                shown = rate_text.get(rate)
-                if shown is None:
-                    shown = rate_text[rate] = format_rate(rate)
+            known = facts.get(id(line))
+            if known is None:
+                kind, rate = line.kind, line.vat_rate
+                shown = None
+                if rate is not None:
+                    shown = rate_text.get(rate)
+                    if shown is None:
+                        shown = rate_text[rate] = format_rate(rate)
+                table = _TABLE_OF_KIND[kind]
+                known = facts[id(line)] = (
+                    _KIND_TEXT[kind], shown, cents(line.gross), kind is LineKind.REFUND,
+                    (table, (shown or "") if table in ("sales", "refunds") else ""))
+            kind_text, shown, gross, refund, reconciled = known
+            if gross is None:  # not exact cents: reported for this row, converted as it can be
+                gross = line_cents(line.gross, "gross", len(line_gross))
             line_ticket.append(number)
-            kinds.append(_KIND_TEXT[kind])
+            kinds.append(kind_text)
             rates.append(shown)
             line_gross.append(gross)
-            total += -gross if kind is LineKind.REFUND else gross
-            table = _TABLE_OF_KIND[kind]
-            from_tickets[(table, (shown or "") if table in ("sales", "refunds") else "")] += gross
+            total += -gross if refund else gross
+            from_tickets[reconciled] += gross
         paid = 0
         for payment in ticket.payments:
             amount = pay_cents(payment.amount, "amount", len(pay_amount))
@@ -295,7 +317,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
         lines_total.append(total)
         payments_total.append(paid)
         in_day.append(opened <= ticket.closed_at <= closed)
-    lines = pd.DataFrame({
+    lines = _frame({
         "ticket": _texts(line_ticket),
         "kind": _texts(kinds),
         "vat_rate": _texts(rates),
@@ -311,7 +333,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
     yield _Table("ticket_lines", _schema(TicketLinesTable), lines,
                  lambda i: line_label(*line_at()[i]), line_rows,
                  tuple(line_cents.problems))
-    payments = pd.DataFrame({
+    payments = _frame({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
@@ -321,7 +343,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
                      "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
                      "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
                  tuple(pay_cents.problems))
-    per_ticket = pd.DataFrame({
+    per_ticket = _frame({
         "ticket": _texts([t.number for t in tickets]),
         "lines_total": _ints(lines_total),
         "payments_total": _ints(payments_total),
@@ -349,7 +371,7 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
         declared[("payments", p.method)] += p.amount
     keys = sorted(set(declared) | set(from_tickets))
     to_cents = _Cents(lambda _: "reconciliation")
-    frame = pd.DataFrame({
+    frame = _frame({
         "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
         "from_tickets": _ints([from_tickets[key] for key in keys]),
     })

@@ -1,0 +1,178 @@
+"""Reading a closure's ticket lines once per distinct line gives what reading each one gives.
+
+* The compiled JSON Schema check passes a line equal to one it has already passed without
+  checking it again. Whatever the lines of a day, it must still answer "valid" only where
+  ``jsonschema`` finds nothing: equal text with another JSON type, a line that is no ``dict``,
+  an unhashable value, keys in another order, a line repeated after a broken one.
+* ``parse_closure`` shares one ``TicketLine`` among equal lines: the records read are equal to
+  those read line by line, amounts and rates keeping the exponent of their text.
+* ``validate_closure`` works out a shared record's columns once: its findings are those of the
+  same closure with a record of its own for every line, row by row.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from toporder_sync.core import closure as reading
+from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.model import Closure, LineKind, Territory, TicketLine
+from toporder_sync.core.money import parse_amount, parse_rate
+from toporder_sync.core.simulator import FAULTS, dumps, generate_closure
+from toporder_sync.core.validate import validate_closure
+
+Doc = dict[str, Any]
+
+SALE = {"kind": "sale", "vat_rate": "10", "gross": "4.50"}
+
+
+def simulated() -> Doc:
+    return generate_closure(integration_id="tpo_s", establishment_id="E", establishment_name="S",
+                            business_date=date(2026, 3, 30), number=7,
+                            perpetual_before=Decimal("10.00"))
+
+
+SIMULATED = simulated()
+FEW_TICKETS = {**SIMULATED, "tickets": SIMULATED["tickets"][:12]}  # jsonschema takes its time
+
+
+def jsonschema_passes(document: Doc) -> bool:
+    return not any(True for _ in reading._validator().iter_errors(document))
+
+
+def with_lines(*lines: Any) -> Doc:
+    """The simulated day with its first ticket's lines replaced (other tickets unchanged)."""
+    document = copy.deepcopy(FEW_TICKETS)
+    document["tickets"][0]["lines"] = list(lines)
+    return document
+
+
+CASES: list[tuple[str, Doc, bool]] = [
+    ("repeated", with_lines(SALE, dict(SALE), dict(SALE)), True),
+    ("same-object", with_lines(SALE, SALE), True),
+    ("other-key-order", with_lines(SALE, {"gross": "4.50", "vat_rate": "10", "kind": "sale"}),
+     True),
+    ("number-after-text", with_lines(SALE, {**SALE, "gross": 4.5}), False),
+    ("decimal-after-text", with_lines(SALE, {**SALE, "gross": Decimal("4.50")}), False),
+    ("bool-kind", with_lines(SALE, {**SALE, "kind": True}), False),
+    ("list-value", with_lines(SALE, {**SALE, "gross": ["4.50"]}), False),
+    ("object-value", with_lines(SALE, {**SALE, "vat_rate": {"10": "10"}}), False),
+    ("extra-key", with_lines(SALE, {**SALE, "note": "x"}), False),
+    ("missing-key", with_lines(SALE, {"kind": "sale", "vat_rate": "10"}), False),
+    ("list-after-dict", with_lines(SALE, list(SALE.items())), False),
+    ("text-line", with_lines(SALE, "sale"), False),
+    ("null-line", with_lines(SALE, None), False),
+    ("broken-then-repeated", with_lines({**SALE, "gross": "4.5.0"}, SALE), False),
+    ("ordered-dict-then-list", with_lines(OrderedDict(SALE), [], SALE), False),
+    ("ordered-dict", with_lines(OrderedDict(SALE), SALE), True),
+    ("no-lines", with_lines(), True),
+    ("lines-not-list", {**copy.deepcopy(FEW_TICKETS),
+                        "tickets": [{**FEW_TICKETS["tickets"][0], "lines": SALE}]}, False),
+]
+
+
+@pytest.mark.parametrize(("document", "valid"), [(d, v) for _, d, v in CASES],
+                         ids=[name for name, _, _ in CASES])
+def test_a_line_passed_once_is_not_a_pass_for_another(document: Doc, valid: bool) -> None:
+    assert jsonschema_passes(document) is valid
+    assert reading._is_valid()(document) is valid
+
+
+def _mutated_lines(count: int) -> list[Doc]:
+    """A day's first tickets, a line of them edited at random and inserted among equal ones."""
+    rng = random.Random(20261128)  # noqa: S311 (test edits, not a secret)
+    values: list[Any] = ["sale", "refund", "tip", "gift_card", "discount", "", "10", "5.5",
+                         "20", "120", "4.50", "4.5", "-4.50", "04.50", "4.501", "4.50\n", 4.5,
+                         Decimal("4.50"), 10, True, None, [], {}, "x" * 3]
+    keys = ["kind", "vat_rate", "gross", "note"]
+    documents = []
+    for _ in range(count):
+        document = copy.deepcopy(FEW_TICKETS)
+        ticket = rng.choice(document["tickets"])
+        line = rng.choice(ticket["lines"])
+        ticket["lines"].append(dict(line))
+        edited = dict(line)
+        for _ in range(rng.choice((1, 1, 2))):
+            key = rng.choice(keys)
+            if rng.random() < 0.2:
+                edited.pop(key, None)
+            else:
+                edited[key] = rng.choice(values)
+        ticket["lines"].insert(rng.randrange(len(ticket["lines"]) + 1), edited)
+        documents.append(document)
+    return documents
+
+
+def test_no_edited_line_passes_that_jsonschema_refuses() -> None:
+    passed = refused = 0
+    for document in _mutated_lines(400):
+        fast = reading._is_valid()(document)
+        slow = jsonschema_passes(document)
+        assert slow or not fast, document
+        passed += fast
+        refused += not slow
+    # the edits leave some days valid and break most: both answers are exercised
+    assert passed > 20 and refused > 200, (passed, refused)
+
+
+def test_shared_line_records_equal_the_lines_read_one_by_one() -> None:
+    closure = parse_closure(dumps(SIMULATED), "s.json")
+    for ticket, source in zip(closure.tickets, SIMULATED["tickets"], strict=True):
+        assert ticket.lines == tuple(
+            TicketLine(LineKind(line["kind"]),
+                       parse_rate(line["vat_rate"]) if "vat_rate" in line else None,
+                       parse_amount(line["gross"]))
+            for line in source["lines"])
+    lines = [line for ticket in closure.tickets for line in ticket.lines]
+    assert len({id(line) for line in lines}) < len(lines) / 2  # equal lines share a record
+
+
+def test_equal_amounts_in_other_text_are_not_shared() -> None:
+    document = with_lines({"kind": "gift_card", "gross": "5"},
+                          {"kind": "gift_card", "gross": "5.0"},
+                          {"kind": "sale", "vat_rate": "5.5", "gross": "5.00"},
+                          {"kind": "sale", "vat_rate": "5.50", "gross": "5.00"})
+    first = parse_closure(dumps(document), "s.json").tickets[0].lines
+    assert [str(line.gross) for line in first] == ["5.00", "5.00", "5.00", "5.00"]
+    assert [str(line.vat_rate) for line in first[2:]] == ["5.5", "5.50"]
+    assert first[0] is not first[1] and first[2] is not first[3]
+
+
+def unshared(closure: Closure) -> Closure:
+    """The closure with a record of its own for every ticket line."""
+    return replace(closure, tickets=tuple(
+        replace(ticket, lines=tuple(replace(line) for line in ticket.lines))
+        for ticket in closure.tickets))
+
+
+@pytest.mark.parametrize("faults", [frozenset(), frozenset(FAULTS)], ids=["valid", "faults"])
+def test_shared_line_records_are_validated_as_their_own_would_be(faults: frozenset[str]) -> None:
+    document = generate_closure(integration_id="tpo_s", establishment_id="E",
+                                establishment_name="S", business_date=date(2026, 3, 30),
+                                number=7, perpetual_before=Decimal("10.00"), faults=faults)
+    closure = parse_closure(dumps(document), "s.json")
+    findings = validate_closure(closure, Territory.METROPOLE)
+    assert findings == validate_closure(unshared(closure), Territory.METROPOLE)
+    assert bool(findings) == bool(faults)
+
+
+def test_a_shared_line_without_exact_cents_is_reported_on_each_row() -> None:
+    closure = parse_closure(dumps(SIMULATED), "s.json")
+    odd = TicketLine(LineKind.SALE, Decimal("10"), Decimal("3.505"))
+    tickets = list(closure.tickets)
+    for n in (1, 4):
+        tickets[n] = replace(tickets[n], lines=(odd, odd, *tickets[n].lines[1:]))
+    broken = replace(closure, tickets=tuple(tickets))
+    findings = validate_closure(broken, Territory.METROPOLE)
+    assert [(f.field, f.message) for f in findings if f.rule == "exact_money"] == [
+        (f"tickets[{n}].lines[{i}].gross", "gross Decimal('3.505') is not an exact amount in cents")
+        for n in (1, 4) for i in (0, 1)]
+    assert findings == validate_closure(unshared(broken), Territory.METROPOLE)
