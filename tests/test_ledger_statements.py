@@ -4,12 +4,16 @@ At fleet scale (10,000 client-days each morning) the database chatter of a clien
 large share of its CPU, so ``run_day`` is held to a budget, counted on SQLite with an event
 listener (every statement the driver executes, ``BEGIN IMMEDIATE`` included, and every commit):
 
-* a posted day: claim and admission, the inbox's closure with the previous one, the posting,
-  the release of the claim (kept apart: a run that dies right after posting holds the day until
-  its lease lapses): 4 transactions, 16 statements whatever the number of entry lines (they are
-  inserted in one executemany); an identical rerun: 4 transactions, 14 statements;
-* a flagged day: 3 transactions, 12 statements (recording it lets go of the claim);
-* a refused day: 1 transaction, 4 statements.
+* a posted day: claim and admission with the inbox's closure and the previous one, the
+  posting, the release of the claim (kept apart: a run that dies right after posting holds the
+  day until its lease lapses): 3 transactions, 15 statements whatever the number of entry lines
+  (they are inserted in one executemany); an identical rerun: 3 transactions, 13 statements;
+* a flagged day: 2 transactions, 11 statements (recording it lets go of the claim);
+* a refused day: 1 transaction, 4 statements;
+* a source other than the inbox is read in a transaction of its own: a posted day then takes
+  4 transactions, 16 statements;
+* reading a client and its source before its run (``client_and_source``): 1 transaction,
+  2 statements.
 
 The claim must still always be let go of, also when the posting raises.
 """
@@ -28,12 +32,13 @@ import pytest
 from sqlalchemy import Engine, event
 
 from toporder_sync import service
+from toporder_sync.core.errors import RefusedError
 from toporder_sync.core.simulator import dumps, generate_series
-from toporder_sync.day import DayResult, client_record, run_day
+from toporder_sync.day import DayResult, client_and_source, client_record, run_day
 from toporder_sync.ledger.db import make_engine, session_scope
-from toporder_sync.ledger.repository import activate_client
+from toporder_sync.ledger.repository import activate_client, get_client
 from toporder_sync.ledger.tables import ClientDayRow
-from toporder_sync.sources import InboxSource
+from toporder_sync.sources import ClosureSource, FetchedClosure, InboxSource
 
 START = date(2026, 11, 2)
 NOW = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)
@@ -92,11 +97,22 @@ def _within(counter: Counter, statements: int, transactions: int) -> None:
     assert counter.commits <= transactions, counter.statements
 
 
-def _run(ledger: Engine, counter: Counter, day: date, run_id: str) -> DayResult:
+def _run(ledger: Engine, counter: Counter, day: date, run_id: str,
+         source: ClosureSource | None = None) -> DayResult:
     client = client_record(ledger, CLIENT)
     counter.reset()
-    return run_day(ledger, client, day, source=InboxSource(ledger), run_id=run_id,
+    return run_day(ledger, client, day, source=source or InboxSource(ledger), run_id=run_id,
                    now=lambda: NOW)
+
+
+@dataclass(frozen=True)
+class ElsewhereSource:
+    """A source that is not the inbox (as the pull source is not), answering from it."""
+
+    inbox: InboxSource
+
+    def fetch(self, client_id: str, business_date: date) -> FetchedClosure | None:
+        return self.inbox.fetch(client_id, business_date)
 
 
 def _claim(ledger: Engine, day: date) -> tuple[str | None, datetime | None]:
@@ -113,18 +129,18 @@ def test_a_posted_day_an_identical_rerun_and_a_flagged_day_keep_to_the_budget(
     assert posted.outcome == "posted" and posted.posted is not None
     assert posted.posted.status == "posted" and posted.entry is not None
     assert len(posted.entry.lines) > 3, "the budget does not grow with the entry lines"
-    _within(counter, 16, 4)
+    _within(counter, 15, 3)
     assert sum("INSERT INTO entry_lines" in s for s in counter.statements) == 1
     assert _claim(ledger, START) == (None, None)
 
     rerun = _run(ledger, counter, START, "run-2")
     assert rerun.posted is not None and rerun.posted.status == "unchanged"
-    _within(counter, 14, 4)
+    _within(counter, 13, 3)
     assert _claim(ledger, START) == (None, None)
 
     flagged = _run(ledger, counter, START + timedelta(days=2), "run-3")
     assert flagged.outcome == "flagged"
-    _within(counter, 12, 3)
+    _within(counter, 11, 2)
     assert _claim(ledger, START + timedelta(days=2)) == (None, None)
 
 
@@ -148,3 +164,33 @@ def test_the_claim_is_let_go_of_when_the_posting_raises(
     monkeypatch.undo()
     again = _run(ledger, counter, START, "run-2")
     assert again.posted is not None and again.posted.status == "posted"
+
+
+def test_a_source_other_than_the_inbox_is_read_in_a_transaction_of_its_own(
+    ledger: Engine, counter: Counter
+) -> None:
+    source = ElsewhereSource(InboxSource(ledger))
+    posted = _run(ledger, counter, START, "run-1", source)
+    assert posted.posted is not None and posted.posted.status == "posted"
+    _within(counter, 16, 4)
+    assert _claim(ledger, START) == (None, None)
+    inbox = _run(ledger, counter, START, "run-2")
+    assert inbox.posted is not None and inbox.posted.status == "unchanged"
+    assert inbox.entry == posted.entry and inbox.findings == posted.findings
+    flagged = _run(ledger, counter, START + timedelta(days=2), "run-3", source)
+    assert flagged.outcome == "flagged"
+    _within(counter, 12, 3)
+
+
+def test_a_client_and_its_source_are_read_in_one_statement(
+    ledger: Engine, counter: Counter
+) -> None:
+    counter.reset()
+    client, source = client_and_source(ledger, CLIENT)
+    _within(counter, 2, 1)
+    assert isinstance(source, InboxSource)
+    with session_scope(ledger) as session:
+        assert client == get_client(session, CLIENT)
+    assert client_record(ledger, CLIENT) == client
+    with pytest.raises(RefusedError, match="unknown client 'nobody'"):
+        client_and_source(ledger, "nobody")

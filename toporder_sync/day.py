@@ -15,8 +15,9 @@ after a transient failure is safe: a posted day is not posted twice, an identica
 nothing.
 
 The day's claim is taken first, in the same transaction as its admission
-(``service.claim_and_admit``), and always released: two runs of one client-day never run at
-once, whatever the orchestrator does. The transaction that records a day that is not posted
+(``service.claim_and_admit``; for an ``InboxSource``, the closure is read from the inbox in that
+transaction too), and always released: two runs of one client-day never run at once, whatever
+the orchestrator does. The transaction that records a day that is not posted
 (refused, flagged, empty, waiting, missing) lets go of the claim as it commits; a posted day's
 claim is released in a transaction of its own after the posting's commit (a run that dies in
 between holds the day until its lease lapses), and so is the claim of a run that raised.
@@ -42,10 +43,16 @@ from toporder_sync.core.errors import (
     refused,
 )
 from toporder_sync.core.model import Entry, MethodMatch
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord, PostResult
-from toporder_sync.sources import ClosureSource, FetchedClosure, source_of_kind
+from toporder_sync.sources import (
+    ClosureSource,
+    FetchedClosure,
+    InboxSource,
+    from_inbox,
+    source_of_kind,
+)
 
 # A claim outlives a run that died without releasing it by this much, then lapses.
 CLAIM_LEASE = timedelta(minutes=15)
@@ -74,14 +81,13 @@ class DayResult:
 
 def client_record(engine: Engine, client_id: str) -> ClientRecord:
     with session_scope(engine) as session:
-        return repository.get_client(session, client_id)
+        return repository.client_and_source(session, client_id)[0]
 
 
 def client_and_source(engine: Engine, client_id: str) -> tuple[ClientRecord, ClosureSource]:
-    """The client and where its closures come from, read in one transaction."""
+    """The client and where its closures come from, read in one statement."""
     with session_scope(engine) as session:
-        client = repository.get_client(session, client_id)
-        kind = connections.source_of(session, client_id)
+        client, kind = repository.client_and_source(session, client_id)
     return client, source_of_kind(engine, kind)
 
 
@@ -90,7 +96,8 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
             lease: timedelta = CLAIM_LEASE) -> DayResult:
     """Run one client-day under its claim; ``already_running`` when another run holds it."""
     admission = service.claim_and_admit(engine, client, business_date, run_id=run_id,
-                                        now=now(), lease=lease)
+                                        now=now(), lease=lease,
+                                        read_inbox=_reads_inbox(engine, source))
     if admission is None:
         return DayResult(client, business_date, "already_running")
     released = False
@@ -112,11 +119,14 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
     if admission.refusal is not None:  # recorded, and the claim let go of, on admission
         return DayResult(client, business_date, "refused", Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))
-    try:
-        fetched = source.fetch(client_id, business_date)
-    except ClosureRejected as rejected:  # e.g. the API served another client's closure
-        return _flagged(engine, client, business_date, None, Category.POS, rejected.findings,
-                        (), run_id=run_id, now=now())
+    if _reads_inbox(engine, source):  # read in the claim's transaction
+        fetched = from_inbox(client_id, business_date, admission.inbox)
+    else:
+        try:
+            fetched = source.fetch(client_id, business_date)
+        except ClosureRejected as rejected:  # e.g. the API served another client's closure
+            return _flagged(engine, client, business_date, None, Category.POS,
+                            rejected.findings, (), run_id=run_id, now=now())
     if fetched is None:
         return _no_closure(engine, client, business_date, run_id=run_id, now=now())
     settings = admission.settings
@@ -150,6 +160,11 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                           flow_run_id=run_id)
     checkpoints.reached("after_commit")
     return DayResult(client, business_date, "posted", None, warnings, entry, posted)
+
+
+def _reads_inbox(engine: Engine, source: ClosureSource) -> bool:
+    """Whether the source is this ledger's inbox, which the claim's transaction reads."""
+    return isinstance(source, InboxSource) and source.engine is engine
 
 
 def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,

@@ -37,13 +37,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from toporder_sync import signing
 from toporder_sync.core.errors import Category, ConfigurationError, Finding, RefusedError
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.tables import ClientRow, DayState
+from toporder_sync.ledger.tables import Base, ClientRow, DayState
 from toporder_sync.outbox import (
     DeliveryDeferred,
     DeliveryFailed,
@@ -98,6 +98,12 @@ def payload(*, event: str, client_id: str, integration_id: str, business_date: d
     }
 
 
+# The column alone, not the client's row: this runs for every day notified.
+_CLIENTS: Table = Base.metadata.tables["clients"]
+_INTEGRATION_ID = select(_CLIENTS.c.integration_id).where(
+    _CLIENTS.c.client_id == bindparam("client"))
+
+
 def enqueue_flagged(session: Session, client_id: str, business_date: date, *, state: DayState,
                     category: Category | None, findings: Sequence[Finding], attempt: int,
                     now: datetime) -> str | None:
@@ -108,7 +114,9 @@ def enqueue_flagged(session: Session, client_id: str, business_date: date, *, st
     """
     if state not in NOTIFIED_STATES:
         return None
-    integration_id = _client(session, client_id).integration_id
+    integration_id = session.execute(_INTEGRATION_ID, {"client": client_id}).scalar()
+    if integration_id is None:
+        raise RefusedError(f"unknown client {client_id!r}")
     event = event_id(integration_id, business_date, state, attempt)
     return enqueue(
         session, topic=TOPIC, client_id=client_id, business_date=business_date, now=now,

@@ -33,6 +33,7 @@ Promises:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -184,15 +185,19 @@ def enqueue(session: Session, *, topic: str, client_id: str, business_date: date
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the payload of {topic} is not JSON: {exc}") from exc
-    insert = (postgresql.insert(OutboxRow) if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert(OutboxRow))
-    session.execute(
-        insert.values(event_id=event_id, topic=topic, client_id=client_id,
-                      business_date=business_date, payload=payload, status="pending",
-                      attempts=0, next_attempt_at=now, created_at=now)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
+    session.execute(_enqueue_statement(session.get_bind().dialect.name), {
+        "event_id": event_id, "topic": topic, "client_id": client_id,
+        "business_date": business_date, "payload": payload, "status": "pending",
+        "attempts": 0, "next_attempt_at": now, "created_at": now,
+    })
     return event_id
+
+
+@functools.cache
+def _enqueue_statement(dialect: str) -> Executable:
+    """``enqueue``'s INSERT, built once per database dialect (its values are bound per call)."""
+    insert = postgresql.insert(OutboxRow) if dialect == "postgresql" else sqlite.insert(OutboxRow)
+    return insert.on_conflict_do_nothing(index_elements=["event_id"])
 
 
 def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], datetime],

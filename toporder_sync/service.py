@@ -9,7 +9,7 @@ calls never commit, so a failure anywhere leaves nothing half written.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -65,17 +65,23 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime) -> Receiv
 
 @dataclass(frozen=True, slots=True)
 class Admission:
+    """``inbox``: the day's closure as the inbox holds it (``repository.inbox_closure``), when
+    ``claim_and_admit`` was asked to read it and the day was not refused."""
+
     client: ClientRecord
     settings: ClientSettings
     refusal: str | None
+    inbox: repository.InboxClosure | None = None
 
 
 def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
-                    now: datetime, lease: timedelta) -> Admission | None:
+                    now: datetime, lease: timedelta,
+                    read_inbox: bool = False) -> Admission | None:
     """``claim`` then ``admit`` in one transaction; None when another live run holds the day.
 
     A refused day is recorded and its claim let go of in this same transaction: the run has
-    nothing more to do.
+    nothing more to do. ``read_inbox``: an admitted day's closure is read from the inbox in
+    this transaction too, rather than in one more (``InboxSource``).
     """
     with session_scope(engine) as session:
         # The settings first: they check the client, which the claim then needs not do.
@@ -83,7 +89,12 @@ def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *
         if not repository.claim_day(session, client.client_id, business_date, run_id=run_id,
                                     now=now, lease=lease, client_checked=True):
             return None
-        return _admit(session, client, settings, business_date, now=now, flow_run_id=run_id)
+        admission = _admit(session, client, settings, business_date, now=now,
+                           flow_run_id=run_id)
+        if read_inbox and admission.refusal is None:
+            return replace(admission, inbox=repository.inbox_closure(
+                session, client.client_id, business_date))
+        return admission
 
 
 def _admit(session: Session, client: ClientRecord, settings: ClientSettings,

@@ -60,18 +60,22 @@ class InboxSource:
     engine: Engine
 
     def fetch(self, client_id: str, business_date: date) -> FetchedClosure | None:
-        previous = None
+        # The previous closure is read now, in this transaction, rather than in one more
+        # after parsing.
         with session_scope(self.engine) as session:
-            stored = repository.latest_closure(session, client_id, business_date)
-            if stored is None:
-                return None
-            # Read now, in this transaction, rather than in one more after parsing.
-            if stored.establishment_id is not None:
-                previous = repository.previous_closure(session, client_id,
-                                                       stored.establishment_id, business_date)
-        return FetchedClosure(stored.id, stored.raw, stored.sha256,
-                              f"inbox closure #{stored.id} of {client_id} {business_date}",
-                              previous, stored.establishment_id)
+            inbox = repository.inbox_closure(session, client_id, business_date)
+        return from_inbox(client_id, business_date, inbox)
+
+
+def from_inbox(client_id: str, business_date: date,
+               inbox: repository.InboxClosure | None) -> FetchedClosure | None:
+    """The closure ``InboxSource.fetch`` gives for what ``repository.inbox_closure`` read."""
+    if inbox is None:
+        return None
+    stored = inbox.stored
+    return FetchedClosure(stored.id, stored.raw, stored.sha256,
+                          f"inbox closure #{stored.id} of {client_id} {business_date}",
+                          inbox.previous, stored.establishment_id)
 
 
 def _utc_now() -> datetime:

@@ -18,25 +18,27 @@ Promises:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 from zoneinfo import available_timezones
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Executable,
     Table,
+    bindparam,
     case,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
@@ -62,6 +64,7 @@ from toporder_sync.ledger.tables import (
     ClientDayRow,
     ClientRow,
     ClosureRow,
+    ClosureSourceKind,
     DayState,
     EntryKind,
     EntryRow,
@@ -75,6 +78,16 @@ _CLOSURES: Table = Base.metadata.tables["closures"]
 _DAYS: Table = Base.metadata.tables["client_days"]
 _ENTRIES: Table = Base.metadata.tables["entries"]
 _LINES: Table = Base.metadata.tables["entry_lines"]
+_MAPPINGS: Table = Base.metadata.tables["mappings"]
+_METHODS_SEEN: Table = Base.metadata.tables["methods_seen"]
+
+# The statements of a client-day are built once, with bound parameters, and only executed per
+# call: building a statement (an ON CONFLICT's ``excluded`` alone copies the table) cost more
+# CPU than running it. Those that differ by database are built once per dialect name
+# (``_for_dialect``). Parameters are never named after a column of the table written: SQLAlchemy
+# reserves those names for the VALUES or SET clause.
+
+_T = TypeVar("_T")
 
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INTEGRATION_ID_PREFIX = "tpo_"
@@ -109,6 +122,15 @@ class StoredClosure:
     sha256: str
     received_at: datetime
     establishment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxClosure:
+    """The latest closure received for a client-day, and the previous closure of its
+    establishment (``previous_closure``; None when it names no establishment)."""
+
+    stored: StoredClosure
+    previous: PreviousClosure | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +254,24 @@ def get_client(session: Session, client_id: str) -> ClientRecord:
     return _client_record(client_row(session, client_id))
 
 
+_CLIENT_AND_SOURCE = select(
+    *(_CLIENTS.c[name] for name in ClientRecord.__dataclass_fields__), _CLIENTS.c.source
+).where(_CLIENTS.c.client_id == bindparam("client"))
+
+
+def client_and_source(session: Session, client_id: str) -> tuple[ClientRecord, ClosureSourceKind]:
+    """The client and where its closures come from, in one statement (RefusedError if unknown).
+
+    Read from the database, not from the session's objects: for a transaction that has not
+    changed the client (``get_client`` sees its unflushed changes).
+    """
+    row = session.execute(_CLIENT_AND_SOURCE, {"client": client_id}).first()
+    if row is None:
+        raise RefusedError(f"unknown client {client_id!r}")
+    source: ClosureSourceKind = row.source
+    return _client_record(row), source
+
+
 def client_by_integration_id(session: Session, integration_id: str) -> ClientRecord | None:
     row = session.scalars(
         select(ClientRow).where(ClientRow.integration_id == integration_id)
@@ -338,16 +378,19 @@ def set_account_override(session: Session, client_id: str, key: str, account: st
     row.account_overrides = {**row.account_overrides, key: account}
 
 
+# Columns, not ORM objects: the client row and its mappings in one outer join.
+_CLIENT_SETTINGS = (
+    select(_CLIENTS.c.territory, _CLIENTS.c.account_overrides, _MAPPINGS.c.method,
+           _MAPPINGS.c.account)
+    .outerjoin(_MAPPINGS, _MAPPINGS.c.client_id == _CLIENTS.c.client_id)
+    .where(_CLIENTS.c.client_id == bindparam("client"))
+    .order_by(_MAPPINGS.c.method)
+)
+
+
 def client_settings(session: Session, client_id: str) -> ClientSettings:
     """The client's settings (RefusedError if unknown), read in one statement."""
-    # Columns, not ORM objects: the client row and its mappings in one outer join.
-    rows = session.execute(
-        select(ClientRow.territory, ClientRow.account_overrides, MappingRow.method,
-               MappingRow.account)
-        .outerjoin(MappingRow, MappingRow.client_id == ClientRow.client_id)
-        .where(ClientRow.client_id == client_id)
-        .order_by(MappingRow.method)
-    ).all()
+    rows = session.execute(_CLIENT_SETTINGS, {"client": client_id}).all()
     if not rows:
         raise RefusedError(f"unknown client {client_id!r}")
     return ClientSettings(
@@ -411,18 +454,48 @@ def store_closure(
     return StoreResult(closure_id=closure_id, created=True, sha256=sha256)
 
 
+_LATEST_CLOSURE = (
+    select(_CLOSURES.c.id, _CLOSURES.c.raw, _CLOSURES.c.sha256, _CLOSURES.c.received_at,
+           _CLOSURES.c.establishment_id)
+    .where(_CLOSURES.c.client_id == bindparam("client"),
+           _CLOSURES.c.business_date == bindparam("day"))
+    .order_by(_CLOSURES.c.received_at.desc(), _CLOSURES.c.id.desc())
+    .limit(1)
+)
+
+
 def latest_closure(session: Session, client_id: str, business_date: date) -> StoredClosure | None:
-    row = session.execute(
-        select(ClosureRow.id, ClosureRow.raw, ClosureRow.sha256, ClosureRow.received_at,
-               ClosureRow.establishment_id)
-        .where(ClosureRow.client_id == client_id, ClosureRow.business_date == business_date)
-        .order_by(ClosureRow.received_at.desc(), ClosureRow.id.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_LATEST_CLOSURE, {"client": client_id, "day": business_date}).first()
     if row is None:
         return None
     return StoredClosure(id=row.id, raw=row.raw, sha256=row.sha256, received_at=row.received_at,
                          establishment_id=row.establishment_id)
+
+
+_PREVIOUS_CLOSURE = (
+    select(_CLOSURES.c.closure_number, _CLOSURES.c.perpetual_total, _DAYS.c.business_date)
+    .select_from(_DAYS)
+    .join(_ENTRIES, _ENTRIES.c.id == _DAYS.c.entry_id)
+    .join(_CLOSURES, _CLOSURES.c.id == _ENTRIES.c.closure_id)
+    .where(
+        _DAYS.c.client_id == bindparam("client"),
+        _DAYS.c.business_date < bindparam("day"),
+        _CLOSURES.c.establishment_id == bindparam("establishment"),
+    )
+    .order_by(_DAYS.c.business_date.desc())
+    .limit(1)
+)
+
+
+def inbox_closure(session: Session, client_id: str, business_date: date) -> InboxClosure | None:
+    """The client-day's ``latest_closure`` with its ``previous_closure``; None if none came."""
+    stored = latest_closure(session, client_id, business_date)
+    if stored is None:
+        return None
+    previous = None
+    if stored.establishment_id is not None:
+        previous = previous_closure(session, client_id, stored.establishment_id, business_date)
+    return InboxClosure(stored, previous)
 
 
 def previous_closure(
@@ -432,19 +505,8 @@ def previous_closure(
 
     None when there is no such day, or when its closure lacks a number or a perpetual total.
     """
-    row = session.execute(
-        select(ClosureRow.closure_number, ClosureRow.perpetual_total, ClientDayRow.business_date)
-        .select_from(ClientDayRow)
-        .join(EntryRow, EntryRow.id == ClientDayRow.entry_id)
-        .join(ClosureRow, ClosureRow.id == EntryRow.closure_id)
-        .where(
-            ClientDayRow.client_id == client_id,
-            ClientDayRow.business_date < business_date,
-            ClosureRow.establishment_id == establishment_id,
-        )
-        .order_by(ClientDayRow.business_date.desc())
-        .limit(1)
-    ).first()
+    row = session.execute(_PREVIOUS_CLOSURE, {"client": client_id, "day": business_date,
+                                              "establishment": establishment_id}).first()
     if row is None or row.closure_number is None or row.perpetual_total is None:
         return None
     return PreviousClosure(
@@ -457,19 +519,32 @@ def previous_closure(
 # --- posting ----------------------------------------------------------------------------
 
 
+_LOCK_CLIENT = (
+    select(_CLIENTS.c.client_id)
+    .where(_CLIENTS.c.client_id == bindparam("client"))
+    .with_for_update(key_share=True)
+)
+
+
 def lock_client(session: Session, client_id: str) -> None:
     """Make the writers of the client take turns (RefusedError if unknown).
 
     On PostgreSQL the client row is locked FOR NO KEY UPDATE until the transaction ends (entry
     numbers are per client); on SQLite BEGIN IMMEDIATE already holds the write lock.
     """
-    found = session.execute(
-        select(_CLIENTS.c.client_id)
-        .where(_CLIENTS.c.client_id == client_id)
-        .with_for_update(key_share=True)
-    ).first()
+    found = session.execute(_LOCK_CLIENT, {"client": client_id}).first()
     if found is None:
         raise RefusedError(f"unknown client {client_id!r}")
+
+
+@functools.cache
+def _ensure_day_statement(dialect: str) -> Executable:
+    # One statement creates the day row if missing, or locks it as it is (a no-op update),
+    # and returns it either way.
+    ensure = _dialect_insert(dialect, _DAYS).values(_NEW_DAY)
+    return ensure.on_conflict_do_update(
+        index_elements=["client_id", "business_date"], set_={"state": _DAYS.c.state}
+    ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts)
 
 
 def lock_client_day(
@@ -483,14 +558,8 @@ def lock_client_day(
     """
     # Always the client row first, then the day row: one lock order, no deadlock.
     lock_client(session, client_id)
-    # One statement creates the day row if missing, or locks it as it is (a no-op update),
-    # and returns it either way.
-    ensure = _insert(session, _DAYS).values(_new_day(client_id, business_date, now))
-    row = session.execute(
-        ensure.on_conflict_do_update(
-            index_elements=["client_id", "business_date"], set_={"state": _DAYS.c.state}
-        ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts)
-    ).one()
+    row = session.execute(_for_dialect(session, _ensure_day_statement),
+                          {"client": client_id, "day": business_date, "now": now}).one()
     return DayRecord(client_id, business_date, row.state, row.closure_id, row.entry_id,
                      row.attempts)
 
@@ -587,6 +656,24 @@ def entries_between(
 # --- methods seen and day statuses ------------------------------------------------------
 
 
+@functools.cache
+def _methods_seen_statement(dialect: str) -> Executable:
+    # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
+    postgres = dialect == "postgresql"
+    earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
+    insert = _dialect_insert(dialect, _METHODS_SEEN)
+    seen = _METHODS_SEEN.c
+    return insert.on_conflict_do_update(
+        index_elements=["client_id", "name"],
+        set_={
+            "first_seen": earliest(seen.first_seen, insert.excluded.first_seen),
+            "last_seen": latest(seen.last_seen, insert.excluded.last_seen),
+            "account": insert.excluded.account,
+            "rule": insert.excluded.rule,
+        },
+    )
+
+
 def record_methods_seen(
     session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
 ) -> None:
@@ -597,22 +684,8 @@ def record_methods_seen(
     """
     if not matches:
         return
-    # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
-    postgres = session.get_bind().dialect.name == "postgresql"
-    earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    insert = _insert(session, MethodSeenRow)
-    # One statement with bound parameters, executed for all the methods at once: compiled
-    # once and cached, instead of one statement built and compiled per method.
-    upsert = insert.on_conflict_do_update(
-        index_elements=["client_id", "name"],
-        set_={
-            "first_seen": earliest(MethodSeenRow.first_seen, insert.excluded.first_seen),
-            "last_seen": latest(MethodSeenRow.last_seen, insert.excluded.last_seen),
-            "account": insert.excluded.account,
-            "rule": insert.excluded.rule,
-        },
-    )
-    session.execute(upsert, [
+    # One statement executed for all the methods at once.
+    session.execute(_for_dialect(session, _methods_seen_statement), [
         {"client_id": client_id, "name": match.method, "first_seen": business_date,
          "last_seen": business_date, "account": match.account, "rule": match.rule.value}
         for match in matches
@@ -637,6 +710,30 @@ def list_methods(session: Session, client_id: str) -> list[MethodSeen]:
         MethodSeen(row.name, row.first_seen, row.last_seen, row.account, MatchRule(row.rule))
         for row in rows
     ]
+
+
+# The columns ``record_day`` sets, bound as ``recorded_<column>``.
+_RECORDED = ("state", "error_category", "messages", "warnings", "closure_id", "flow_run_id",
+             "updated_at")
+
+
+@functools.cache
+def _record_day_statement(with_entry: bool, releasing: bool) -> Executable:
+    """``record_day``'s UPDATE: with or without a new current entry, a release of the claim."""
+    recorded = (*_RECORDED, "entry_id") if with_entry else _RECORDED
+    values: dict[str, Any] = {name: bindparam(f"recorded_{name}", type_=_DAYS.c[name].type)
+                              for name in recorded}
+    if releasing:
+        held = _DAYS.c.claimed_by == bindparam("releasing")
+        values["claimed_by"] = case((held, None), else_=_DAYS.c.claimed_by)
+        values["claimed_until"] = case((held, None), else_=_DAYS.c.claimed_until)
+    return (
+        update(_DAYS)
+        .where(_DAYS.c.client_id == bindparam("client"),
+               _DAYS.c.business_date == bindparam("day"))
+        .values(**values, attempts=_DAYS.c.attempts + 1)
+        .returning(_DAYS.c.attempts)
+    )
 
 
 def record_day(
@@ -677,21 +774,22 @@ def record_day(
     }
     if entry_id is not None:
         fields["entry_id"] = entry_id
+    # The day row almost always exists (its run's claim created it): one UPDATE.
+    parameters = {f"recorded_{name}": value for name, value in fields.items()}
+    parameters.update(client=client_id, day=business_date)
+    if release is not None:
+        parameters["releasing"] = release
+    updated = session.execute(
+        _record_day_statement(entry_id is not None, release is not None), parameters
+    ).first()
+    if updated is not None:
+        attempts: int = updated.attempts
+        return attempts
     released: dict[str, Any] = {}
     if release is not None:
         held = _DAYS.c.claimed_by == release
         released = {"claimed_by": case((held, None), else_=_DAYS.c.claimed_by),
                     "claimed_until": case((held, None), else_=_DAYS.c.claimed_until)}
-    # The day row almost always exists (its run's claim created it): one UPDATE.
-    updated = session.execute(
-        update(_DAYS)
-        .where(_DAYS.c.client_id == client_id, _DAYS.c.business_date == business_date)
-        .values(**fields, **released, attempts=_DAYS.c.attempts + 1)
-        .returning(_DAYS.c.attempts)
-    ).first()
-    if updated is not None:
-        attempts: int = updated.attempts
-        return attempts
     # Else created, first attempt; a concurrent creation of the row becomes the update.
     upsert = _insert(session, _DAYS).values(
         {**fields, "client_id": client_id, "business_date": business_date, "attempts": 1}
@@ -801,37 +899,47 @@ def claim_day(
         raise ValueError(f"a lease must be positive, not {lease}")
     if not client_checked:
         client_row(session, client_id)
-    claim = _insert(session, _DAYS).values(
-        {**_new_day(client_id, business_date, now), "claimed_by": run_id,
-         "claimed_until": now + lease}
-    )
     claimed = session.execute(
-        claim.on_conflict_do_update(
-            index_elements=["client_id", "business_date"],
-            set_={"claimed_by": claim.excluded.claimed_by,
-                  "claimed_until": claim.excluded.claimed_until},
-            where=or_(
-                _DAYS.c.claimed_by.is_(None),
-                _DAYS.c.claimed_until.is_(None),
-                _DAYS.c.claimed_until < now,
-                _DAYS.c.claimed_by == run_id,
-            ),
-        ).returning(_DAYS.c.client_id)
+        _for_dialect(session, _claim_statement),
+        {"client": client_id, "day": business_date, "now": now, "run": run_id,
+         "until": now + lease},
     ).first()
     return claimed is not None
 
 
+@functools.cache
+def _claim_statement(dialect: str) -> Executable:
+    claim = _dialect_insert(dialect, _DAYS).values(
+        {**_NEW_DAY, "claimed_by": bindparam("run"), "claimed_until": bindparam("until")}
+    )
+    return claim.on_conflict_do_update(
+        index_elements=["client_id", "business_date"],
+        set_={"claimed_by": claim.excluded.claimed_by,
+              "claimed_until": claim.excluded.claimed_until},
+        where=or_(
+            _DAYS.c.claimed_by.is_(None),
+            _DAYS.c.claimed_until.is_(None),
+            _DAYS.c.claimed_until < bindparam("now"),
+            _DAYS.c.claimed_by == bindparam("run"),
+        ),
+    ).returning(_DAYS.c.client_id)
+
+
+_RELEASE_DAY = (
+    update(_DAYS)
+    .where(
+        _DAYS.c.client_id == bindparam("client"),
+        _DAYS.c.business_date == bindparam("day"),
+        _DAYS.c.claimed_by == bindparam("run"),
+    )
+    .values(claimed_by=None, claimed_until=None)
+)
+
+
 def release_day(session: Session, client_id: str, business_date: date, *, run_id: str) -> bool:
     """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
-    result = session.execute(
-        update(_DAYS)
-        .where(
-            _DAYS.c.client_id == client_id,
-            _DAYS.c.business_date == business_date,
-            _DAYS.c.claimed_by == run_id,
-        )
-        .values(claimed_by=None, claimed_until=None)
-    )
+    result = session.execute(_RELEASE_DAY,
+                             {"client": client_id, "day": business_date, "run": run_id})
     return cast("CursorResult[Any]", result).rowcount == 1
 
 
@@ -858,9 +966,18 @@ def _set_active(session: Session, client_id: str, *, active: bool) -> ClientReco
 
 def _insert(session: Session, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ON CONFLICT, in the dialect of the session's database."""
-    if session.get_bind().dialect.name == "postgresql":
+    return _dialect_insert(session.get_bind().dialect.name, model)
+
+
+def _dialect_insert(dialect: str, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
+    if dialect == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
+
+
+def _for_dialect(session: Session, build: Callable[[str], _T]) -> _T:
+    """The statement ``build`` makes for the session's database (built once per dialect)."""
+    return build(session.get_bind().dialect.name)
 
 
 def client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
@@ -882,6 +999,18 @@ def client_row(session: Session, client_id: str, *, for_update: bool = False) ->
     if row is None:
         raise RefusedError(f"unknown client {client_id!r}")
     return row
+
+
+# ``_new_day`` with bound parameters ``client``, ``day`` and ``now``.
+_NEW_DAY: Mapping[str, Any] = MappingProxyType({
+    "client_id": bindparam("client"),
+    "business_date": bindparam("day"),
+    "state": "received",
+    "messages": [],
+    "warnings": [],
+    "attempts": 0,
+    "updated_at": bindparam("now"),
+})
 
 
 def _new_day(client_id: str, business_date: date, now: datetime) -> dict[str, Any]:
@@ -969,6 +1098,47 @@ def _reversal_of(original: _Current) -> Entry:
     )
 
 
+# The header columns of an entry, bound as ``new_<column>`` by ``_write_entry``.
+_ENTRY_HEADER = ("client_id", "business_date", "journal", "journal_label", "piece_ref", "label",
+                 "kind", "closure_id", "reverses_id", "posted_at")
+
+
+def _insert_entry_statement() -> Executable:
+    """``_write_entry``'s INSERT … SELECT, numbering the entry (see there)."""
+    e = _ENTRIES
+    new = {name: bindparam(f"new_{name}", type_=e.c[name].type) for name in _ENTRY_HEADER}
+    number = (
+        select(func.coalesce(func.max(e.c.number), 0) + 1)
+        .where(e.c.client_id == new["client_id"], e.c.journal == new["journal"])
+        .scalar_subquery()
+    )
+    revision = (
+        select(func.count() + 1)
+        .select_from(e)
+        .where(e.c.client_id == new["client_id"], e.c.business_date == new["business_date"],
+               e.c.kind == new["kind"])
+        .scalar_subquery()
+    )
+    source = select(
+        *(value.label(name) for name, value in new.items()),
+        number.label("number"),
+        revision.label("revision"),
+    ).where(
+        _CLOSURES.c.id == new["closure_id"],
+        _CLOSURES.c.client_id == new["client_id"],
+        _CLOSURES.c.business_date == new["business_date"],
+    )
+    return (
+        insert(e)
+        .from_select([*_ENTRY_HEADER, "number", "revision"], source)
+        .returning(e.c.id, e.c.number)
+    )
+
+
+_INSERT_ENTRY = _insert_entry_statement()
+_INSERT_LINES = insert(_LINES)
+
+
 def _write_entry(
     session: Session,
     client_id: str,
@@ -985,19 +1155,7 @@ def _write_entry(
     numbers in between (gapless). It is inserted only if ``closure_id`` is a closure of the
     client-day (ValueError otherwise).
     """
-    e = _ENTRIES
-    number = (
-        select(func.coalesce(func.max(e.c.number), 0) + 1)
-        .where(e.c.client_id == client_id, e.c.journal == entry.journal)
-        .scalar_subquery()
-    )
-    revision = (
-        select(func.count() + 1)
-        .select_from(e)
-        .where(e.c.client_id == client_id, e.c.business_date == entry.date, e.c.kind == kind)
-        .scalar_subquery()
-    )
-    values: dict[str, Any] = {
+    header = {
         "client_id": client_id,
         "business_date": entry.date,
         "journal": entry.journal,
@@ -1009,24 +1167,13 @@ def _write_entry(
         "reverses_id": reverses_id,
         "posted_at": now,
     }
-    source = select(
-        *(literal(value, e.c[name].type).label(name) for name, value in values.items()),
-        number.label("number"),
-        revision.label("revision"),
-    ).where(
-        _CLOSURES.c.id == closure_id,
-        _CLOSURES.c.client_id == client_id,
-        _CLOSURES.c.business_date == entry.date,
-    )
     written = session.execute(
-        insert(e)
-        .from_select([*values, "number", "revision"], source)
-        .returning(e.c.id, e.c.number)
+        _INSERT_ENTRY, {f"new_{name}": value for name, value in header.items()}
     ).first()
     if written is None:
         raise _closure_problem(client_id, entry.date, closure_id)
     entry_id, entry_number = written
-    session.execute(insert(_LINES), [
+    session.execute(_INSERT_LINES, [
         {"entry_id": entry_id, "line_no": line_no, "account": line.account,
          "account_label": line.account_label, "label": line.label, "debit": line.debit,
          "credit": line.credit}
@@ -1070,7 +1217,8 @@ def _entry(head: Any, lines: Iterable[EntryLine]) -> Entry:
                  piece_ref=head.piece_ref, label=head.label, lines=tuple(lines))
 
 
-def _client_record(row: ClientRow) -> ClientRecord:
+def _client_record(row: Any) -> ClientRecord:
+    """The record of a ``ClientRow`` or of a row of its columns."""
     return ClientRecord(
         client_id=row.client_id,
         name=row.name,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -137,13 +137,17 @@ def get_settings(session: Session, client_id: str) -> PennylaneSettings | None:
 # --- queueing ----------------------------------------------------------------------------------
 
 
+_SETTINGS: Table = Base.metadata.tables["pennylane_settings"]
+_ENABLED = select(_SETTINGS.c.enabled).where(_SETTINGS.c.client_id == bindparam("client"))
+
+
 def enqueue_posted(session: Session, client_id: str, result: PostResult, *,
                    now: datetime) -> list[int]:
     """Queue what a posting wrote (the reversal, then the entry) if CLIENT pushes to Pennylane."""
     if result.status == "unchanged":
         return []
-    settings = get_settings(session, client_id)
-    if settings is None or not settings.enabled:
+    # Only whether it is enabled, in one statement built once: this runs for every posting.
+    if not session.execute(_ENABLED, {"client": client_id}).scalar():
         return []
     written = [result.entry_id] if result.reversal_id is None else [result.reversal_id,
                                                                      result.entry_id]
