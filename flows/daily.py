@@ -39,7 +39,8 @@ def _run_name() -> str:
 
 @flow(name="post-client-day", flow_run_name=_run_name,
       description="Post one client's closure of one business day as a sales-journal entry.",
-      validate_parameters=True, timeout_seconds=300)
+      validate_parameters=True, timeout_seconds=300,
+      persist_result=False, result_storage=runtime.RESULT_STORAGE)
 async def post_client_day(client_id: str, business_date: date | None = None) -> State[Any]:
     run_id = runtime.current_flow_run_id()
     if run_id is None:

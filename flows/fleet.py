@@ -153,7 +153,8 @@ def _run_name(template: str) -> Callable[[], str]:
 
 @flow(name="catch-up", flow_run_name=_run_name("catch-up {date_from} to {date_to}"),
       description="Run every client-day of a date range (all active clients or a list).",
-      validate_parameters=True)
+      validate_parameters=True, persist_result=False,
+      result_storage=runtime.RESULT_STORAGE)
 async def catch_up(date_from: date, date_to: date, clients: list[str] | None = None,
                    concurrency: int = 10, shard: int = 0, shards: int = 1,
                    posted_artifacts: bool = False) -> State[Any]:
@@ -174,7 +175,8 @@ async def catch_up(date_from: date, date_to: date, clients: list[str] | None = N
 @flow(name="dispatch-daily", flow_run_name=_run_name("dispatch {timezone} {hour}h"),
       description="The scheduled run of one (timezone, hour): the clients due, and those whose "
                   "closure is still awaited.",
-      validate_parameters=True)
+      validate_parameters=True, persist_result=False,
+      result_storage=runtime.RESULT_STORAGE)
 async def dispatch_daily(timezone: str, hour: int, concurrency: int = 10, shard: int = 0,
                          shards: int = 1) -> State[Any]:
     """``shard``/``shards``: set by ``schedules sync --shards N`` on each of the hour's N

@@ -18,6 +18,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from toporder_sync import outbox
+from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
 
 
@@ -26,7 +27,8 @@ def _now() -> datetime:
 
 
 @flow(name="relay-outbox", description="Deliver the outbox's due messages, at least once.",
-      validate_parameters=True)
+      validate_parameters=True, persist_result=False,
+      result_storage=runtime.RESULT_STORAGE)
 async def relay_outbox(limit: int = 100, max_attempts: int = 8) -> State[Any]:
     ledger = engine()
     handlers = {topic: factory(ledger) for topic, factory in outbox.HANDLER_FACTORIES.items()}

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prefect import tags
 from prefect.client.orchestration import get_client
@@ -101,6 +102,28 @@ def test_posted_day_leaves_an_artifact_with_the_entry(ledger: Any) -> None:
     [artifact] = asyncio.run(artifacts())
     assert artifact.key == "day-petit-zinc-2026-11-27"
     assert "| 511500 |" in artifact.data and "**1,525.00**" in artifact.data
+
+def test_a_run_never_asks_the_server_for_result_storage(
+    ledger: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow keeps no result (``runtime.RESULT_STORAGE``): none of the three lookups of the
+    server's default result storage prefect makes for a flow run that does not say so."""
+    paths: list[str] = []
+    for client_class in (httpx.Client, httpx.AsyncClient):
+        original = client_class.send
+
+        def send(self: Any, request: httpx.Request, *args: Any,
+                 original: Any = original, **kwargs: Any) -> Any:
+            paths.append(request.url.path)
+            return original(self, request, *args, **kwargs)
+
+        monkeypatch.setattr(client_class, "send", send)
+    deliver(ledger, "valid-metropole.json")
+    state = run()
+    assert state.name == "Posted", state.message
+    assert any(path.endswith("/set_state") for path in paths), paths  # the hook saw the run
+    assert not [path for path in paths if path.endswith("/admin/storage")]
+
 
 
 @pytest.mark.parametrize(("sample", "changes", "mapping", "name", "words", "category"), [
