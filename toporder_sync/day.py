@@ -95,15 +95,16 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
             source: ClosureSource, run_id: str, now: Callable[[], datetime],
             lease: timedelta = CLAIM_LEASE) -> DayResult:
     """Run one client-day under its claim; ``already_running`` when another run holds it."""
+    # This ledger's inbox is read in the claim's transaction rather than in one more.
+    inbox_read = isinstance(source, InboxSource) and source.engine is engine
     admission = service.claim_and_admit(engine, client, business_date, run_id=run_id,
-                                        now=now(), lease=lease,
-                                        read_inbox=_reads_inbox(engine, source))
+                                        now=now(), lease=lease, read_inbox=inbox_read)
     if admission is None:
         return DayResult(client, business_date, "already_running")
     released = False
     try:
         result = _claimed_day(engine, client, business_date, admission, source=source,
-                              run_id=run_id, now=now)
+                              inbox_read=inbox_read, run_id=run_id, now=now)
         # The last transaction of a day not posted let go of the claim as it committed.
         released = result.outcome != "posted"
         return result
@@ -113,13 +114,13 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
 
 
 def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
-                 admission: service.Admission, *, source: ClosureSource, run_id: str,
-                 now: Callable[[], datetime]) -> DayResult:
+                 admission: service.Admission, *, source: ClosureSource, inbox_read: bool,
+                 run_id: str, now: Callable[[], datetime]) -> DayResult:
     client_id = client.client_id
     if admission.refusal is not None:  # recorded, and the claim let go of, on admission
         return DayResult(client, business_date, "refused", Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))
-    if _reads_inbox(engine, source):  # read in the claim's transaction
+    if inbox_read:  # with the claim (``admission.inbox``)
         fetched = from_inbox(client_id, business_date, admission.inbox)
     else:
         try:
@@ -160,11 +161,6 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                           flow_run_id=run_id)
     checkpoints.reached("after_commit")
     return DayResult(client, business_date, "posted", None, warnings, entry, posted)
-
-
-def _reads_inbox(engine: Engine, source: ClosureSource) -> bool:
-    """Whether the source is this ledger's inbox, which the claim's transaction reads."""
-    return isinstance(source, InboxSource) and source.engine is engine
 
 
 def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,

@@ -446,11 +446,11 @@ def store_closure(
             )
         ).scalar_one()
         return StoreResult(closure_id=existing, created=False, sha256=sha256)
-    reopen = _insert(session, _DAYS).values(_new_day(client_id, business_date, now))
+    reopen = _insert(session, _DAYS).values(_NEW_DAY)
     session.execute(reopen.on_conflict_do_update(
         index_elements=["client_id", "business_date"],
         set_={"state": "received", "updated_at": reopen.excluded.updated_at},
-    ))
+    ), {"client": client_id, "day": business_date, "now": now})
     return StoreResult(closure_id=closure_id, created=True, sha256=sha256)
 
 
@@ -717,6 +717,13 @@ _RECORDED = ("state", "error_category", "messages", "warnings", "closure_id", "f
              "updated_at")
 
 
+def _released_if_held_by(run: Any) -> dict[str, Any]:
+    """SET values letting go of the day's claim if ``run`` holds it, keeping it otherwise."""
+    held = _DAYS.c.claimed_by == run
+    return {"claimed_by": case((held, None), else_=_DAYS.c.claimed_by),
+            "claimed_until": case((held, None), else_=_DAYS.c.claimed_until)}
+
+
 @functools.cache
 def _record_day_statement(with_entry: bool, releasing: bool) -> Executable:
     """``record_day``'s UPDATE: with or without a new current entry, a release of the claim."""
@@ -724,9 +731,7 @@ def _record_day_statement(with_entry: bool, releasing: bool) -> Executable:
     values: dict[str, Any] = {name: bindparam(f"recorded_{name}", type_=_DAYS.c[name].type)
                               for name in recorded}
     if releasing:
-        held = _DAYS.c.claimed_by == bindparam("releasing")
-        values["claimed_by"] = case((held, None), else_=_DAYS.c.claimed_by)
-        values["claimed_until"] = case((held, None), else_=_DAYS.c.claimed_until)
+        values.update(_released_if_held_by(bindparam("releasing")))
     return (
         update(_DAYS)
         .where(_DAYS.c.client_id == bindparam("client"),
@@ -785,11 +790,7 @@ def record_day(
     if updated is not None:
         attempts: int = updated.attempts
         return attempts
-    released: dict[str, Any] = {}
-    if release is not None:
-        held = _DAYS.c.claimed_by == release
-        released = {"claimed_by": case((held, None), else_=_DAYS.c.claimed_by),
-                    "claimed_until": case((held, None), else_=_DAYS.c.claimed_until)}
+    released = {} if release is None else _released_if_held_by(release)
     # Else created, first attempt; a concurrent creation of the row becomes the update.
     upsert = _insert(session, _DAYS).values(
         {**fields, "client_id": client_id, "business_date": business_date, "attempts": 1}
@@ -1001,7 +1002,8 @@ def client_row(session: Session, client_id: str, *, for_update: bool = False) ->
     return row
 
 
-# ``_new_day`` with bound parameters ``client``, ``day`` and ``now``.
+# The values of a client-day row created in state ``received``, with bound parameters
+# ``client``, ``day`` and ``now``.
 _NEW_DAY: Mapping[str, Any] = MappingProxyType({
     "client_id": bindparam("client"),
     "business_date": bindparam("day"),
@@ -1011,19 +1013,6 @@ _NEW_DAY: Mapping[str, Any] = MappingProxyType({
     "attempts": 0,
     "updated_at": bindparam("now"),
 })
-
-
-def _new_day(client_id: str, business_date: date, now: datetime) -> dict[str, Any]:
-    """The values of a client-day row created in state ``received``."""
-    return {
-        "client_id": client_id,
-        "business_date": business_date,
-        "state": "received",
-        "messages": [],
-        "warnings": [],
-        "attempts": 0,
-        "updated_at": now,
-    }
 
 
 def _closure_problem(client_id: str, business_date: date, closure_id: int) -> ValueError:
