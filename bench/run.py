@@ -7,10 +7,11 @@ baseline measured in the same session, on the same machine, at the same moment:
    map → build → load) / the floor of ``bench/core.py`` on the same closures (A);
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
-3. fleet: client-days/s of the ``catch-up`` flow (a task run per client-day, 10 at once) /
-   task runs/s of empty tasks mapped in one default flow run, on the same server (C);
-4. memory: peak RSS (``VmHWM``) of the catch-up process once its first client-days are posted and
-   at the end of all of them: two sizes from one run (D: the larger);
+3. fleet: client-days/s of a ``catch-up`` of 1,000 client-days (a task run per client-day, 10
+   at once) / task runs/s of 1,000 empty tasks mapped in one default flow run, on the same
+   server, each started once the server is idle again (``drain``) (C);
+4. memory: peak RSS (``VmHWM``) of a second catch-up process, of 10,000 client-days, once its
+   first 1,000 are posted and at the end: two sizes from one run (D: the larger);
 5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite
    and on a throwaway PostgreSQL 15 started (and stopped) here: client-days/s and rows/s.
 
@@ -44,7 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.fleet_throughput import client_ids, fill_ledger, free_port, start_server
+from bench.fleet_throughput import client_ids, fill_ledger, free_port, process_cpu, start_server
 
 FIRST_DAY = date(2026, 11, 2)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -60,7 +61,8 @@ class Sizes:
     core_repeats: int
     flow_runs: int
     days: int  # closures per simulated client in the fleet and ledger runs
-    fleet: int  # client-days of the catch-up (C and the larger RSS)
+    fleet_rate: int  # client-days of the catch-up whose rate is C
+    fleet: int  # client-days of the catch-up whose peak RSS is D (the larger reading)
     fleet_small: int  # client-days posted when the first peak RSS is read (D)
     empty_tasks: int  # empty mapped tasks of the baseline of C
     empty_repeats: int
@@ -68,10 +70,12 @@ class Sizes:
     ledger_chunks: int
 
 
-QUICK = Sizes(core_days=3, core_runs=3, core_repeats=2, flow_runs=3, days=2, fleet=30,
-              fleet_small=10, empty_tasks=30, empty_repeats=3, ledger=20, ledger_chunks=2)
-FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet=10_000,
-             fleet_small=1000, empty_tasks=1000, empty_repeats=3, ledger=200, ledger_chunks=5)
+QUICK = Sizes(core_days=3, core_runs=3, core_repeats=2, flow_runs=3, days=2, fleet_rate=30,
+              fleet=30, fleet_small=10, empty_tasks=30, empty_repeats=3, ledger=20,
+              ledger_chunks=2)
+FULL = Sizes(core_days=10, core_runs=5, core_repeats=5, flow_runs=9, days=5, fleet_rate=1000,
+             fleet=10_000, fleet_small=1000, empty_tasks=1000, empty_repeats=3, ledger=200,
+             ledger_chunks=5)
 
 
 # ---------------------------------------------------------------- figures and the table
@@ -202,6 +206,25 @@ def report(result: dict[str, Any]) -> None:
     print(RESULT + json.dumps(result), flush=True)
 
 
+def drain(server_pid: int, *, quiet: float = 0.06, limit: float = 900.0) -> float:
+    """Wait until the Prefect server is idle (under ``quiet`` CPU-s in a second); the seconds
+    waited.
+
+    The server records task runs from their events, asynchronously, and falls behind a burst
+    of them: 1,000 empty mapped tasks are sent in ~8 s, and recorded in ~28 s of its CPU.
+    Measured one after the other, a run inherits the previous run's backlog; each rate of C
+    (a catch-up, each repeat of the empty mapped tasks) is measured from an idle server."""
+    started = time.perf_counter()
+    before = process_cpu(server_pid)
+    while time.perf_counter() - started < limit:
+        time.sleep(1.0)
+        now = process_cpu(server_pid)
+        if now - before < quiet:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
 def child_flow(arguments: dict[str, Any]) -> None:
     """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days, then
     the empty mapped tasks (an async flow, as ``catch-up`` is); each kind of run started the
@@ -244,11 +267,14 @@ def child_flow(arguments: dict[str, Any]) -> None:
 
     walls, names, ids = asyncio.run(client_days())
 
+    drained: list[float] = []
+
     async def mapped() -> list[float]:
         rates = []
         async with shared_clients():
             await empty_mapped_tasks(2)  # warm: the flow's and task's first registration
             for _ in range(arguments["repeats"]):
+                drained.append(await asyncio.to_thread(drain, arguments["server_pid"]))
                 started = time.perf_counter()
                 done = await empty_mapped_tasks(arguments["n"])
                 rates.append(done / (time.perf_counter() - started))
@@ -256,7 +282,7 @@ def child_flow(arguments: dict[str, Any]) -> None:
 
     rates = asyncio.run(mapped())
     report({"empty": empty[1:], "client_day": walls[1:], "states": names,
-            "client_day_ids": ids, "empty_ids": empty_ids, "rates": rates,
+            "client_day_ids": ids, "empty_ids": empty_ids, "rates": rates, "drained": drained,
             "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
 
 
@@ -270,7 +296,8 @@ def peak_rss_mb() -> float:
 
 def child_catch_up(arguments: dict[str, Any]) -> None:
     """One catch-up of the clients; the peak RSS once the first ``checkpoint`` client-days are
-    posted (watched in the ledger) and at the end, so two sizes from one run."""
+    posted (watched in the ledger, unless no checkpoint is given) and at the end, so two sizes
+    from one run."""
     import asyncio
 
     from sqlalchemy import text
@@ -294,11 +321,13 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
 
     started = time.perf_counter()
     watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    if arguments["checkpoint"] is not None:
+        watcher.start()
     state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
     wall = time.perf_counter() - started
     done.set()
-    watcher.join()
+    if watcher.is_alive():
+        watcher.join()
     report({"wall": wall, "client_days": len(clients) * arguments["days"],
             "state": f"{state.name}: {state.message}", "checkpoint": checkpoint,
             "peak_mb": peak_rss_mb()})
@@ -424,7 +453,7 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the small sizes (make bench-quick)")
-    parser.add_argument("--fleet", type=int, help="client-days of the catch-up (default: "
+    parser.add_argument("--fleet", type=int, help="client-days of D's catch-up (default: "
                         f"{QUICK.fleet} with --quick, {FULL.fleet:,} without)")
     parser.add_argument("--sqlite-server", action="store_true",
                         help="the Prefect server on SQLite without --quick too")
@@ -477,10 +506,11 @@ def main() -> None:
     rows += measure_core(sizes, work)
 
     ledger_url = f"sqlite:///{work / 'ledger.db'}"
-    large_clients = sizes.fleet // sizes.days
+    rate_clients, large_clients = sizes.fleet_rate // sizes.days, sizes.fleet // sizes.days
     step(f"ledger fill: 1 client x {sizes.flow_runs + 1} days, "
-         f"{large_clients} clients x {sizes.days} days")
+         f"{rate_clients} + {large_clients} clients x {sizes.days} days")
     fill_ledger(1, sizes.flow_runs + 1, ledger_url, "flow")
+    fill_ledger(rate_clients, sizes.days, ledger_url, "rate")
     fill_ledger(large_clients, sizes.days, ledger_url, "large")
     if args.quick:
         measure_ledgers()
@@ -502,31 +532,44 @@ def main() -> None:
              f"(after one warm-up each); {sizes.empty_repeats} x {sizes.empty_tasks} empty mapped "
              "tasks")
         flow = child("flow", {"runs": sizes.flow_runs, "client": "flow-00000",
-                              "n": sizes.empty_tasks, "repeats": sizes.empty_repeats})
+                              "n": sizes.empty_tasks, "repeats": sizes.empty_repeats,
+                              "server_pid": server.pid})
         rows += [Row("flow: post-client-day", "s wall/run", tuple(flow["client_day"])),
                  Row("flow: empty sync flow", "s wall/run", tuple(flow["empty"])),
                  Row("B flow client-day/empty", "×",
                      tuple(c / e for c, e in zip(flow["client_day"], flow["empty"],
                                                  strict=True)))]
-        step(f"fleet: catch-up of {sizes.fleet} client-days, peak RSS at "
-             f"{sizes.fleet_small} and at {sizes.fleet}")
-        large = child("catch-up", {"days": sizes.days, "prefix": "large",
-                                   "clients": large_clients, "checkpoint": sizes.fleet_small})
-        rate = large["client_days"] / large["wall"]
-        rows += [Row(f"fleet: catch-up {large['client_days']}", "client-days/s", (rate,)),
+        drained = drain(server.pid)
+        step(f"fleet: catch-up of {sizes.fleet_rate} client-days (C), server idle after "
+             f"{drained:.0f} s")
+        fast = child("catch-up", {"days": sizes.days, "prefix": "rate", "clients": rate_clients,
+                                  "checkpoint": None})
+        rate = fast["client_days"] / fast["wall"]
+        rows += [Row(f"fleet: catch-up {fast['client_days']}", "client-days/s", (rate,)),
                  Row(f"fleet: empty mapped tasks x{sizes.empty_tasks}", "task runs/s",
                      tuple(flow["rates"])),
                  Row("C fleet catch-up/empty", "×", tuple(rate / r for r in flow["rates"]))]
+        drained = drain(server.pid)
+        step(f"fleet: catch-up of {sizes.fleet} client-days (D), peak RSS at "
+             f"{sizes.fleet_small} and at {sizes.fleet}, server idle after {drained:.0f} s")
+        large = child("catch-up", {"days": sizes.days, "prefix": "large",
+                                   "clients": large_clients, "checkpoint": sizes.fleet_small})
+        rows.append(Row(f"fleet: catch-up {large['client_days']} (D's run)", "client-days/s",
+                        (large["client_days"] / large["wall"],)))
         if large["checkpoint"]:
             posted, peak, elapsed = large["checkpoint"][0]
-            rows.insert(-2, Row(f"fleet: its first {posted} client-days", "client-days/s",
-                                (posted / elapsed,)))
+            rows.append(Row(f"fleet: its first {posted} client-days", "client-days/s",
+                            (posted / elapsed,)))
             rows.append(Row(f"D rss peak at {posted} client-days", "MB", (peak,)))
         rows.append(Row(f"D rss peak at {large['client_days']} client-days", "MB",
                         (large["peak_mb"],)))
-        notes.append(f"catch-up {large['client_days']}: {large['state']} "
-                     f"({large['wall']:.1f} s); peak RSS (VmHWM) of the catch-up process read "
-                     "once the ledger held the first entries, then at the end")
+        notes.append(f"catch-up {fast['client_days']} (C): {fast['state']} "
+                     f"({fast['wall']:.1f} s); catch-up {large['client_days']} (D): "
+                     f"{large['state']} ({large['wall']:.1f} s); peak RSS (VmHWM) of D's "
+                     "process read once the ledger held the first entries, then at the end")
+        notes.append("each rate of C measured from an idle prefect server (waited for before "
+                     f"each: {', '.join(f'{s:.0f}' for s in flow['drained'])} s before the "
+                     "empty mapped tasks' repeats)")
         beats = heartbeats(api, flow["client_day_ids"]), heartbeats(api, flow["empty_ids"])
         notes.append(f"client-day states: {sorted(set(flow['states']))}")
         notes.append(

@@ -119,7 +119,9 @@ async def run_client_days(plan: Sequence[fleet.ClientDay], concurrency: int, tit
     """Run each client-day with ``run_day``, ``concurrency`` at once; summarize them all.
 
     ``concurrency`` workers take the client-days in turn: a run holds the runs in progress and
-    one small outcome per client-day, not a pending coroutine for each of thousands of days."""
+    one small outcome per client-day, not a pending coroutine for each of thousands of days.
+    The heap alive when they start is kept out of the garbage collector's walks meanwhile
+    (``runtime.frozen_heap``)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     outcomes: list[fleet.DayOutcome | None] = [None] * len(plan)
@@ -129,8 +131,9 @@ async def run_client_days(plan: Sequence[fleet.ClientDay], concurrency: int, tit
         for position, client_day in turns:
             outcomes[position] = await _run_one(client_day, run_day)
 
-    async with runtime.shared_clients():
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
+    with runtime.frozen_heap():
+        async with runtime.shared_clients():
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
     summary = fleet.summarize(o for o in outcomes if o is not None)
     await acreate_markdown_artifact(summary.markdown(title), description=summary.line())
     if summary.crashed:

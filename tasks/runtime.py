@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -87,6 +88,28 @@ async def shared_clients() -> AsyncIterator[None]:
     with SyncClientContext.get_or_create():
         async with AsyncClientContext.get_or_create():
             yield
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep what is alive now out of the garbage collector's reach while inside (``gc.freeze``).
+
+    A fleet run's process holds a large, long-lived heap (prefect, pandas, pandera, SQLAlchemy
+    and their caches) that every full collection walks again, for nothing, while the
+    client-days allocate. Frozen, it is skipped: measured on a catch-up of 999 client-days
+    against a PostgreSQL-backed server, 23.3 → 21.6 ms of the worker's CPU per client-day
+    (two runs each way). Objects are still freed by reference counting; on the way out they
+    go back to the collector (``gc.unfreeze``), unless the heap was frozen before, by someone
+    else, in which case this changes nothing.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def current_flow_run_id() -> str | None:

@@ -27,14 +27,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_engine import run_flow_async
-from prefect.states import Scheduled
+from prefect.states import Completed, Scheduled
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
 from toporder_sync import automations, fleet, service
 from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.flows.daily import post_client_day
-from toporder_sync.flows.fleet import catch_up, dispatch_daily
+from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.tasks import daily as t
@@ -194,6 +194,33 @@ def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engi
     [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id)) if a.key]
     assert entry.task_run_id == rerun.id and entry.key == "day-alpha-2026-11-24"
     assert "| 511500 |" in entry.data
+
+
+def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() -> None:
+    """``runtime.frozen_heap``: frozen while the client-days run, given back to the collector
+    after, and a heap someone else froze stays frozen."""
+    import gc
+
+    seen: list[int] = []
+
+    async def run_day(client_day: fleet.ClientDay) -> Any:
+        seen.append(gc.get_freeze_count())
+        return Completed(name=fleet.POSTED, message="entry n°1 posted")
+
+    plan = [fleet.ClientDay(f"c{n}", "metropole", date(2026, 11, 24)) for n in range(3)]
+    assert gc.get_freeze_count() == 0
+    state = asyncio.run(run_client_days(plan, 2, "heap", run_day))
+    assert state.message == "3 client-days: 3 posted"
+    assert len(seen) == 3 and min(seen) > 0
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()
+    try:
+        with runtime.frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0  # not unfrozen (0) by frozen_heap
+    finally:
+        gc.unfreeze()
 
 
 def test_a_day_claimed_by_a_live_run_is_left_alone(ledger: Engine) -> None:
