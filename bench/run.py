@@ -177,7 +177,10 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
         loads.append(run_days(ids[1 + repeat * sizes.core_runs:1 + (repeat + 1) * sizes.core_runs]))
         processes.append(per_closure(process))
         floors.append(per_closure(lambda i: floor(frames[i], rows[i])))
-    return [Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
+    # The closure has ~1,000 ticket lines; the simulator's days vary (BENCHMARKS.md:
+    # the floor hardly moves with the size, the core grows with it).
+    return [Row("core: ticket lines per closure", "lines", tuple(map(float, map(len, frames)))),
+            Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
             Row("core: process (no ledger)", "ms CPU/closure", tuple(processes)),
             Row("core: floor", "ms CPU/closure", tuple(floors)),
             Row("A core run_day/floor", "×", tuple(p / f for p, f in zip(loads, floors,
