@@ -45,7 +45,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.fleet_throughput import client_ids, fill_ledger, free_port, process_cpu, start_server
+from bench.fleet_throughput import client_ids, drain, fill_ledger, free_port, start_server
 
 FIRST_DAY = date(2026, 11, 2)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -209,25 +209,6 @@ def report(result: dict[str, Any]) -> None:
     print(RESULT + json.dumps(result), flush=True)
 
 
-def drain(server_pid: int, *, quiet: float = 0.06, limit: float = 900.0) -> float:
-    """Wait until the Prefect server is idle (under ``quiet`` CPU-s in a second); the seconds
-    waited.
-
-    The server records task runs from their events, asynchronously, and falls behind a burst
-    of them: 1,000 empty mapped tasks are sent in ~8 s, and recorded in ~28 s of its CPU.
-    Measured one after the other, a run inherits the previous run's backlog; each rate of C
-    (a catch-up, each repeat of the empty mapped tasks) is measured from an idle server."""
-    started = time.perf_counter()
-    before = process_cpu(server_pid)
-    while time.perf_counter() - started < limit:
-        time.sleep(1.0)
-        now = process_cpu(server_pid)
-        if now - before < quiet:
-            break
-        before = now
-    return time.perf_counter() - started
-
-
 def child_flow(arguments: dict[str, Any]) -> None:
     """Empty sync flow runs, then ``post-client-day`` runs of one client's successive days, then
     the empty mapped tasks (an async flow, as ``catch-up`` is); each kind of run started the
@@ -323,13 +304,14 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
                 checkpoint.append((posted, peak_rss_mb(), time.perf_counter() - started))
 
     started = time.perf_counter()
-    watcher = threading.Thread(target=watch, daemon=True)
+    watcher = None
     if arguments["checkpoint"] is not None:
+        watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
     state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
     wall = time.perf_counter() - started
     done.set()
-    if watcher.is_alive():
+    if watcher is not None:
         watcher.join()
     report({"wall": wall, "client_days": len(clients) * arguments["days"],
             "state": f"{state.name}: {state.message}", "checkpoint": checkpoint,

@@ -8,6 +8,7 @@ Closures come from the simulator and are delivered as Toporder delivers them
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -199,8 +200,6 @@ def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engi
 def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() -> None:
     """``runtime.frozen_heap``: frozen while the client-days run, given back to the collector
     after, and a heap someone else froze stays frozen."""
-    import gc
-
     seen: list[int] = []
 
     async def run_day(client_day: fleet.ClientDay) -> Any:
