@@ -9,7 +9,7 @@ once started, ``--concurrency`` client-days at once per process:
 * ``dispatch-daily`` (the default): the morning of issue 3. Every client has the closure of
   yesterday (Europe/Paris) and the default 06:00 Europe/Paris schedule; each shard runs
   ``dispatch-daily`` for that hour, every client-day a ``post-client-day`` subflow run;
-* ``catch-up``: ``--days`` closures per client, each client-day a ``client-day`` task run.
+* ``catch-up``: ``--days`` closures per client, each client's days a ``client-days`` task run.
 
 It prints the wall time, client-days per second, each shard's outcomes, the time 10,000
 client-days would take at that rate, and the CPU the worker processes and the server spent per
@@ -197,7 +197,10 @@ def main() -> None:
             for shard in range(args.shards)]
         failed = [p.args for p in shards if p.wait() != 0]
         elapsed = time.perf_counter() - started
-        cpu, server_cpu = os.times(), process_cpu(server.pid) - server_before
+        cpu = os.times()
+        # The server records the runs' events after they end: its CPU is read once it is idle.
+        backlog = drain(server.pid)
+        server_cpu = process_cpu(server.pid) - server_before
         children = (cpu.children_user + cpu.children_system
                     - cpu_before.children_user - cpu_before.children_system)
         total = len(ids) * args.days
@@ -207,8 +210,9 @@ def main() -> None:
               f"{args.shards} shard process(es)" + (f"; FAILED: {failed}" if failed else ""))
         print(f"{total} client-days in {elapsed:.1f} s = {rate:.2f} client-days/s; "
               f"10,000 client-days would take {10_000 / rate / 60:.0f} min at this rate; "
-              f"CPU-s per client-day: {children / total:.2f} in the worker processes, "
-              f"{server_cpu / total:.2f} in the Prefect server")
+              f"CPU per client-day: {1000 * children / total:.1f} ms in the worker processes "
+              f"(their start included), {1000 * server_cpu / total:.1f} ms in the Prefect "
+              f"server (idle again {backlog:.0f} s after the flow runs ended)")
     finally:
         server.terminate()
         try:

@@ -7,9 +7,9 @@ baseline measured in the same session, on the same machine, at the same moment:
    map → build → load) / the floor of ``bench/core.py`` on the same closures (A);
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
-3. fleet: client-days/s of a ``catch-up`` of 1,000 client-days (a task run per client-day, 10
-   at once) / task runs/s of 1,000 empty tasks mapped in one default flow run, on the same
-   server, each started once the server is idle again (``drain``) (C);
+3. fleet: client-days/s of a ``catch-up`` of 1,000 client-days (200 clients of 5 days, a
+   task run per client, 10 at once) / task runs/s of 1,000 empty tasks mapped in one default
+   flow run, on the same server, each started once the server is idle again (``drain``) (C);
 4. memory: peak RSS (``VmHWM``) of a second catch-up process, of 10,000 client-days, once its
    first 1,000 are posted and at the end: two sizes from one run (D: the larger);
 5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite

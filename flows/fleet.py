@@ -1,16 +1,17 @@
-"""Many client-days at once, each its own run named ``<client> <day>``, at bounded concurrency.
+"""Many client-days at once, at bounded concurrency, and a summary of them all.
 
 ``dispatch-daily`` is the scheduled entry point of one (timezone, hour): the clients due then,
 plus those whose day still waits for its closure, each client-day its own ``post-client-day``
-flow run (top-level, see ``as_flow_run``). ``catch-up`` runs every (client, day) of a date
-range, each client-day a ``client-day`` task run of the catch-up's flow run: the same story and
-final state names at a fraction of the server's cost (``tasks/daily.py`` says why), since a
-catch-up runs thousands.
-Both run the same machinery: at most ``concurrency`` client-days at once, each returning its
-final state (``return_state=True``) so that one client's failure never stops the others, and a
-summary artifact counting posted / flagged (by state name) / refused / missing / waiting /
-already running. The flow completes with that summary as its message; it fails only when a
-client-day crashed unexpectedly (an error that is not a flagged day).
+flow run named ``<client> <day>`` (top-level, see ``as_flow_run``). ``catch-up`` runs every
+(client, day) of a date range, each client's days one ``client-days`` task run of the
+catch-up's flow run, oldest day first (``tasks.daily.client_days`` says why): each day the same
+story, final state name and artifacts as a ``post-client-day`` run, at a fraction of the
+server's cost, since a catch-up runs thousands.
+Both run the same machinery: at most ``concurrency`` runs at once, each giving the outcome of
+its client-days so that one client's failure never stops the others, and a summary artifact
+counting posted / flagged (by state name) / refused / missing / waiting / already running /
+not run, with the days to look at. The flow completes with that summary as its message; it
+fails only when a client-day crashed unexpectedly (an error that is not a flagged day).
 
 Everything runs in this process, sharing its API clients (``runtime.shared_clients``): ~0.15 s
 of orchestration per flow run instead of a fresh Python process per deployment run (measured on
@@ -23,7 +24,7 @@ import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prefect import flow, tags
 from prefect.artifacts import acreate_markdown_artifact
@@ -37,7 +38,7 @@ from toporder_sync.core import calendar
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.tasks import runtime
-from toporder_sync.tasks.daily import client_day as client_day_task
+from toporder_sync.tasks.daily import client_days as client_days_task
 from toporder_sync.tasks.runtime import engine, ledger_task
 
 
@@ -53,10 +54,11 @@ async def select_dispatch(timezone: str, hour: int, business_date: date, shard: 
                                    business_date=business_date, shard=shard, shards=shards)
 
 
-RunDay = Callable[[fleet.ClientDay], Awaitable[State[Any]]]
+Unit = TypeVar("Unit", fleet.ClientDay, fleet.ClientDays)
+RunUnit = Callable[[Unit], Awaitable[list[fleet.DayOutcome]]]
 
 
-async def as_flow_run(client_day: fleet.ClientDay) -> State[Any]:
+async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     """A ``post-client-day`` flow run of its own, tagged with its client and territory.
 
     Started from a copy of this context without the dispatch's run in it, so that the client-day
@@ -73,7 +75,13 @@ async def as_flow_run(client_day: fleet.ClientDay) -> State[Any]:
     with tags(f"client:{client_day.client_id}", f"territory:{client_day.territory}"):
         detached = contextvars.copy_context()
     detached.run(_outside_any_run)
-    return await asyncio.create_task(run(), context=detached)
+    try:
+        state = await asyncio.create_task(run(), context=detached)
+    except Exception as exc:  # one client-day never stops the others
+        # e.g. the server answering 503 while creating the flow run
+        return [_crashed(client_day.client_id, client_day.business_date, exc)]
+    return [fleet.DayOutcome(client_day.client_id, client_day.business_date, state.type.value,
+                             state.name or "", state.message or "")]
 
 
 def _outside_any_run() -> None:
@@ -83,58 +91,66 @@ def _outside_any_run() -> None:
     TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
 
 
-def as_task(posted_artifacts: bool) -> RunDay:
-    """Each client-day a ``client-day`` task run, named after its client and day.
+def _crashed(client_id: str, business_date: date, exc: Exception | str) -> fleet.DayOutcome:
+    message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return fleet.DayOutcome(client_id, business_date, "CRASHED", "Crashed", message)
+
+
+def as_task(posted_artifacts: bool) -> RunUnit[fleet.ClientDays]:
+    """Each client's days a ``client-days`` task run, named after the client and its days.
+
+    One task run per client rather than per client-day: the days must run one after the other
+    anyway (``tasks.daily.client_days``), and every task run costs the Prefect server the
+    same ~27 ms of CPU, a posted day or an empty task (measured against a PostgreSQL-backed
+    server, BENCHMARKS.md), and the worker a few ms of orchestration.
 
     Not tagged: a tagged task run goes through the server's tag concurrency limits as it starts
     and ends. Measured (300 empty async task runs, 10 at once, PostgreSQL-backed server):
     48–58/s and 23–26 ms of server CPU each untagged, 7–14/s and 65–97 ms with two tags. The
-    run's name and the catch-up's parameters say whose day it is.
+    run's name and the catch-up's parameters say whose days they are.
 
     Without ``posted_artifacts`` a posted day leaves no artifact: measured with py-spy on a
     catch-up of 200 client-days (PostgreSQL-backed server), creating them took ~8 % of the
     server's CPU (~40 ms a day) and ~3 % of the worker's."""
-    async def run_day(client_day: fleet.ClientDay) -> State[Any]:
-        # An async task called with return_state=True: prefect's stubs type it as the state.
-        run = client_day_task(client_day.client_id, client_day.business_date, posted_artifacts,
-                              return_state=True)
-        return await cast("Awaitable[State[Any]]", run)
-    return run_day
+    async def run_days(unit: fleet.ClientDays) -> list[fleet.DayOutcome]:
+        try:
+            # An async task called with return_state=True: prefect's stubs type it as the state.
+            state = await cast("Awaitable[State[Any]]", client_days_task(
+                unit.client_id, list(unit.business_dates), posted_artifacts, return_state=True))
+            outcomes = await state.aresult(raise_on_failure=False)
+        except Exception as exc:  # one client never stops the others
+            return [_crashed(unit.client_id, day, exc) for day in unit.business_dates]
+        if isinstance(outcomes, tuple) and len(outcomes) == len(unit.business_dates):
+            return list(outcomes)
+        # The task run ended without its days' outcomes (it crashed, was cancelled from the
+        # UI...): each of the client's days counts as crashed; the ledger holds those posted.
+        return [_crashed(unit.client_id, day, f"{state.name}: {state.message}")
+                for day in unit.business_dates]
+    return run_days
 
 
-async def _run_one(client_day: fleet.ClientDay, run_day: RunDay) -> fleet.DayOutcome:
-    try:
-        state = await run_day(client_day)
-    except Exception as exc:  # one client-day never stops the others
-        # e.g. the server answering 503 while creating the flow run: counted as crashed
-        # in the summary, the other client-days go on.
-        return fleet.DayOutcome(client_day.client_id, client_day.business_date,
-                                "CRASHED", "Crashed", f"{type(exc).__name__}: {exc}")
-    return fleet.DayOutcome(client_day.client_id, client_day.business_date, state.type.value,
-                            state.name or "", state.message or "")
+async def run_client_days(plan: Sequence[Unit], concurrency: int, title: str,
+                          run: RunUnit[Unit]) -> State[Any]:
+    """Run each unit of the plan (a client-day, or a client's days) with ``run``,
+    ``concurrency`` at once; summarize every client-day.
 
-
-async def run_client_days(plan: Sequence[fleet.ClientDay], concurrency: int, title: str,
-                          run_day: RunDay = as_flow_run) -> State[Any]:
-    """Run each client-day with ``run_day``, ``concurrency`` at once; summarize them all.
-
-    ``concurrency`` workers take the client-days in turn: a run holds the runs in progress and
-    one small outcome per client-day, not a pending coroutine for each of thousands of days.
-    The heap alive when they start is kept out of the garbage collector's walks meanwhile
+    ``concurrency`` workers take the units in turn: a run holds the runs in progress and one
+    small outcome per client-day, not a pending coroutine for each of thousands of days. The
+    heap alive when they start is kept out of the garbage collector's walks meanwhile
     (``runtime.frozen_heap``)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    outcomes: list[fleet.DayOutcome | None] = [None] * len(plan)
+    outcomes: list[list[fleet.DayOutcome]] = [[] for _ in plan]
     turns = iter(enumerate(plan))
 
     async def worker() -> None:
-        for position, client_day in turns:
-            outcomes[position] = await _run_one(client_day, run_day)
+        for position, unit in turns:
+            outcomes[position] = await run(unit)
 
     with runtime.frozen_heap():
         async with runtime.shared_clients():
             await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
-    summary = fleet.summarize(o for o in outcomes if o is not None)
+    summary = fleet.summarize(o for unit in outcomes for o in unit)
     await acreate_markdown_artifact(summary.markdown(title), description=summary.line())
     if summary.crashed:
         return Failed(name="Client-days crashed", message=summary.line())
@@ -187,4 +203,5 @@ async def dispatch_daily(timezone: str, hour: int, concurrency: int = 10, shard:
     day = calendar.previous_business_day(runtime.scheduled_start(), timezone)
     plan = await select_dispatch(timezone, hour, day, shard, shards)
     return await run_client_days(
-        plan, concurrency, f"Dispatch {timezone} {hour}h for {day}{_shard_title(shard, shards)}")
+        plan, concurrency, f"Dispatch {timezone} {hour}h for {day}{_shard_title(shard, shards)}",
+        as_flow_run)

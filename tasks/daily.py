@@ -6,14 +6,14 @@ artifact and, for a flagged day, an event.
 run, keeps running while the ledger works. It retries a ``TransientError`` itself, which the
 ledger makes safe. ``final_state`` turns its result into the state a person reads in the UI
 (``Posted``, ``POS data error``…), with the artifact and the event; the flow run of a client-day
-(``flows/daily.py``) and the ``client-day`` task run of a catch-up (``client_day`` below) both
-end with it, so a day reads the same whichever way it ran.
+(``flows/daily.py``) and each day of a catch-up's ``client-days`` task run (``client_days``
+below) end with it, so a day reads the same whichever way it ran.
 
 Why a catch-up runs task runs and the daily dispatch flow runs: measured on prefect 3.9.1 against
 a PostgreSQL-backed server, a subflow run costs the server ~0.25 CPU-s, a task run ~0.03 (the
 README's "Fitting a morning"). The daily runs keep one flow run per client-day, as their own
-deployment runs are; a catch-up of thousands of past days runs them as task runs of its flow
-run, each named ``<client> <day>`` and ending in the same state names.
+deployment runs are; a catch-up of thousands of past days runs each client's days as one task
+run of its flow run, named ``<client> <first day> to <last day>``, its days in date order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import State, StateType
 from prefect.events import emit_event
 from prefect.runtime import task_run
 from prefect.states import Cancelled, Completed, Failed
@@ -82,24 +82,74 @@ def error_state(client_id: str, business_date: date | None, exc: Exception) -> S
     return Failed(name=UNEXPECTED_ERROR, message=f"{type(exc).__name__}: {exc}")
 
 
-@task(name="client-day", task_run_name="{client_id} {business_date}", cache_policy=NO_CACHE,
-      timeout_seconds=300)
-async def client_day(client_id: str, business_date: date,
-                     posted_artifact: bool = True) -> State[Any]:
-    """One client-day of a catch-up, as a task run: the same story and final states as the
-    ``post-client-day`` flow. The task run's id holds the day's claim in the ledger.
+# A day of a catch-up that takes longer than this is abandoned as an unexpected error (its
+# thread may go on: the day's claim keeps any other run off it), and its client's later days
+# are not run.
+DAY_TIMEOUT = 300.0
 
-    ``posted_artifact=False``: a posted day leaves no artifact (its state message names the
-    entry, the ledger holds it); a day that needs a person still leaves its table of failures.
+
+def _days_run_name() -> str:
+    parameters = task_run.get_parameters()
+    dates = parameters["business_dates"]
+    span = f"{dates[0]}" if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return f"{parameters['client_id']} {span}" if dates else parameters["client_id"]
+
+
+@task(name="client-days", task_run_name=_days_run_name, cache_policy=NO_CACHE)
+async def client_days(client_id: str, business_dates: list[date],
+                      posted_artifact: bool = True) -> State[Any]:
+    """A client's days of a catch-up as one task run, oldest first, each day the same story,
+    final state, artifact and event as a ``post-client-day`` run. The task run's id holds each
+    day's claim in the ledger while it runs.
+
+    One after the other: a day's continuity check (identity 6) reads the closure posted for the
+    day before, which must be posted first. A day still unavailable after its retries, or
+    failing unexpectedly, stops its client's later days (``Not run``): they would only warn of
+    the gap it leaves, or fail the same way. The task run ends in the state of its most
+    pressing day (``fleet.most_pressing``), with a message counting the days and naming those
+    to look at; its result is every day's ``fleet.DayOutcome``, which the catch-up summarizes.
+
+    ``posted_artifact=False``: a posted day leaves no artifact (its entry is in the ledger); a
+    day that needs a person still leaves its table of failures.
     """
     run_id = task_run.get_id()
     if run_id is None:
-        raise RuntimeError("client-day runs only as a Prefect task run")
+        raise RuntimeError("client-days runs only as a Prefect task run")
+    outcomes: list[fleet.DayOutcome] = []
+    stopped: fleet.DayOutcome | None = None
+    for the_day in business_dates:
+        if stopped is not None:
+            outcomes.append(fleet.not_run(client_id, the_day, stopped))
+            continue
+        state = await _day_state(client_id, the_day, run_id, posted_artifact)
+        outcome = fleet.DayOutcome(client_id, the_day, state.type.value, state.name or "",
+                                   state.message or "")
+        outcomes.append(outcome)
+        if state.name in (TRANSIENT_ERROR, UNEXPECTED_ERROR):
+            stopped = outcome
+    return days_state(outcomes)
+
+
+async def _day_state(client_id: str, business_date: date, run_id: str,
+                     posted_artifact: bool) -> State[Any]:
     try:
-        result = await post_day(client_id, business_date, runtime.now(), run_id)
-    except Exception as exc:  # turned into the run's final state
+        result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
+                                                 run_id), DAY_TIMEOUT)
+    except Exception as exc:  # turned into the day's final state
         return error_state(client_id, business_date, exc)
     return await final_state(result, posted_artifact=posted_artifact)
+
+
+def days_state(outcomes: list[fleet.DayOutcome]) -> State[Any]:
+    """The state of a run of several client-days: its most pressing day's, all days counted."""
+    if not outcomes:
+        return Completed(message="0 client-days")
+    summary = fleet.summarize(outcomes)
+    message = summary.line() + "".join(f"; {o.business_date} {o.state_name}: {o.message}"
+                                       for o in summary.to_look_at)
+    worst = fleet.most_pressing(outcomes)
+    return State(type=StateType(worst.state_type), name=worst.state_name, message=message,
+                 data=tuple(outcomes))
 
 
 async def final_state(result: day.DayResult, *, posted_artifact: bool = True) -> State[Any]:
@@ -183,5 +233,5 @@ def announce(client_id: str, business_date: date, state_name: str, category: Cat
                payload=payload)
 
 
-__all__ = ["FLAGGED_EVENT", "announce", "client_day", "error_state", "final_state", "post_day",
-           "publish"]
+__all__ = ["FLAGGED_EVENT", "announce", "client_days", "days_state", "error_state", "final_state",
+           "post_day", "publish"]

@@ -30,6 +30,7 @@ def client(client_id: str, territory: Territory = Territory.METROPOLE) -> Client
     ("COMPLETED", "Waiting for closure", "waiting"),
     ("COMPLETED", "Completed", "crashed"),
     ("CANCELLED", "Already running", "already running"),
+    ("CANCELLED", "Not run", "not run"),
     ("CANCELLED", "Cancelled", "crashed"),
     ("FAILED", "POS data error", "flagged"),
     ("FAILED", "Mapping error", "flagged"),
@@ -42,13 +43,31 @@ def test_each_final_state_counts_on_one_line(state_type: str, name: str, kind: s
     assert fleet.outcome_of(state_type, name) == kind
 
 
-def test_catch_up_plan_runs_every_client_every_day_day_by_day() -> None:
+def test_catch_up_plan_gives_each_client_its_days_in_date_order() -> None:
     plan = fleet.catch_up_plan([client("a"), client("b", Territory.CORSE)], date(2026, 11, 1),
-                               date(2026, 11, 2))
-    assert [(p.client_id, p.territory, p.business_date.day) for p in plan] == [
-        ("a", "metropole", 1), ("b", "corse", 1), ("a", "metropole", 2), ("b", "corse", 2)]
+                               date(2026, 11, 3))
+    days = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
+    assert plan == [fleet.ClientDays("a", "metropole", days), fleet.ClientDays("b", "corse", days)]
     with pytest.raises(ValueError, match="before it starts"):
         fleet.days_between(date(2026, 11, 2), date(2026, 11, 1))
+
+
+def test_the_most_pressing_day_speaks_for_a_client_s_days() -> None:
+    day = date(2026, 11, 27)
+    posted = fleet.DayOutcome("a", day, "COMPLETED", "Posted", "entry n°1 posted")
+    warned = fleet.DayOutcome("a", day, "COMPLETED", "Posted with warnings", "Z8 after Z6")
+    waiting = fleet.DayOutcome("a", day, "COMPLETED", "Waiting for closure", "not yet")
+    refused = fleet.DayOutcome("a", day, "FAILED", "Refused", "before activation")
+    flagged = fleet.DayOutcome("a", day, "FAILED", "POS data error", "debit ≠ credit")
+    crashed = fleet.DayOutcome("a", day, "FAILED", "Unexpected error", "KeyError")
+    assert fleet.most_pressing([posted, warned, posted]) is warned
+    assert fleet.most_pressing([posted, waiting]) is waiting
+    assert fleet.most_pressing([refused, posted, flagged, waiting]) is flagged
+    assert fleet.most_pressing([flagged, crashed, refused]) is crashed
+    later = fleet.not_run("a", date(2026, 11, 28), crashed)
+    assert later.kind == "not run" and fleet.most_pressing([later, refused]) is refused
+    assert later.message == ("not run: 2026-11-27 ended 'Unexpected error' first; "
+                             "run the catch-up again from 2026-11-27")
 
 
 def test_dispatch_plan_runs_a_due_client_that_also_waits_once() -> None:

@@ -28,7 +28,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_engine import run_flow_async
-from prefect.states import Completed, Scheduled
+from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
@@ -114,8 +114,8 @@ async def _client_day_runs(dispatch: Any) -> list[Any]:
     return [run for run in runs if names[run.flow_id] == "post-client-day"]
 
 
-async def _client_day_task_runs(flow_run_id: Any, expected: int) -> list[Any]:
-    """The client-day task runs of a flow run, once the server holds ``expected`` of them in a
+async def _client_days_task_runs(flow_run_id: Any, expected: int) -> list[Any]:
+    """The client-days task runs of a flow run, once the server holds ``expected`` of them in a
     final state: it records task runs from their events, asynchronously (seen lagging: 8 of 9,
     one still Running, just after the catch-up ended)."""
     runs: list[Any] = []
@@ -123,7 +123,7 @@ async def _client_day_task_runs(flow_run_id: Any, expected: int) -> list[Any]:
         for _ in range(60):
             runs = [run for run in await client.read_task_runs(flow_run_filter=FlowRunFilter(
                         id=FlowRunFilterId(any_=[flow_run_id])))
-                    if run.task_key.startswith("client_day")]
+                    if run.task_key.startswith("client_days")]
             if len(runs) >= expected and all(run.state and run.state.is_final() for run in runs):
                 break
             await asyncio.sleep(0.5)
@@ -149,7 +149,7 @@ async def _flagged_events(client_id: str, expected: int) -> list[Any]:
     return []
 
 
-def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engine) -> None:
+def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: Engine) -> None:
     day1, day2, day3 = date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)
     deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), day1, 3)
     deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1), territory="corse"), day1, 3,
@@ -162,16 +162,22 @@ def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engi
     assert state.message == ("9 client-days: 7 posted, 1 flagged (1 POS data error), "
                              "1 refused")
     catch_up_id = state.state_details.flow_run_id
-    # Each client-day is a task run of the catch-up named after it, no subflow (tasks/daily.py).
+    # Each client's days are a task run of the catch-up named after them, no subflow.
     assert asyncio.run(_subflow_runs(catch_up_id)) == []
-    runs = asyncio.run(_client_day_task_runs(catch_up_id, 9))
+    runs = asyncio.run(_client_days_task_runs(catch_up_id, 3))
     by_name = {run.name: run for run in runs}
-    assert len(runs) == 9 and len(by_name) == 9
-    assert by_name["bravo 2026-11-25"].state.name == "POS data error"
-    assert by_name["charlie 2026-11-24"].state.name == "Refused"
-    assert by_name["alpha 2026-11-24"].state.name == "Posted"
-    assert by_name["alpha 2026-11-24"].state.type.value == "COMPLETED"
-    assert by_name["bravo 2026-11-25"].state.type.value == "FAILED"
+    assert sorted(by_name) == ["alpha 2026-11-24 to 2026-11-26", "bravo 2026-11-24 to 2026-11-26",
+                               "charlie 2026-11-24 to 2026-11-26"]
+    alpha, bravo, charlie = (by_name[f"{c} 2026-11-24 to 2026-11-26"]
+                             for c in ("alpha", "bravo", "charlie"))
+    # Each ends in its most pressing day's state, counting its days and naming those to see.
+    assert (alpha.state.type.value, alpha.state.name) == ("COMPLETED", "Posted")
+    assert alpha.state.message == "3 client-days: 3 posted"
+    assert (bravo.state.type.value, bravo.state.name) == ("FAILED", "POS data error")
+    assert bravo.state.message.startswith(
+        "3 client-days: 2 posted, 1 flagged (1 POS data error); 2026-11-25 POS data error: "
+        "Toporder must correct the closure")
+    assert (charlie.state.type.value, charlie.state.name) == ("FAILED", "Refused")
     with session_scope(ledger) as session:
         numbers = {c: sorted(e.entry.date
                              for e in repository.entries_between(session, c, day1, day3))
@@ -182,19 +188,73 @@ def test_catch_up_runs_each_client_day_as_a_task_run_and_summarizes(ledger: Engi
     artifacts = asyncio.run(_artifacts(catch_up_id))
     [summary] = [a for a in artifacts if a.key is None]
     assert "| flagged: POS data error | 1 |" in summary.data
-    # The failures of each client-day to look at, on its task run; no entry of a posted day
-    # unless asked (posted_artifacts).
-    assert {a.task_run_id for a in artifacts if a.key} == {
-        by_name["bravo 2026-11-25"].id, by_name["charlie 2026-11-24"].id}
+    # The failures of each client-day to look at, on its client's task run; no entry of a
+    # posted day unless asked (posted_artifacts).
+    assert {(a.key, a.task_run_id) for a in artifacts if a.key} == {
+        ("day-bravo-2026-11-25", bravo.id), ("day-charlie-2026-11-24", charlie.id)}
     assert "| bravo | 2026-11-25 | POS data error |" in summary.data
 
     again = asyncio.run(catch_up(day1, day1, ["alpha"], posted_artifacts=True,
                                  return_state=True))
     assert again.message == "1 client-days: 1 posted"
-    [rerun] = asyncio.run(_client_day_task_runs(again.state_details.flow_run_id, 1))
+    [rerun] = asyncio.run(_client_days_task_runs(again.state_details.flow_run_id, 1))
+    assert rerun.name == "alpha 2026-11-24"
     [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id)) if a.key]
     assert entry.task_run_id == rerun.id and entry.key == "day-alpha-2026-11-24"
     assert "| 511500 |" in entry.data
+
+
+def test_a_catch_up_posts_a_client_s_days_in_date_order_without_false_gaps(
+        ledger: Engine) -> None:
+    """Identity 6 reads the closure posted for the day before: run at once, a client's days
+    were posted out of order and the later ones warned of closures missing that were not
+    (before the days of a client ran in one task run, 4 of these 12 days did)."""
+    first = date(2026, 11, 10)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 12)
+
+    state = asyncio.run(catch_up(first, first + timedelta(days=11), concurrency=10,
+                                 return_state=True))
+
+    assert state.message == "12 client-days: 12 posted"
+    [run] = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 1))
+    assert (run.state.name, run.state.message) == ("Posted", "12 client-days: 12 posted")
+    with session_scope(ledger) as session:
+        entries = repository.entries_between(session, "alpha", first, first + timedelta(days=11))
+        warned = [s.business_date for s in repository.day_statuses(session, "alpha")
+                  if s.warnings]
+    assert [e.entry.date for e in sorted(entries, key=lambda e: e.number)] == [
+        first + timedelta(days=n) for n in range(12)]
+    assert warned == []
+
+
+def test_a_day_failing_unexpectedly_stops_its_client_s_later_days_only(
+        ledger: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = date(2026, 11, 24)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 3)
+    deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1)), first, 3)
+    post_day = t._post_day
+
+    def failing(client_id: str, business_date: date | None, *args: Any) -> Any:
+        if (client_id, business_date) == ("alpha", first + timedelta(days=1)):
+            raise KeyError("a bug")
+        return post_day(client_id, business_date, *args)
+
+    monkeypatch.setattr(t, "_post_day", failing)
+    state = asyncio.run(catch_up(first, first + timedelta(days=2), concurrency=2,
+                                 return_state=True))
+
+    assert state.is_failed() and state.name == "Client-days crashed"
+    assert state.message == "6 client-days: 4 posted, 1 not run, 1 crashed"
+    assert statuses(ledger, "alpha") == {first: "posted", first + timedelta(days=1): "received",
+                                         first + timedelta(days=2): "received"}
+    assert set(statuses(ledger, "bravo").values()) == {"posted"}
+    runs = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 2))
+    [alpha] = [run for run in runs if run.name.startswith("alpha")]
+    assert (alpha.state.type.value, alpha.state.name) == ("FAILED", "Unexpected error")
+    assert alpha.state.message == (
+        "3 client-days: 1 posted, 1 not run, 1 crashed; 2026-11-25 Unexpected error: "
+        "KeyError: 'a bug'; 2026-11-26 Not run: not run: 2026-11-25 ended 'Unexpected error' "
+        "first; run the catch-up again from 2026-11-25")
 
 
 def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() -> None:
@@ -202,9 +262,10 @@ def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() 
     after, and a heap someone else froze stays frozen."""
     seen: list[int] = []
 
-    async def run_day(client_day: fleet.ClientDay) -> Any:
+    async def run_day(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
         seen.append(gc.get_freeze_count())
-        return Completed(name=fleet.POSTED, message="entry n°1 posted")
+        return [fleet.DayOutcome(client_day.client_id, client_day.business_date, "COMPLETED",
+                                 fleet.POSTED, "entry n°1 posted")]
 
     plan = [fleet.ClientDay(f"c{n}", "metropole", date(2026, 11, 24)) for n in range(3)]
     assert gc.get_freeze_count() == 0

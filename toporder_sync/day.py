@@ -3,7 +3,7 @@
 This is the story of a client-day, told without Prefect: it chains the ledger steps of
 ``service`` and the pure stages of ``core.pipeline``, and ends with a ``DayResult`` saying what
 happened and who must act. ``tasks/daily.py`` runs it in a worker thread, whole, inside a
-``post-client-day`` flow run or a catch-up's ``client-day`` task run, again whole when it raises
+``post-client-day`` flow run or a catch-up's ``client-days`` task run, again whole when it raises
 a ``TransientError``, and turns the result into a final state, an artifact and, for a flagged
 day, an event.
 

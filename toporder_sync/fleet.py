@@ -28,6 +28,7 @@ WAITING = "Waiting for closure"
 ALREADY_RUNNING = "Already running"
 REFUSED = "Refused"
 MISSING = "Missing closure"
+NOT_RUN = "Not run"
 POS_DATA_ERROR = "POS data error"
 MAPPING_ERROR = "Mapping error"
 
@@ -36,7 +37,12 @@ FLAGGED_STATES = frozenset({POS_DATA_ERROR, MAPPING_ERROR})
 # What a run counts as in a summary, in the order a summary lists them.
 OUTCOMES: tuple[str, ...] = (
     "posted", "nothing to post", "flagged", "refused", "missing", "waiting", "already running",
-    "crashed",
+    "not run", "crashed",
+)
+# The same, most pressing first: what a run of several client-days says of them as a whole.
+_PRESSING: tuple[str, ...] = (
+    "crashed", "flagged", "missing", "refused", "not run", "already running", "waiting",
+    "posted", "nothing to post",
 )
 
 
@@ -45,6 +51,15 @@ class ClientDay:
     client_id: str
     territory: str
     business_date: date
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDays:
+    """A client's days of a catch-up, in date order: they run one after the other."""
+
+    client_id: str
+    territory: str
+    business_dates: tuple[date, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +82,9 @@ def outcome_of(state_type: str, state_name: str) -> str:
         if state_name in (POSTED, POSTED_WITH_WARNINGS):
             return "posted"
         return {NOTHING_TO_POST: "nothing to post", WAITING: "waiting"}.get(state_name, "crashed")
-    if state_type == "CANCELLED" and state_name == ALREADY_RUNNING:
-        return "already running"
+    if state_type == "CANCELLED":
+        return {ALREADY_RUNNING: "already running", NOT_RUN: "not run"}.get(state_name,
+                                                                            "crashed")
     if state_type == "FAILED":
         if state_name in FLAGGED_STATES:
             return "flagged"
@@ -83,14 +99,31 @@ def days_between(date_from: date, date_to: date) -> list[date]:
 
 
 def catch_up_plan(clients: Sequence[ClientRecord], date_from: date,
-                  date_to: date) -> list[ClientDay]:
-    """Every (client, day) of the range, day by day, so that early days finish first.
+                  date_to: date) -> list[ClientDays]:
+    """Every day of the range for each client, a client's days together and in date order.
 
-    Days before a client's activation are kept: the client-day run refuses them itself, so a
-    catch-up reports them as refused instead of silently skipping them.
+    A client's days must run one after the other, oldest first: the continuity check of a day
+    (identity 6) reads the closure posted for the day before, so a day posted before its
+    predecessor warns of a closure missing that is not (seen when a catch-up ran a client's
+    days at once). Days before a client's activation are kept: the client-day run refuses them
+    itself, so a catch-up reports them as refused instead of silently skipping them.
     """
-    days = days_between(date_from, date_to)
-    return [ClientDay(c.client_id, c.territory.value, day) for day in days for c in clients]
+    days = tuple(days_between(date_from, date_to))
+    return [ClientDays(c.client_id, c.territory.value, days) for c in clients]
+
+
+def not_run(client_id: str, business_date: date, cause: DayOutcome) -> DayOutcome:
+    """A day left alone because an earlier day of its client failed (``cause``)."""
+    return DayOutcome(client_id, business_date, "CANCELLED", NOT_RUN,
+                      f"not run: {cause.business_date} ended {cause.state_name!r} first; "
+                      f"run the catch-up again from {cause.business_date}")
+
+
+def most_pressing(outcomes: Sequence[DayOutcome]) -> DayOutcome:
+    """The outcome that speaks for several client-days: the first of the most pressing kind,
+    a day posted with warnings before one posted without."""
+    return min(outcomes, key=lambda o: (_PRESSING.index(o.kind),
+                                        o.state_name != POSTED_WITH_WARNINGS))
 
 
 def dispatch_plan(due: Iterable[ClientRecord], waiting: Iterable[ClientRecord],
@@ -161,6 +194,12 @@ class Summary:
     def crashed(self) -> int:
         return self.counts["crashed"]
 
+    @property
+    def to_look_at(self) -> list[DayOutcome]:
+        """The client-days a person must look at (not posted), oldest first."""
+        return sorted((o for o in self.outcomes if o.kind not in ("posted", "nothing to post")),
+                      key=lambda o: (o.business_date, o.client_id))
+
     def line(self) -> str:
         """One line for the flow's state message: every non-zero count, flagged by state."""
         parts = []
@@ -180,14 +219,14 @@ class Summary:
                                 for name, n in sorted(self.flagged.items()))]
         text = f"# {title}\n\n{self.line()}\n\n| outcome | client-days |\n|---|---:|\n"
         text += "\n".join(rows) + "\n"
-        attention = [o for o in self.outcomes if o.kind not in ("posted", "nothing to post")]
+        attention = self.to_look_at
         if attention:
             text += ("\n## Days to look at\n\n| client | day | state | message |\n"
                      "|---|---|---|---|\n")
             text += "\n".join(
                 f"| {o.client_id} | {o.business_date} | {o.state_name} | "
                 f"{o.message.replace('|', '/').replace(chr(10), ' ')} |"
-                for o in sorted(attention, key=lambda o: (o.business_date, o.client_id))
+                for o in attention
             ) + "\n"
         return text
 
