@@ -135,6 +135,9 @@ async def _day_state(client_id: str, business_date: date, run_id: str,
     try:
         result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
                                                  run_id), DAY_TIMEOUT)
+    except TimeoutError as exc:
+        return error_state(client_id, business_date,
+                           TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s"))
     except Exception as exc:  # turned into the day's final state
         return error_state(client_id, business_date, exc)
     return await final_state(result, posted_artifact=posted_artifact)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -255,6 +256,30 @@ def test_a_day_failing_unexpectedly_stops_its_client_s_later_days_only(
         "3 client-days: 1 posted, 1 not run, 1 crashed; 2026-11-25 Unexpected error: "
         "KeyError: 'a bug'; 2026-11-26 Not run: not run: 2026-11-25 ended 'Unexpected error' "
         "first; run the catch-up again from 2026-11-25")
+
+
+def test_a_day_that_hangs_is_abandoned_and_its_client_s_later_days_not_run(
+        ledger: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = date(2026, 11, 24)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 2)
+    post_day = t._post_day
+
+    def hanging(client_id: str, business_date: date | None, *args: Any) -> Any:
+        if business_date == first:
+            time.sleep(1.0)
+        return post_day(client_id, business_date, *args)
+
+    monkeypatch.setattr(t, "_post_day", hanging)
+    monkeypatch.setattr(t, "DAY_TIMEOUT", 0.2)
+    state = asyncio.run(catch_up(first, first + timedelta(days=1), return_state=True))
+
+    assert state.message == "2 client-days: 1 not run, 1 crashed"
+    [run] = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 1))
+    assert run.state.message.startswith(
+        "2 client-days: 1 not run, 1 crashed; 2026-11-24 Unexpected error: TimeoutError: the "
+        "day ran over 0.2 s; 2026-11-25 Not run: ")
+    time.sleep(1.0)  # the abandoned day's thread ends; its claim kept any other run off it
+    assert statuses(ledger, "alpha")[first + timedelta(days=1)] == "received"
 
 
 def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() -> None:
