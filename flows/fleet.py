@@ -177,7 +177,9 @@ def _run_name(template: str) -> Callable[[], str]:
 async def catch_up(date_from: date, date_to: date, clients: list[str] | None = None,
                    concurrency: int = 10, shard: int = 0, shards: int = 1,
                    posted_artifacts: bool = False) -> State[Any]:
-    """``shard``/``shards``: this run takes only its share of the clients (``fleet.in_shard``),
+    """``concurrency``: clients at once; a client's days run one after the other, oldest first.
+
+    ``shard``/``shards``: this run takes only its share of the clients (``fleet.in_shard``),
     so that ``shards`` runs started together cover them all once, on as many workers.
 
     ``posted_artifacts``: also an artifact with the entry of each posted day (off: a catch-up
