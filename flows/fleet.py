@@ -39,6 +39,7 @@ from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.daily import client_days as client_days_task
+from toporder_sync.tasks.daily import day_outcome
 from toporder_sync.tasks.runtime import engine, ledger_task
 
 
@@ -80,8 +81,7 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     except Exception as exc:  # one client-day never stops the others
         # e.g. the server answering 503 while creating the flow run
         return [_crashed(client_day.client_id, client_day.business_date, exc)]
-    return [fleet.DayOutcome(client_day.client_id, client_day.business_date, state.type.value,
-                             state.name or "", state.message or "")]
+    return [day_outcome(client_day.client_id, client_day.business_date, state)]
 
 
 def _outside_any_run() -> None:

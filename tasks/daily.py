@@ -19,7 +19,9 @@ run of its flow run, named ``<client> <first day> to <last day>``, its days in d
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -34,7 +36,8 @@ from toporder_sync import day, fleet, report
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, Finding, TransientError
 from toporder_sync.core.model import Entry
-from toporder_sync.ledger.repository import PostResult
+from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.sources import ClosureSource
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
 
@@ -54,21 +57,28 @@ TRANSIENT_ERROR = "Still unavailable"
 FLAGGED_EVENT = "toporder.day.flagged"
 
 
+ClientAndSource = Callable[[], tuple[ClientRecord, ClosureSource]]
+
+
 async def post_day(client_id: str, business_date: date | None, scheduled: datetime,
-                   run_id: str) -> day.DayResult:
+                   run_id: str, read_client: ClientAndSource | None = None) -> day.DayResult:
     """The client-day; a scheduled run (no date) takes the day before ``scheduled``, locally.
 
+    ``read_client`` gives the client and its source (default: read from the ledger for this
+    day alone).
     Retried on a ``TransientError`` (``runtime.retry_transient``): safe, since every step is
     one ledger transaction and the ledger is idempotent."""
     return await runtime.retry_transient(
-        lambda: asyncio.to_thread(_post_day, client_id, business_date, scheduled, run_id),
+        lambda: asyncio.to_thread(_post_day, client_id, business_date, scheduled, run_id,
+                                  read_client),
         what=f"{client_id} {business_date or 'scheduled'}")
 
 
 def _post_day(client_id: str, business_date: date | None, scheduled: datetime,
-              run_id: str) -> day.DayResult:
+              run_id: str, read_client: ClientAndSource | None = None) -> day.DayResult:
     ledger = engine()
-    client, source = day.client_and_source(ledger, client_id)
+    client, source = (read_client() if read_client
+                      else day.client_and_source(ledger, client_id))
     the_day = business_date or calendar.previous_business_day(scheduled, client.timezone)
     return day.run_day(ledger, client, the_day, source=source, run_id=run_id, now=runtime.now)
 
@@ -90,9 +100,8 @@ DAY_TIMEOUT = 300.0
 
 def _days_run_name() -> str:
     parameters = task_run.get_parameters()
-    dates = parameters["business_dates"]
-    span = f"{dates[0]}" if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    return f"{parameters['client_id']} {span}" if dates else parameters["client_id"]
+    first, last = parameters["business_dates"][0], parameters["business_dates"][-1]
+    return f"{parameters['client_id']} {first}" + ("" if first == last else f" to {last}")
 
 
 @task(name="client-days", task_run_name=_days_run_name, cache_policy=NO_CACHE)
@@ -109,32 +118,43 @@ async def client_days(client_id: str, business_dates: list[date],
     pressing day (``fleet.most_pressing``), with a message counting the days and naming those
     to look at; its result is every day's ``fleet.DayOutcome``, which the catch-up summarizes.
 
+    ``business_dates``: at least one. The client is read from the ledger once, when its first
+    day needs it (a read that fails is not kept: the next day reads again).
+
     ``posted_artifact=False``: a posted day leaves no artifact (its entry is in the ledger); a
     day that needs a person still leaves its table of failures.
     """
     run_id = task_run.get_id()
     if run_id is None:
         raise RuntimeError("client-days runs only as a Prefect task run")
+    # Called in the days' worker threads, never on the event loop (``engine()`` may upgrade).
+    read_client = cache(lambda: day.client_and_source(engine(), client_id))
     outcomes: list[fleet.DayOutcome] = []
     stopped: fleet.DayOutcome | None = None
     for the_day in business_dates:
         if stopped is not None:
             outcomes.append(fleet.not_run(client_id, the_day, stopped))
             continue
-        state = await _day_state(client_id, the_day, run_id, posted_artifact)
-        outcome = fleet.DayOutcome(client_id, the_day, state.type.value, state.name or "",
-                                   state.message or "")
+        outcome = day_outcome(client_id, the_day,
+                              await _day_state(client_id, the_day, run_id, posted_artifact,
+                                               read_client))
         outcomes.append(outcome)
-        if state.name in (TRANSIENT_ERROR, UNEXPECTED_ERROR):
+        if outcome.kind == "crashed":  # still unavailable after its retries, or a bug
             stopped = outcome
     return days_state(outcomes)
 
 
+def day_outcome(client_id: str, business_date: date, state: State[Any]) -> fleet.DayOutcome:
+    """What a client-day's final state counts as in a fleet run's summary."""
+    return fleet.DayOutcome(client_id, business_date, state.type.value, state.name or "",
+                            state.message or "")
+
+
 async def _day_state(client_id: str, business_date: date, run_id: str,
-                     posted_artifact: bool) -> State[Any]:
+                     posted_artifact: bool, read_client: ClientAndSource) -> State[Any]:
     try:
         result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
-                                                 run_id), DAY_TIMEOUT)
+                                                 run_id, read_client), DAY_TIMEOUT)
     except TimeoutError as exc:
         return error_state(client_id, business_date,
                            TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s"))
@@ -144,9 +164,7 @@ async def _day_state(client_id: str, business_date: date, run_id: str,
 
 
 def days_state(outcomes: list[fleet.DayOutcome]) -> State[Any]:
-    """The state of a run of several client-days: its most pressing day's, all days counted."""
-    if not outcomes:
-        return Completed(message="0 client-days")
+    """The state of a run of client-days (at least one): its most pressing day's, all counted."""
     summary = fleet.summarize(outcomes)
     message = summary.line() + "".join(f"; {o.business_date} {o.state_name}: {o.message}"
                                        for o in summary.to_look_at)
@@ -236,5 +254,5 @@ def announce(client_id: str, business_date: date, state_name: str, category: Cat
                payload=payload)
 
 
-__all__ = ["FLAGGED_EVENT", "announce", "client_days", "days_state", "error_state", "final_state",
-           "post_day", "publish"]
+__all__ = ["FLAGGED_EVENT", "announce", "client_days", "day_outcome", "days_state", "error_state",
+           "final_state", "post_day", "publish"]

@@ -33,7 +33,7 @@ from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
-from toporder_sync import automations, fleet, service
+from toporder_sync import automations, day, fleet, service
 from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
@@ -206,17 +206,27 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
 
 
 def test_a_catch_up_posts_a_client_s_days_in_date_order_without_false_gaps(
-        ledger: Engine) -> None:
+        ledger: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Identity 6 reads the closure posted for the day before: run at once, a client's days
     were posted out of order and the later ones warned of closures missing that were not
-    (before the days of a client ran in one task run, 4 of these 12 days did)."""
+    (before the days of a client ran in one task run, 4 of these 12 days did). The client is
+    read from the ledger once for its 12 days."""
     first = date(2026, 11, 10)
     deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 12)
+    reads: list[str] = []
+    read_client = day.client_and_source
+
+    def counted(engine: Engine, client_id: str) -> Any:
+        reads.append(client_id)
+        return read_client(engine, client_id)
+
+    monkeypatch.setattr(day, "client_and_source", counted)
 
     state = asyncio.run(catch_up(first, first + timedelta(days=11), concurrency=10,
                                  return_state=True))
 
     assert state.message == "12 client-days: 12 posted"
+    assert reads == ["alpha"]
     [run] = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 1))
     assert (run.state.name, run.state.message) == ("Posted", "12 client-days: 12 posted")
     with session_scope(ledger) as session:
