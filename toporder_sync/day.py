@@ -17,10 +17,11 @@ nothing.
 The day's claim is taken first, in the same transaction as its admission
 (``service.claim_and_admit``; for an ``InboxSource``, the closure is read from the inbox in that
 transaction too), and always released: two runs of one client-day never run at once, whatever
-the orchestrator does. The transaction that records a day that is not posted
-(refused, flagged, empty, waiting, missing) lets go of the claim as it commits; a posted day's
-claim is released in a transaction of its own after the posting's commit (a run that dies in
-between holds the day until its lease lapses), and so is the claim of a run that raised.
+the orchestrator does. The last transaction of a day, the one that records what became of it
+(posted, refused, flagged, empty, waiting, missing), lets go of the claim as it commits: a run
+that dies after it leaves the day free, and a rerun finds it settled. The claim of a run that
+raised is released in a transaction of its own; a run that dies before its last commit holds
+the day until its lease lapses.
 """
 
 from __future__ import annotations
@@ -101,16 +102,13 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
                                         now=now(), lease=lease, read_inbox=inbox_read)
     if admission is None:
         return DayResult(client, business_date, "already_running")
-    released = False
     try:
-        result = _claimed_day(engine, client, business_date, admission, source=source,
-                              inbox_read=inbox_read, run_id=run_id, now=now)
-        # The last transaction of a day not posted let go of the claim as it committed.
-        released = result.outcome != "posted"
-        return result
-    finally:
-        if not released:
-            service.release(engine, client.client_id, business_date, run_id=run_id)
+        # The day's last transaction lets go of the claim as it commits.
+        return _claimed_day(engine, client, business_date, admission, source=source,
+                            inbox_read=inbox_read, run_id=run_id, now=now)
+    except BaseException:
+        service.release(engine, client.client_id, business_date, run_id=run_id)
+        raise
 
 
 def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
@@ -158,7 +156,7 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
         return DayResult(client, business_date, "empty", None, warnings, entry)
     posted = service.post(engine, client_id, business_date, closure_id=fetched.closure_id,
                           entry=entry, matches=mapping.matches, warnings=warnings, now=now(),
-                          flow_run_id=run_id)
+                          flow_run_id=run_id, release=True)
     checkpoints.reached("after_commit")
     return DayResult(client, business_date, "posted", None, warnings, entry, posted)
 

@@ -119,13 +119,13 @@ def previous_closure(engine: Engine, client_id: str, establishment_id: str,
 
 def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int, entry: Entry,
          matches: Sequence[MethodMatch], warnings: Sequence[Finding], now: datetime,
-         flow_run_id: str | None = None) -> PostResult:
+         flow_run_id: str | None = None, release: bool = False) -> PostResult:
     """Post the day's entry (reversing a different one already posted), in one transaction.
 
     For a client set up for Pennylane, the reversal and the entry written are queued in the
-    outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``). The
-    run's claim of the day outlives this commit (``release`` lets go of it): a run that dies
-    right after posting holds the day until its lease lapses.
+    outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
+    ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction,
+    as it commits: nothing is left for the run to do in the ledger once the day is posted.
     """
     with session_scope(engine) as session:
         day = repository.lock_client_day(session, client_id, business_date, now=now)
@@ -137,7 +137,7 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
         repository.record_day(
             session, client_id, business_date, state="posted", error_category=None,
             messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
-            now=now, entry_id=result.entry_id,
+            now=now, entry_id=result.entry_id, release=flow_run_id if release else None,
         )
         checkpoints.reached("before_commit")
     return result

@@ -2,8 +2,9 @@
 
 For many simulated closures, a forked process runs the client-day with
 ``TOPORDER_SYNC_CRASH_AT`` set to one checkpoint and dies there; a rerun before the dead run's
-claim lapses must end ``already_running`` without touching anything; a rerun after it must
-settle the day; then the invariants must hold. The same again with a corrected closure (the
+claim lapses must end ``already_running`` without touching anything (after the posting's
+commit, which let go of the claim, it finds the day posted and changes nothing); a rerun after
+it must settle the day; then the invariants must hold. The same again with a corrected closure (the
 crash then hits the reversal-and-repost). Finally the outbox relay is killed between a
 delivery and its mark: the notification goes out again, same event id, and ends ``sent``.
 """
@@ -49,7 +50,12 @@ def _crash_and_rerun(engine: Engine, url: str, client: support.ClientRecord, day
     tally.tried("crash", f"{checkpoint}{'' if reached else ' (not on path)'}",
                 counts="fault" if reached else None)
     early = support.run(engine, client, day, run_id=f"early-{attempt}")  # type: ignore[arg-type]
-    if reached:
+    if reached and checkpoint == "after_commit":
+        # the posting let go of the claim as it committed: the day is settled, the rerun
+        # changes nothing
+        assert early.outcome == "posted", "a day posted is free as its posting commits"
+        assert early.posted is not None and early.posted.status == "unchanged", early.posted
+    elif reached:
         assert early.outcome == "already_running", "a dead run's claim holds until it lapses"
     later = support.run(engine, client, day, run_id=f"rerun-{attempt}",  # type: ignore[arg-type]
                         now=support.AFTER_LEASE)
