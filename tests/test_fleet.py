@@ -66,7 +66,7 @@ def test_the_most_pressing_day_speaks_for_a_client_s_days() -> None:
     assert fleet.most_pressing([flagged, crashed, refused]) is crashed
     later = fleet.not_run("a", date(2026, 11, 28), crashed)
     assert later.kind == "not run" and fleet.most_pressing([later, refused]) is refused
-    assert later.message == ("not run: 2026-11-27 ended 'Unexpected error' first; "
+    assert later.message == ("2026-11-27 ended 'Unexpected error' first; "
                              "run the catch-up again from 2026-11-27")
 
 

@@ -264,7 +264,7 @@ def test_a_day_failing_unexpectedly_stops_its_client_s_later_days_only(
     assert (alpha.state.type.value, alpha.state.name) == ("FAILED", "Unexpected error")
     assert alpha.state.message == (
         "3 client-days: 1 posted, 1 not run, 1 crashed; 2026-11-25 Unexpected error: "
-        "KeyError: 'a bug'; 2026-11-26 Not run: not run: 2026-11-25 ended 'Unexpected error' "
+        "KeyError: 'a bug'; 2026-11-26 Not run: 2026-11-25 ended 'Unexpected error' "
         "first; run the catch-up again from 2026-11-25")
 
 

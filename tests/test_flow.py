@@ -26,6 +26,7 @@ from toporder_sync.core.errors import TransientError
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
+from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import only_transient
 
 pytestmark = pytest.mark.prefect
@@ -159,8 +160,11 @@ def test_day_before_activation_is_refused_whoever_asks(ledger: Any) -> None:
     assert "2026-10-31" in state.message and "2026-11-01" in state.message
 
 
-def test_day_not_over_is_refused(ledger: Any) -> None:
-    state = run(datetime.now(UTC).date())
+def test_day_not_over_is_refused(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the flows' clock, fixed: the real one made the test fail each night between 23:00
+    UTC and midnight, when the UTC date's day is over in Paris (seen 2026-12-06 23:5x UTC)."""
+    monkeypatch.setattr(runtime, "now", lambda: NOW)
+    state = run(NOW.date())
     assert state.is_failed() and state.name == "Refused" and "not over" in state.message
 
 

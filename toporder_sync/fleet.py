@@ -115,7 +115,7 @@ def catch_up_plan(clients: Sequence[ClientRecord], date_from: date,
 def not_run(client_id: str, business_date: date, cause: DayOutcome) -> DayOutcome:
     """A day left alone because an earlier day of its client failed (``cause``)."""
     return DayOutcome(client_id, business_date, "CANCELLED", NOT_RUN,
-                      f"not run: {cause.business_date} ended {cause.state_name!r} first; "
+                      f"{cause.business_date} ended {cause.state_name!r} first; "
                       f"run the catch-up again from {cause.business_date}")
 
 
