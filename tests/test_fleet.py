@@ -44,10 +44,10 @@ def test_each_final_state_counts_on_one_line(state_type: str, name: str, kind: s
 
 
 def test_catch_up_plan_gives_each_client_its_days_in_date_order() -> None:
-    plan = fleet.catch_up_plan([client("a"), client("b", Territory.CORSE)], date(2026, 11, 1),
+    plan = fleet.catch_up_plan([client("a"), client("b")], date(2026, 11, 1),
                                date(2026, 11, 3))
     days = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
-    assert plan == [fleet.ClientDays("a", "metropole", days), fleet.ClientDays("b", "corse", days)]
+    assert plan == [fleet.ClientDays("a", days), fleet.ClientDays("b", days)]
     with pytest.raises(ValueError, match="before it starts"):
         fleet.days_between(date(2026, 11, 2), date(2026, 11, 1))
 
@@ -64,6 +64,7 @@ def test_the_most_pressing_day_speaks_for_a_client_s_days() -> None:
     assert fleet.most_pressing([posted, waiting]) is waiting
     assert fleet.most_pressing([refused, posted, flagged, waiting]) is flagged
     assert fleet.most_pressing([flagged, crashed, refused]) is crashed
+    assert sorted(fleet._PRESSING) == sorted(fleet.OUTCOMES), "every outcome has its rank"
     later = fleet.not_run("a", date(2026, 11, 28), crashed)
     assert later.kind == "not run" and fleet.most_pressing([later, refused]) is refused
     assert later.message == ("2026-11-27 ended 'Unexpected error' first; "

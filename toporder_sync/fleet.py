@@ -58,7 +58,6 @@ class ClientDays:
     """A client's days of a catch-up, in date order: they run one after the other."""
 
     client_id: str
-    territory: str
     business_dates: tuple[date, ...]
 
 
@@ -109,7 +108,7 @@ def catch_up_plan(clients: Sequence[ClientRecord], date_from: date,
     itself, so a catch-up reports them as refused instead of silently skipping them.
     """
     days = tuple(days_between(date_from, date_to))
-    return [ClientDays(c.client_id, c.territory.value, days) for c in clients]
+    return [ClientDays(c.client_id, days) for c in clients]
 
 
 def not_run(client_id: str, business_date: date, cause: DayOutcome) -> DayOutcome:
