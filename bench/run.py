@@ -8,10 +8,12 @@ baseline measured in the same session, on the same machine, at the same moment:
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
 3. fleet: client-days/s of a ``catch-up`` of 1,000 client-days (200 clients of 5 days, a
-   task run per client, 10 at once) / task runs/s of 1,000 empty tasks mapped in one default
-   flow run, on the same server, each started once the server is idle again (``drain``) (C);
-4. memory: peak RSS (``VmHWM``) of a second catch-up process, of 10,000 client-days, once its
-   first 1,000 are posted and at the end: two sizes from one run (D: the larger);
+   task run per client, 10 at once, its days' pure stages in the default worker processes:
+   one on two cores) / task runs/s of 1,000 empty tasks mapped in one default flow run, on
+   the same server, each started once the server is idle again (``drain``) (C);
+4. memory: peak RSS (``VmHWM``) of a second catch-up process, of 10,000 client-days, plus
+   that of its worker processes, once its first 1,000 are posted and at the end: two sizes
+   from one run (D: the larger);
 5. ledger: ``toporder_sync.day.run_day`` over the same client-days without Prefect, on SQLite
    and on a throwaway PostgreSQL 15 started (and stopped) here: client-days/s and rows/s.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -270,12 +273,23 @@ def child_flow(arguments: dict[str, Any]) -> None:
             "heartbeat_frequency": get_current_settings().flows.heartbeat_frequency})
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set so far (VmHWM), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak resident set so far (VmHWM), in MB (0 for a process gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def workers_peak_mb() -> float:
+    """The peaks (VmHWM) of this process's live children, the catch-up's worker processes,
+    added up: pages they share with this process count in each (an upper bound)."""
+    return sum(peak_rss_mb(child.pid) for child in multiprocessing.active_children()
+               if child.pid is not None)
 
 
 def child_catch_up(arguments: dict[str, Any]) -> None:
@@ -286,6 +300,7 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
 
     from sqlalchemy import text
 
+    from toporder_sync import core_processes
     from toporder_sync.flows.fleet import catch_up
     from toporder_sync.ledger.db import get_engine
 
@@ -294,28 +309,32 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
     engine, done = get_engine(), threading.Event()
     checkpoint: list[tuple[int, float, float]] = []
 
+    workers_peak = [0.0]  # the worker processes' (their peaks grow until they end)
+
     def watch() -> None:
         count = text("SELECT count(*) FROM entries WHERE client_id LIKE :prefix")
-        while not done.wait(0.5) and not checkpoint:
+        while not done.wait(0.5):
+            workers_peak[0] = max(workers_peak[0], workers_peak_mb())
+            if arguments["checkpoint"] is None or checkpoint:
+                continue
             with engine.connect() as connection:
                 posted = connection.execute(
                     count, {"prefix": f"{arguments['prefix']}-%"}).scalar_one()
             if posted >= arguments["checkpoint"]:
-                checkpoint.append((posted, peak_rss_mb(), time.perf_counter() - started))
+                checkpoint.append((posted, peak_rss_mb(), workers_peak[0],
+                                   time.perf_counter() - started))
 
     started = time.perf_counter()
-    watcher = None
-    if arguments["checkpoint"] is not None:
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     state = asyncio.run(catch_up(FIRST_DAY, last, clients, CONCURRENCY, return_state=True))
     wall = time.perf_counter() - started
     done.set()
-    if watcher is not None:
-        watcher.join()
+    watcher.join()
     report({"wall": wall, "client_days": len(clients) * arguments["days"],
             "state": f"{state.name}: {state.message}", "checkpoint": checkpoint,
-            "peak_mb": peak_rss_mb()})
+            "flow_mb": peak_rss_mb(), "workers_mb": workers_peak[0],
+            "workers": core_processes.default_processes()})
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -542,16 +561,16 @@ def main() -> None:
         rows.append(Row(f"fleet: catch-up {large['client_days']} (D's run)", "client-days/s",
                         (large["client_days"] / large["wall"],)))
         if large["checkpoint"]:
-            posted, peak, elapsed = large["checkpoint"][0]
+            posted, peak, workers_peak, elapsed = large["checkpoint"][0]
             rows.append(Row(f"fleet: its first {posted} client-days", "client-days/s",
                             (posted / elapsed,)))
-            rows.append(Row(f"D rss peak at {posted} client-days", "MB", (peak,)))
-        rows.append(Row(f"D rss peak at {large['client_days']} client-days", "MB",
-                        (large["peak_mb"],)))
+            rows += rss_rows(posted, peak, workers_peak)
+        rows += rss_rows(large["client_days"], large["flow_mb"], large["workers_mb"])
         notes.append(f"catch-up {fast['client_days']} (C): {fast['state']} "
                      f"({fast['wall']:.1f} s); catch-up {large['client_days']} (D): "
                      f"{large['state']} ({large['wall']:.1f} s); peak RSS (VmHWM) of D's "
-                     "process read once the ledger held the first entries, then at the end")
+                     f"process and of its {large['workers']} worker process(es), read once "
+                     "the ledger held the first entries, then at the end; D is their sum")
         notes.append("each rate of C measured from an idle prefect server (waited for before "
                      f"each: {', '.join(f'{s:.0f}' for s in flow['drained'])} s before the "
                      "empty mapped tasks' repeats)")
@@ -585,7 +604,13 @@ def main() -> None:
     print(f"bench: core {by_name['A core run_day/floor']:.1f}×, "
           f"flow {by_name['B flow client-day/empty']:.2f}×, "
           f"fleet {by_name['C fleet catch-up/empty']:.2f}×, "
-          f"rss {large['peak_mb']:.0f} MB")
+          f"rss {large['flow_mb'] + large['workers_mb']:.0f} MB")
+
+
+def rss_rows(client_days: int, flow_mb: float, workers_mb: float) -> list[Row]:
+    return [Row(f"  rss peak of the flow's process at {client_days}", "MB", (flow_mb,)),
+            Row(f"  rss peak of its workers at {client_days}", "MB", (workers_mb,)),
+            Row(f"D rss peak at {client_days} client-days", "MB", (flow_mb + workers_mb,))]
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 
-from toporder_sync import fleet
+from toporder_sync import core_processes, fleet
 from toporder_sync.core import calendar
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger.repository import ClientRecord
@@ -176,8 +176,13 @@ def _run_name(template: str) -> Callable[[], str]:
       result_storage=runtime.RESULT_STORAGE)
 async def catch_up(date_from: date, date_to: date, clients: list[str] | None = None,
                    concurrency: int = 10, shard: int = 0, shards: int = 1,
-                   posted_artifacts: bool = False) -> State[Any]:
+                   posted_artifacts: bool = False, processes: int | None = None) -> State[Any]:
     """``concurrency``: clients at once; a client's days run one after the other, oldest first.
+
+    ``processes``: worker processes computing the days' pure stages (reading, validating,
+    building the entry), so that they get a core of their own; the ledger work and Prefect's
+    stay in this process (``core_processes``). Default: every core but one, at most four
+    (one on two cores); 0: in this process's threads.
 
     ``shard``/``shards``: this run takes only its share of the clients (``fleet.in_shard``),
     so that ``shards`` runs started together cover them all once, on as many workers.
@@ -188,9 +193,13 @@ async def catch_up(date_from: date, date_to: date, clients: list[str] | None = N
     chosen = [client for client in await select_clients(clients)
               if fleet.in_shard(client.client_id, shard, shards)]
     plan = fleet.catch_up_plan(chosen, date_from, date_to)
-    return await run_client_days(
-        plan, concurrency, f"Catch-up {date_from} to {date_to}{_shard_title(shard, shards)}",
-        as_task(posted_artifacts))
+    # Forked before the first day runs (the heap frozen for the garbage collector then, which
+    # also spares the workers' copies of it).
+    with runtime.frozen_heap(), runtime.core_processes(
+            core_processes.default_processes() if processes is None else processes):
+        return await run_client_days(
+            plan, concurrency, f"Catch-up {date_from} to {date_to}{_shard_title(shard, shards)}",
+            as_task(posted_artifacts))
 
 
 @flow(name="dispatch-daily", flow_run_name=_run_name("dispatch {timezone} {hour}h"),

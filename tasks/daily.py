@@ -80,7 +80,8 @@ def _post_day(client_id: str, business_date: date | None, scheduled: datetime,
     client, source = (read_client() if read_client
                       else day.client_and_source(ledger, client_id))
     the_day = business_date or calendar.previous_business_day(scheduled, client.timezone)
-    return day.run_day(ledger, client, the_day, source=source, run_id=run_id, now=runtime.now)
+    return day.run_day(ledger, client, the_day, source=source, run_id=run_id, now=runtime.now,
+                       assess=runtime.assess())
 
 
 def error_state(client_id: str, business_date: date | None, exc: Exception) -> State[Any]:

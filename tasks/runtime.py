@@ -7,6 +7,7 @@ import gc
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -22,7 +23,10 @@ from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Engine
 
+from toporder_sync.core import pipeline
 from toporder_sync.core.errors import TransientError
+from toporder_sync.core_processes import CoreProcesses
+from toporder_sync.day import Assess
 from toporder_sync.ledger.db import database_url, get_engine, upgrade
 
 P = ParamSpec("P")
@@ -47,6 +51,28 @@ def engine() -> Engine:
         upgrade(ledger)
         _upgraded.add(url)
     return ledger
+
+
+# How the client-days of this context run their pure stages: in their own thread, or in the
+# worker processes of ``core_processes`` (a catch-up).
+_assess: ContextVar[Assess] = ContextVar("assess", default=pipeline.assess)
+
+
+@contextmanager
+def core_processes(processes: int) -> Iterator[CoreProcesses]:
+    """The client-days run inside (their task runs, their threads) compute their pure stages
+    in ``processes`` worker processes (``core_processes.CoreProcesses``; 0: in their thread)."""
+    with CoreProcesses(processes) as workers:
+        token = _assess.set(workers.assess if workers.processes else pipeline.assess)
+        try:
+            yield workers
+        finally:
+            _assess.reset(token)
+
+
+def assess() -> Assess:
+    """Where the current context computes a client-day's pure stages (``core_processes``)."""
+    return _assess.get()
 
 
 def now() -> datetime:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +34,7 @@ from prefect.states import Scheduled
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
-from toporder_sync import automations, day, fleet, service
+from toporder_sync import automations, core_processes, day, fleet, service
 from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
@@ -203,6 +204,38 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
     [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id)) if a.key]
     assert entry.task_run_id == rerun.id and entry.key == "day-alpha-2026-11-24"
     assert "| 511500 |" in entry.data
+
+
+@pytest.mark.skipif(not core_processes.fork_available(), reason="workers are forked on Linux")
+def test_a_catch_up_computes_its_days_in_worker_processes_unless_told_not_to(
+        ledger: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``processes``: the pure stages of each day in a worker, the rest here, same ledger."""
+    first = date(2026, 11, 24)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 3,
+            faults={first + timedelta(days=1): frozenset({"unbalanced"})})
+    deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1)), first, 3)
+    in_workers: list[tuple[str, frozenset[int]]] = []
+    assess = core_processes.CoreProcesses.assess
+
+    def counted(self: core_processes.CoreProcesses, raw: bytes, source: str,
+                *args: Any, **kwargs: Any) -> Any:
+        in_workers.append((source, self.worker_pids))
+        return assess(self, raw, source, *args, **kwargs)
+
+    monkeypatch.setattr(core_processes.CoreProcesses, "assess", counted)
+    state = asyncio.run(catch_up(first, first + timedelta(days=2), processes=1,
+                                 return_state=True))
+
+    assert state.message == "6 client-days: 5 posted, 1 flagged (1 POS data error)"
+    assert len(in_workers) == 6
+    assert all(len(pids) == 1 and os.getpid() not in pids for _, pids in in_workers)
+    assert set(statuses(ledger, "alpha").values()) == {"posted", "flagged"}
+
+    deliver(ledger, activate(ledger, "charlie", date(2026, 11, 1)), first, 3)
+    state = asyncio.run(catch_up(first, first + timedelta(days=2), ["charlie"], processes=0,
+                                 return_state=True))
+    assert state.message == "3 client-days: 3 posted"
+    assert len(in_workers) == 6  # none more: computed in the days' threads
 
 
 def test_a_catch_up_posts_a_client_s_days_in_date_order_without_false_gaps(

@@ -14,7 +14,7 @@ EXPECTED = {
     # deployment name: (flow name, parameters)
     "client-day": ("post-client-day", {"client_id", "business_date"}),
     "catch-up": ("catch-up", {"date_from", "date_to", "clients", "concurrency", "shard",
-                              "shards", "posted_artifacts"}),
+                              "shards", "posted_artifacts", "processes"}),
     "dispatch-daily": ("dispatch-daily", {"timezone", "hour", "concurrency", "shard", "shards"}),
     "relay-outbox": ("relay-outbox", {"limit", "max_attempts"}),
 }

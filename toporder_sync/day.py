@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlalchemy import Engine
 
@@ -39,11 +39,10 @@ from toporder_sync.core.errors import (
     Category,
     ClosureRejected,
     Finding,
-    error_category,
     pos_error,
     refused,
 )
-from toporder_sync.core.model import Entry, MethodMatch
+from toporder_sync.core.model import ClientSettings, Entry, MethodMatch
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord, PostResult
@@ -54,6 +53,15 @@ from toporder_sync.sources import (
     from_inbox,
     source_of_kind,
 )
+
+
+class Assess(Protocol):
+    """The pure stages of a client-day (``pipeline.assess``), wherever they run."""
+
+    def __call__(self, raw: bytes, source: str, settings: ClientSettings, *,
+                 integration_id: str, known: pipeline.KnownPrevious | None
+                 ) -> pipeline.Assessment: ...
+
 
 # A claim outlives a run that died without releasing it by this much, then lapses.
 CLAIM_LEASE = timedelta(minutes=15)
@@ -94,8 +102,11 @@ def client_and_source(engine: Engine, client_id: str) -> tuple[ClientRecord, Clo
 
 def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
             source: ClosureSource, run_id: str, now: Callable[[], datetime],
-            lease: timedelta = CLAIM_LEASE) -> DayResult:
-    """Run one client-day under its claim; ``already_running`` when another run holds it."""
+            lease: timedelta = CLAIM_LEASE, assess: Assess = pipeline.assess) -> DayResult:
+    """Run one client-day under its claim; ``already_running`` when another run holds it.
+
+    ``assess``: how the pure stages are run (``pipeline.assess`` in this thread, or
+    ``core_processes.CoreProcesses.assess`` in a worker process)."""
     # This ledger's inbox is read in the claim's transaction rather than in one more.
     inbox_read = isinstance(source, InboxSource) and source.engine is engine
     admission = service.claim_and_admit(engine, client, business_date, run_id=run_id,
@@ -105,7 +116,7 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
     try:
         # The day's last transaction lets go of the claim as it commits.
         return _claimed_day(engine, client, business_date, admission, source=source,
-                            inbox_read=inbox_read, run_id=run_id, now=now)
+                            inbox_read=inbox_read, run_id=run_id, now=now, assess=assess)
     except BaseException:
         service.release(engine, client.client_id, business_date, run_id=run_id)
         raise
@@ -113,7 +124,7 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
 
 def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                  admission: service.Admission, *, source: ClosureSource, inbox_read: bool,
-                 run_id: str, now: Callable[[], datetime]) -> DayResult:
+                 run_id: str, now: Callable[[], datetime], assess: Assess) -> DayResult:
     client_id = client.client_id
     if admission.refusal is not None:  # recorded, and the claim let go of, on admission
         return DayResult(client, business_date, "refused", Category.REFUSED,
@@ -128,34 +139,36 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                             rejected.findings, (), run_id=run_id, now=now())
     if fetched is None:
         return _no_closure(engine, client, business_date, run_id=run_id, now=now())
-    settings = admission.settings
-    closure, findings = pipeline.read(fetched.raw, fetched.source,
-                                      integration_id=client.integration_id)
+    # The pure stages, in this thread or a worker process (``assess``): nothing is written.
+    known = (None if fetched.previous_of is None  # read with the closure (InboxSource)
+             else pipeline.KnownPrevious(fetched.previous_of, business_date, fetched.previous))
+    assessed = assess(fetched.raw, fetched.source, admission.settings,
+                      integration_id=client.integration_id, known=known)
+    if assessed.previous_needed:  # the closure is another establishment's or day's
+        establishment_id, its_date = assessed.previous_needed
+        known = pipeline.KnownPrevious(establishment_id, its_date, service.previous_closure(
+            engine, client_id, establishment_id, its_date))
+        assessed = assess(fetched.raw, fetched.source, admission.settings,
+                          integration_id=client.integration_id, known=known)
     checkpoints.reached("after_parse")
-    if closure is None:
-        return _flagged(engine, client, business_date, fetched, Category.POS, findings, (),
-                        run_id=run_id, now=now())
-    if (fetched.previous_of == closure.establishment_id
-            and closure.business_date == business_date):
-        previous = fetched.previous  # read with the closure (InboxSource)
-    else:
-        previous = service.previous_closure(engine, client_id, closure.establishment_id,
-                                            closure.business_date)
-    mapping = pipeline.map_methods(closure, settings)
-    findings = (*pipeline.validate(closure, settings, previous), *mapping.findings)
-    category = error_category(findings)
+    if not assessed.read:
+        return _flagged(engine, client, business_date, fetched, Category.POS,
+                        assessed.findings, (), run_id=run_id, now=now())
+    category = assessed.category
     if category is not None:
-        return _flagged(engine, client, business_date, fetched, category, findings,
-                        mapping.matches, run_id=run_id, now=now())
-    entry = pipeline.build(closure, settings, mapping)
-    warnings = tuple(f for f in findings if not f.is_error)
+        return _flagged(engine, client, business_date, fetched, category, assessed.findings,
+                        assessed.matches, run_id=run_id, now=now())
+    entry = assessed.entry
+    if entry is None:  # a core bug: an entry is built for every closure without errors
+        raise RuntimeError(f"{client_id} {business_date}: no entry for a closure without errors")
+    warnings = tuple(f for f in assessed.findings if not f.is_error)
     if not entry.lines:
         service.flag(engine, client_id, business_date, state="empty", error_category=None,
-                     findings=warnings, closure_id=fetched.closure_id, matches=mapping.matches,
+                     findings=warnings, closure_id=fetched.closure_id, matches=assessed.matches,
                      now=now(), flow_run_id=run_id, release=True)
         return DayResult(client, business_date, "empty", None, warnings, entry)
     posted = service.post(engine, client_id, business_date, closure_id=fetched.closure_id,
-                          entry=entry, matches=mapping.matches, warnings=warnings, now=now(),
+                          entry=entry, matches=assessed.matches, warnings=warnings, now=now(),
                           flow_run_id=run_id, release=True)
     checkpoints.reached("after_commit")
     return DayResult(client, business_date, "posted", None, warnings, entry, posted)

@@ -120,6 +120,12 @@ class ClientSettings:
         object.__setattr__(self, "account_overrides", _frozen(self.account_overrides))
         object.__setattr__(self, "mappings", _frozen(self.mappings))
 
+    def __reduce__(self) -> tuple[type[ClientSettings], tuple[object, ...]]:
+        # pickle knows no read-only mapping: the settings cross to a worker process as plain
+        # dicts, frozen again on arrival (``toporder_sync.core_processes``).
+        return ClientSettings, (self.client_id, self.territory, dict(self.account_overrides),
+                                dict(self.mappings))
+
 
 class MatchRule(StrEnum):
     EXACT = "exact"

@@ -9,6 +9,7 @@ with a POS error still has its payment methods matched, so that they are remembe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from toporder_sync.core import accounts
 from toporder_sync.core.closure import parse_closure
@@ -106,3 +107,49 @@ def evaluate(closure: Closure, settings: ClientSettings,
     if error_category(findings) is not None:
         return Outcome(closure, mapping.matches, None, findings)
     return Outcome(closure, mapping.matches, build(closure, settings, mapping), findings)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownPrevious:
+    """The previous closure (``None``: there is none) of establishment ``establishment_id``
+    before ``business_date``, as read for a closure expected to be that one's."""
+
+    establishment_id: str
+    business_date: date
+    previous: PreviousClosure | None
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What the pure stages made of one closure, without the closure itself: a few small
+    records, which a worker process hands back cheaply (``toporder_sync.core_processes``).
+
+    ``read``: the closure was parsed and is the client's (else ``findings`` say why not).
+    ``previous_needed``: it was, but it is not the closure ``known`` expected (another
+    establishment or day): nothing was validated; assess it again knowing the previous closure
+    of this ``(establishment_id, business_date)``. ``entry`` is built for a closure without
+    errors, and only for one.
+    """
+
+    read: bool
+    matches: tuple[MethodMatch, ...]
+    entry: Entry | None
+    findings: tuple[Finding, ...]
+    previous_needed: tuple[str, date] | None = None
+
+    @property
+    def category(self) -> Category | None:
+        return error_category(self.findings)
+
+
+def assess(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
+           known: KnownPrevious | None) -> Assessment:
+    """``process``, for a ledger that may have read the previous closure already (``known``)."""
+    closure, findings = read(raw, source, integration_id=integration_id)
+    if closure is None:
+        return Assessment(False, (), None, findings)
+    if (known is None or known.establishment_id != closure.establishment_id
+            or known.business_date != closure.business_date):
+        return Assessment(True, (), None, (), (closure.establishment_id, closure.business_date))
+    outcome = evaluate(closure, settings, known.previous)
+    return Assessment(True, outcome.matches, outcome.entry, outcome.findings)
