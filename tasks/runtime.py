@@ -61,8 +61,9 @@ _assess: ContextVar[Assess] = ContextVar("assess", default=pipeline.assess)
 @contextmanager
 def core_processes(processes: int) -> Iterator[CoreProcesses]:
     """The client-days run inside (their task runs, their threads) compute their pure stages
-    in ``processes`` worker processes (``core_processes.CoreProcesses``; 0: in their thread)."""
-    with CoreProcesses(processes) as workers:
+    in ``processes`` worker processes (``core_processes.CoreProcesses``; 0: in their thread).
+    Inside a flow run, whose logger gets the warning of a worker that died."""
+    with CoreProcesses(processes, warn=get_run_logger().warning) as workers:
         token = _assess.set(workers.assess if workers.processes else pipeline.assess)
         try:
             yield workers

@@ -81,13 +81,15 @@ def test_many_threads_share_the_workers() -> None:
 def test_a_worker_that_dies_costs_no_day() -> None:
     name, raw, client, known = _cases()[0]
     expected = pipeline.assess(raw, name, SETTINGS, integration_id=client, known=known)
-    with CoreProcesses(1) as workers:
+    warnings: list[str] = []
+    with CoreProcesses(1, warn=warnings.append) as workers:
         [pid] = workers.worker_pids
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)  # the executor sees its worker gone
         assert workers.assess(raw, name, SETTINGS, integration_id=client,
                               known=known) == expected
         assert workers.broken
+        assert len(warnings) == 1 and warnings[0].startswith("a worker process died (")
         # later days too, in this process
         assert workers.assess(raw, name, SETTINGS, integration_id=client,
                               known=known) == expected

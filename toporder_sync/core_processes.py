@@ -19,13 +19,14 @@ Promises:
   run, which cancelled the gain of a catch-up of 1,000 client-days on two cores (measured);
 * a worker that dies (killed, out of memory) breaks the pool: the day it was computing, and
   every later day of the run, are computed in the flow's process instead, as without workers
-  (the stages are pure, so computing one twice is harmless), with a warning in the run's log;
+  (the stages are pure, so computing one twice is harmless), with a warning (``warn``: the
+  catch-up's run logger);
 * where ``fork`` is not a safe start method (anything but Linux), or with ``processes=0``,
   every day is computed in the calling thread.
 
 Measured on this 2-core machine (BENCHMARKS.md): a catch-up of 1,000 client-days (SQLite
-ledger, SQLite-backed prefect server) ran 96–99 client-days/s with one worker process, against
-67–70 in threads; the flow's process spent ~5 ms of CPU per day instead of ~13.
+ledger, SQLite-backed prefect server) ran 96.9–100.7 client-days/s with one worker process,
+against 66.5–70.0 in threads; the flow's process spent ~5 ms of CPU per day instead of ~13.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
@@ -44,8 +46,8 @@ from toporder_sync.core.model import ClientSettings
 
 log = logging.getLogger(__name__)
 
-# Each worker holds a copy-on-write image of the flow's process, which grows as it works
-# (~100 MB more here): four at most.
+# Each worker is a copy-on-write image of the flow's process (a resident set of ~165 MB here,
+# the pages it shares with the flow's process included): four at most.
 MAX_PROCESSES = 4
 
 
@@ -72,10 +74,11 @@ class CoreProcesses:
     many threads at once; each call waits for its worker's answer.
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, warn: Callable[[str], object] = log.warning) -> None:
         if processes < 0:
             raise ValueError(f"processes must be 0 or more, not {processes}")
         self.processes = processes if fork_available() else 0
+        self._warn = warn
         self._pool: ProcessPoolExecutor | None = None
         self._broken = threading.Event()
 
@@ -115,7 +118,7 @@ class CoreProcesses:
             except BrokenProcessPool as exc:
                 if not self._broken.is_set():
                     self._broken.set()
-                    log.warning("a worker process died (%s): the days are computed in this "
-                                "process from now on", exc)
+                    self._warn(f"a worker process died ({exc}): the days are computed in "
+                               "the flow's process from now on")
         return pipeline.assess(raw, source, settings, integration_id=integration_id,
                                known=known)
