@@ -116,3 +116,21 @@ def test_client_settings_cross_to_a_worker_read_only() -> None:
     assert copy == SETTINGS
     with pytest.raises(TypeError):
         copy.mappings["Espèces"] = "530000"  # type: ignore[index]
+
+
+def test_workers_that_cannot_start_leave_the_days_to_the_calling_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name, raw, client, known = _cases()[0]
+
+    def no_fork(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(core_processes.multiprocessing.context.ForkProcess, "_Popen",
+                        staticmethod(no_fork))
+    warnings: list[str] = []
+    with CoreProcesses(1, warn=warnings.append) as workers:
+        assert workers.processes == 0 and workers.worker_pids == frozenset()
+        assert workers.assess(raw, name, SETTINGS, integration_id=client, known=known) == (
+            pipeline.assess(raw, name, SETTINGS, integration_id=client, known=known))
+    assert warnings == ["no worker process could be started ([Errno 12] Cannot allocate "
+                        "memory): the days are computed in the flow's process"]

@@ -21,8 +21,9 @@ Promises:
   every later day of the run, are computed in the flow's process instead, as without workers
   (the stages are pure, so computing one twice is harmless), with a warning (``warn``: the
   catch-up's run logger);
-* where ``fork`` is not a safe start method (anything but Linux), or with ``processes=0``,
-  every day is computed in the calling thread.
+* where ``fork`` is not a safe start method (anything but Linux), with ``processes=0``, or
+  when the workers cannot be started (a warning), every day is computed in the calling
+  thread.
 
 Measured on this 2-core machine (BENCHMARKS.md): a catch-up of 1,000 client-days (SQLite
 ledger, SQLite-backed prefect server) ran 96.9–100.7 client-days/s with one worker process,
@@ -84,10 +85,19 @@ class CoreProcesses:
 
     def __enter__(self) -> CoreProcesses:
         if self.processes:
-            self._pool = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("fork"))
-            # ``fork`` starts every worker on the first call, here, before any day's thread runs.
-            self._pool.submit(_ready).result()
+            pool = ProcessPoolExecutor(self.processes,
+                                       mp_context=multiprocessing.get_context("fork"))
+            try:
+                # ``fork`` starts every worker on the first call, here, before any day's
+                # thread runs.
+                pool.submit(_ready).result()
+            except (OSError, BrokenProcessPool) as exc:  # e.g. no memory left to fork
+                pool.shutdown(wait=False, cancel_futures=True)
+                self._warn(f"no worker process could be started ({exc}): the days are "
+                           "computed in the flow's process")
+                self.processes = 0
+            else:
+                self._pool = pool
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
