@@ -64,7 +64,7 @@ def core_processes(processes: int) -> Iterator[CoreProcesses]:
     in ``processes`` worker processes (``core_processes.CoreProcesses``; 0: in their thread).
     Inside a flow run, whose logger gets the warning of a worker that died."""
     with CoreProcesses(processes, warn=get_run_logger().warning) as workers:
-        token = _assess.set(workers.assess if workers.processes else pipeline.assess)
+        token = _assess.set(workers.assess)  # in the calling thread without workers
         try:
             yield workers
         finally:

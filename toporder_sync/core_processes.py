@@ -108,12 +108,6 @@ class CoreProcesses:
             self._pool = None
 
     @property
-    def worker_pids(self) -> frozenset[int]:
-        """The workers' process ids (read from the executor: it has no public list)."""
-        processes = getattr(self._pool, "_processes", None) or {}
-        return frozenset(processes)
-
-    @property
     def broken(self) -> bool:
         """A worker died: the days are computed in the flow's process since."""
         return self._broken.is_set()

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Literal, Protocol
 
 from sqlalchemy import Engine
@@ -140,16 +141,16 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
     if fetched is None:
         return _no_closure(engine, client, business_date, run_id=run_id, now=now())
     # The pure stages, in this thread or a worker process (``assess``): nothing is written.
-    known = (None if fetched.previous_of is None  # read with the closure (InboxSource)
-             else pipeline.KnownPrevious(fetched.previous_of, business_date, fetched.previous))
-    assessed = assess(fetched.raw, fetched.source, admission.settings,
-                      integration_id=client.integration_id, known=known)
+    assess_closure = partial(assess, fetched.raw, fetched.source, admission.settings,
+                             integration_id=client.integration_id)
+    assessed = assess_closure(  # the previous closure as read with this one, if it was
+        known=None if fetched.previous_of is None
+        else pipeline.KnownPrevious(fetched.previous_of, business_date, fetched.previous))
     if assessed.previous_needed:  # the closure is another establishment's or day's
         establishment_id, its_date = assessed.previous_needed
-        known = pipeline.KnownPrevious(establishment_id, its_date, service.previous_closure(
-            engine, client_id, establishment_id, its_date))
-        assessed = assess(fetched.raw, fetched.source, admission.settings,
-                          integration_id=client.integration_id, known=known)
+        assessed = assess_closure(known=pipeline.KnownPrevious(
+            establishment_id, its_date,
+            service.previous_closure(engine, client_id, establishment_id, its_date)))
     checkpoints.reached("after_parse")
     if not assessed.read:
         return _flagged(engine, client, business_date, fetched, Category.POS,
