@@ -9,8 +9,9 @@ failure case into a ``Finding`` whose message is written from the offending row.
 Cost: pandera's price is per column and per check (about 0.4 and 0.2 ms), not per row. A table
 is first put to ``schemas.compiled.passes``, the same schema's rules run without pandera's
 machinery, which only answers "valid"; a table it does not pass goes to pandera, whose failure
-cases are the ones reported. The frames carry only the columns their rules read: money as
-``int64`` cents everywhere (exact; a value without exact cents is reported as ``exact_money``
+cases are the ones reported. A table is its columns' arrays (``schemas.compiled.Columns``), the
+``DataFrame`` made only for pandera. The tables carry only the columns their rules read: money
+as ``int64`` cents everywhere (exact; a value without exact cents is reported as ``exact_money``
 while converting), VAT rates as ``int64`` basis points, text as ``str`` and flags as
 ``boolean`` columns; an empty table is not validated. Rows are rebuilt with their ``Decimal``
 amounts only to write the message of a failure, so messages read as they always have.
@@ -53,7 +54,7 @@ from toporder_sync.schemas import (
     TotalsTable,
     sales_schema,
 )
-from toporder_sync.schemas.compiled import passes
+from toporder_sync.schemas.compiled import Columns, passes
 
 Row = pd.Series  # one row of a table as people read it (Decimal amounts), by column name
 
@@ -65,9 +66,10 @@ _KIND_TEXT = {kind: kind.value for kind in LineKind}
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """One table of a closure: its schema, its frame, and how to speak of its rows.
+    """One table of a closure: its schema, its columns, and how to speak of its rows.
 
-    ``frame`` is what pandera validates (money in cents, rates in basis points);
+    ``columns`` is what the schema checks (money in cents, rates in basis points), as
+    ``frame`` for pandera;
     ``label`` names a row of it as the closure does (``tickets[3].lines[1]``) and ``rows``
     rebuilds its rows with ``Decimal`` amounts for the messages, only when something failed.
     ``not_cents`` are the amounts that had no exact cents, found while converting.
@@ -75,10 +77,14 @@ class _Table:
 
     name: str
     schema: pa.DataFrameSchema
-    frame: pd.DataFrame
+    columns: Columns
     label: Callable[[Any], str]
     rows: Callable[[], pd.DataFrame]
     not_cents: tuple[Finding, ...] = ()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.columns.frame()
 
 
 class _Cents:
@@ -116,9 +122,10 @@ def _optional_ints(values: list[int | None]) -> pd.arrays.IntegerArray:
                                   np.array([v is None for v in values], dtype=bool))
 
 
-def _frame(columns: dict[str, Any]) -> pd.DataFrame:
-    """A table from its columns' arrays, which it keeps rather than copies (none is changed)."""
-    return pd.DataFrame(columns, copy=False)
+def _columns(columns: dict[str, Any]) -> Columns:
+    """A table from its columns' arrays, which it keeps rather than copies (none is changed);
+    a ``DataFrame`` is made of them only for pandera, when the compiled check says no."""
+    return Columns(columns)
 
 
 def _listed(table: str) -> Callable[[Any], str]:
@@ -146,7 +153,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
                tickets_per_rate: Counter[Decimal]) -> _Table:
     lines = closure.sales if table == "sales" else closure.refunds
     to_cents = _Cents(_listed(table))
-    frame = _frame({
+    frame = _columns({
         "vat_rate": _ints([_rate_points(ln.vat_rate) for ln in lines]),
         **{column: _ints([to_cents(getattr(ln, column), column, i)
                           for i, ln in enumerate(lines)])
@@ -169,7 +176,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
 def _payments_table(closure: Closure) -> _Table:
     payments = closure.payments
     to_cents = _Cents(_listed("payments"))
-    frame = _frame({
+    frame = _columns({
         "method": _texts([p.method for p in payments]),
         "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
     })
@@ -183,7 +190,7 @@ def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     tips = closure.tips
     to_cents = _Cents(_listed("tips"))
     covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
-    frame = _frame({
+    frame = _columns({
         "method": _texts([t.method for t in tips]),
         "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
         "paid_with_method": _flags(covered),
@@ -215,7 +222,7 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     to_cents = _Cents(lambda _: "closure")
     in_cents = {name: None if value is None else to_cents(value, name, 0)
                 for name, value in amounts.items()}
-    frame = _frame({
+    frame = _columns({
         **{name: _optional_ints([value]) if name.startswith("cash_") else _ints([value or 0])
            for name, value in in_cents.items()},
         "dates_ok": _flags([dates_ok]),
@@ -317,7 +324,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
         lines_total.append(total)
         payments_total.append(paid)
         in_day.append(opened <= ticket.closed_at <= closed)
-    lines = _frame({
+    lines = _columns({
         "ticket": _texts(line_ticket),
         "kind": _texts(kinds),
         "vat_rate": _texts(rates),
@@ -333,7 +340,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
     yield _Table("ticket_lines", _schema(TicketLinesTable), lines,
                  lambda i: line_label(*line_at()[i]), line_rows,
                  tuple(line_cents.problems))
-    payments = _frame({
+    payments = _columns({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
@@ -343,7 +350,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
                      "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
                      "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
                  tuple(pay_cents.problems))
-    per_ticket = _frame({
+    per_ticket = _columns({
         "ticket": _texts([t.number for t in tickets]),
         "lines_total": _ints(lines_total),
         "payments_total": _ints(payments_total),
@@ -371,7 +378,7 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
         declared[("payments", p.method)] += p.amount
     keys = sorted(set(declared) | set(from_tickets))
     to_cents = _Cents(lambda _: "reconciliation")
-    frame = _frame({
+    frame = _columns({
         "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
         "from_tickets": _ints([from_tickets[key] for key in keys]),
     })
@@ -521,7 +528,7 @@ def validate_closure(closure: Closure, territory: Territory,
     findings: list[Finding] = []
     for table in _tables(closure, territory):
         findings.extend(table.not_cents)
-        if table.frame.empty or passes(table.schema, table.frame):
+        if not len(table.columns) or passes(table.schema, table.columns):
             continue
         try:
             table.schema.validate(table.frame, lazy=True, inplace=True)
