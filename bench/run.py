@@ -14,7 +14,7 @@ baseline measured in the same session, on the same machine, at the same moment:
    process that has run the same small warm-up flow first (two empty mapped tasks), and
    neither the first run of its flow on the server: prefect's once-per-process start and the
    server's first run of a flow are in neither. The catch-up run before it, in a fresh process
-   and the first on the server (C as measured until the commit after 565754c), is printed too;
+   and the first on the server (C as measured until debab36), is printed too;
 4. memory: peak RSS (``VmHWM``) of a second catch-up process, of 10,000 client-days, plus
    that of its worker processes, once its first 1,000 are posted and at the end: two sizes
    from one run (D: the larger);
@@ -559,7 +559,7 @@ def main() -> None:
                      tuple(c / e for c, e in zip(flow["client_day"], flow["empty"],
                                                  strict=True)))]
         drained = drain(server.pid)
-        # First the catch-up as C measured it until the commit after 565754c, in a fresh
+        # First the catch-up as C measured it until debab36, in a fresh
         # process and the first catch-up this server sees; then C, as the empty mapped tasks
         # are measured: in a process that has run their warm-up flow, and not the first run of
         # its flow on the server.

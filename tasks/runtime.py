@@ -59,14 +59,14 @@ _assess: ContextVar[Assess] = ContextVar("assess", default=pipeline.assess)
 
 
 @contextmanager
-def core_processes(processes: int) -> Iterator[CoreProcesses]:
+def core_processes(processes: int) -> Iterator[None]:
     """The client-days run inside (their task runs, their threads) compute their pure stages
     in ``processes`` worker processes (``core_processes.CoreProcesses``; 0: in their thread).
     Inside a flow run, whose logger gets the warning of a worker that died."""
     with CoreProcesses(processes, warn=get_run_logger().warning) as workers:
         token = _assess.set(workers.assess)  # in the calling thread without workers
         try:
-            yield workers
+            yield
         finally:
             _assess.reset(token)
 

@@ -214,12 +214,12 @@ def test_a_catch_up_computes_its_days_in_worker_processes_unless_told_not_to(
     deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), first, 3,
             faults={first + timedelta(days=1): frozenset({"unbalanced"})})
     deliver(ledger, activate(ledger, "bravo", date(2026, 11, 1)), first, 3)
-    in_workers: list[tuple[bool, int]] = []  # (the pool broken?, worker processes alive)
+    in_workers: list[int] = []  # worker processes alive as each day is computed
     assess = core_processes.CoreProcesses.assess
 
     def counted(self: core_processes.CoreProcesses, *args: Any, **kwargs: Any) -> Any:
         answer = assess(self, *args, **kwargs)
-        in_workers.append((self.broken, len(multiprocessing.active_children())))
+        in_workers.append(len(multiprocessing.active_children()))
         return answer
 
     monkeypatch.setattr(core_processes.CoreProcesses, "assess", counted)
@@ -228,14 +228,14 @@ def test_a_catch_up_computes_its_days_in_worker_processes_unless_told_not_to(
 
     assert state.message == "6 client-days: 5 posted, 1 flagged (1 POS data error)"
     assert len(in_workers) == 6
-    assert in_workers == [(False, 1)] * 6
+    assert in_workers == [1] * 6
     assert set(statuses(ledger, "alpha").values()) == {"posted", "flagged"}
 
     deliver(ledger, activate(ledger, "charlie", date(2026, 11, 1)), first, 3)
     state = asyncio.run(catch_up(first, first + timedelta(days=2), ["charlie"], processes=0,
                                  return_state=True))
     assert state.message == "3 client-days: 3 posted"
-    assert in_workers[6:] == [(False, 0)] * 3  # no worker: computed in the days' threads
+    assert in_workers[6:] == [0] * 3  # no worker: computed in the days' threads
 
 
 def test_a_catch_up_posts_a_client_s_days_in_date_order_without_false_gaps(

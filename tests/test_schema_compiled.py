@@ -185,7 +185,7 @@ def test_columns_get_the_answer_of_their_frame() -> None:
     assert answers[True] > 50 and answers[False] > 500, answers
 
 
-def test_the_tables_of_a_closure_are_columns_whose_frame_pandera_validates() -> None:
+def test_the_tables_of_a_closure_are_columns_answered_as_their_one_frame() -> None:
     for name, closure in CLOSURES:
         for table in tables(closure):
             assert isinstance(table.columns, Columns)

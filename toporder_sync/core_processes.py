@@ -107,11 +107,6 @@ class CoreProcesses:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    @property
-    def broken(self) -> bool:
-        """A worker died: the days are computed in the flow's process since."""
-        return self._broken.is_set()
-
     def assess(self, raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
                known: pipeline.KnownPrevious | None) -> pipeline.Assessment:
         pool = self._pool

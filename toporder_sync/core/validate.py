@@ -122,12 +122,6 @@ def _optional_ints(values: list[int | None]) -> pd.arrays.IntegerArray:
                                   np.array([v is None for v in values], dtype=bool))
 
 
-def _columns(columns: dict[str, Any]) -> Columns:
-    """A table from its columns' arrays, which it keeps rather than copies (none is changed);
-    a ``DataFrame`` is made of them only for pandera, when the compiled check says no."""
-    return Columns(columns)
-
-
 def _listed(table: str) -> Callable[[Any], str]:
     return lambda position: f"{table}[{position}]"
 
@@ -153,7 +147,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
                tickets_per_rate: Counter[Decimal]) -> _Table:
     lines = closure.sales if table == "sales" else closure.refunds
     to_cents = _Cents(_listed(table))
-    frame = _columns({
+    frame = Columns({
         "vat_rate": _ints([_rate_points(ln.vat_rate) for ln in lines]),
         **{column: _ints([to_cents(getattr(ln, column), column, i)
                           for i, ln in enumerate(lines)])
@@ -176,7 +170,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
 def _payments_table(closure: Closure) -> _Table:
     payments = closure.payments
     to_cents = _Cents(_listed("payments"))
-    frame = _columns({
+    frame = Columns({
         "method": _texts([p.method for p in payments]),
         "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
     })
@@ -190,7 +184,7 @@ def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     tips = closure.tips
     to_cents = _Cents(_listed("tips"))
     covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
-    frame = _columns({
+    frame = Columns({
         "method": _texts([t.method for t in tips]),
         "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
         "paid_with_method": _flags(covered),
@@ -222,7 +216,7 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     to_cents = _Cents(lambda _: "closure")
     in_cents = {name: None if value is None else to_cents(value, name, 0)
                 for name, value in amounts.items()}
-    frame = _columns({
+    frame = Columns({
         **{name: _optional_ints([value]) if name.startswith("cash_") else _ints([value or 0])
            for name, value in in_cents.items()},
         "dates_ok": _flags([dates_ok]),
@@ -324,7 +318,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
         lines_total.append(total)
         payments_total.append(paid)
         in_day.append(opened <= ticket.closed_at <= closed)
-    lines = _columns({
+    lines = Columns({
         "ticket": _texts(line_ticket),
         "kind": _texts(kinds),
         "vat_rate": _texts(rates),
@@ -340,7 +334,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
     yield _Table("ticket_lines", _schema(TicketLinesTable), lines,
                  lambda i: line_label(*line_at()[i]), line_rows,
                  tuple(line_cents.problems))
-    payments = _columns({
+    payments = Columns({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
@@ -350,7 +344,7 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
                      "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
                      "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
                  tuple(pay_cents.problems))
-    per_ticket = _columns({
+    per_ticket = Columns({
         "ticket": _texts([t.number for t in tickets]),
         "lines_total": _ints(lines_total),
         "payments_total": _ints(payments_total),
@@ -378,7 +372,7 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
         declared[("payments", p.method)] += p.amount
     keys = sorted(set(declared) | set(from_tickets))
     to_cents = _Cents(lambda _: "reconciliation")
-    frame = _columns({
+    frame = Columns({
         "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
         "from_tickets": _ints([from_tickets[key] for key in keys]),
     })
