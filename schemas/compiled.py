@@ -25,85 +25,49 @@ reading of the series' dtype (a result other than ``True`` is "not valid"); a no
 column holds no missing value; a unique column no duplicate; a column check with ``ignore_na``
 (the default) sees the series without its missing values.
 
-A table may be given as ``Columns`` rather than as a ``DataFrame``: its columns as ``Series``,
-each made once when first read, which is all the checks read of a frame (``[]``, ``index``,
-and the names of ``columns``). A frame made of the same arrays holds the same values, dtypes
-and index (``Columns.frame``, for pandera when the answer is no). A check that reads anything
-else of a frame raises on ``Columns``: "not valid", and pandera validates the frame.
+A table may be given as ``Columns`` (``schemas.columns``) rather than as a ``DataFrame``: its
+columns' arrays, which the column rules read as the frame's series hold them, and which a
+check reads through ``Columns`` as it reads a frame (``[]``, ``index``, the names of
+``columns``, and the readers that ``schemas.tables``' checks use). A frame made of the same
+arrays holds the same values, dtypes and index (``Columns.frame``, for pandera when the answer
+is no). A check that reads anything else of a frame raises on ``Columns``: "not valid", and
+pandera validates the frame. A check answering ``Columns.per_row`` passes when each of the
+rows' flags is ``True``.
 
 Cost: pandas spends tens of microseconds on each operation whatever the number of rows, so the
 per-column work is cut where the answer is known without it: given ``Columns``, no
-``DataFrame`` is built (~60–100 µs) nor a column looked up in it (~7 µs each time) for a table
-that passes (the closure's tables: ~1 ms of the ~3.5 of a day's validation); a dtype check
-that reads the dtype alone is answered once per dtype of the series; a numpy integer or boolean
-column is not looked at for missing values (it cannot hold one); and pandera's built-in
-``isin``, ``str_length`` and ``greater_than_or_equal_to`` run as the same comparisons on the
-Python values of a ``str`` column or the numpy values of an integer one (any other column or
-argument: pandera's own).
+``DataFrame`` is built (~60–100 µs) nor a ``Series`` (~8–10 µs each, ~50 for a closure's
+tables) for a table that passes, but for a column whose own check reads one (``exact_money``,
+say); a dtype check that reads the dtype alone is answered once per dtype of the column; a
+numpy integer or boolean column is not looked at for missing values (it cannot hold one); a
+unique integer or ``str`` column is a set of its Python values; and pandera's built-in ``isin``,
+``str_length`` and ``greater_than_or_equal_to`` run as the same comparisons on the Python values
+of a ``str`` column or the numpy values of an integer one (any other column or argument:
+pandera's own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandas.api.extensions import ExtensionArray
 from pandas.arrays import StringArray
 from pandera import dtypes
 from pandera.config import CONFIG
 from pandera.engines import pandas_engine
 from pandera.engines.pandas_engine import Engine
 
+from toporder_sync.schemas.columns import Columns, RowsPassed, values_of
 from toporder_sync.schemas.tables import Text
-
-
-class Columns:
-    """A table's columns, read as a frame's are (``columns[name]``, ``index``, ``columns``),
-    without the ``DataFrame``: each column is a ``Series`` made once, when first read.
-
-    ``arrays``: one array per column (numpy or pandas extension arrays), all of one length;
-    they are kept, not copied, and must not be changed afterwards. ``columns`` is the tuple of
-    their names (a ``pd.Index`` costs ~15 µs to make, for each of a closure's nine tables).
-    """
-
-    __slots__ = ("_arrays", "_frame", "_series", "columns", "index")
-
-    def __init__(self, arrays: Mapping[str, Any]) -> None:
-        lengths = {len(array) for array in arrays.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"columns of different lengths: {sorted(lengths)}")
-        self._arrays = dict(arrays)
-        self._series: dict[str, pd.Series] = {}
-        self._frame: pd.DataFrame | None = None
-        self.columns = tuple(self._arrays)
-        self.index = pd.RangeIndex(lengths.pop() if lengths else 0)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._arrays
-
-    def __getitem__(self, name: str) -> pd.Series:
-        series = self._series.get(name)
-        if series is None:
-            series = self._series[name] = pd.Series(self._arrays[name], index=self.index,
-                                                    name=name, copy=False)
-        return series
-
-    def frame(self) -> pd.DataFrame:
-        """The same table as a ``DataFrame`` (made once), for pandera."""
-        if self._frame is None:
-            self._frame = pd.DataFrame(self._arrays, index=self.index, copy=False)
-        return self._frame
-
 
 Table = pd.DataFrame | Columns
 Rule = Callable[[Table], bool]
+# A column's rule: its array, and its series made only for what reads a series.
+ColumnRule = Callable[[Any, Callable[[], pd.Series]], bool]
 
 _plans: dict[int, tuple[pa.DataFrameSchema, Rule]] = {}
 
@@ -141,7 +105,7 @@ def _plan(schema: pa.DataFrameSchema) -> Rule:
     frame_checks = [_check_rule(check) for check in schema.checks]
     if any(rule is None for rule in (*columns, *frame_checks)):
         return _never
-    column_rules: list[Callable[[pd.Series], bool]] = [r for r in columns if r is not None]
+    column_rules: list[ColumnRule] = [r for r in columns if r is not None]
     table_rules: list[Callable[[Any], bool]] = [r for r in frame_checks if r is not None]
     expected = set(names) if schema.strict else None
 
@@ -152,11 +116,22 @@ def _plan(schema: pa.DataFrameSchema) -> Rule:
         if expected is not None and set(present) != expected:
             return False
         for name, column_rule in zip(names, column_rules, strict=True):
-            if name not in frame or not column_rule(frame[name]):
+            if name not in frame:
+                return False
+            if type(frame) is Columns:
+                passed = column_rule(frame.array(name), partial(frame.__getitem__, name))
+            else:
+                series = frame[name]
+                passed = column_rule(values_of(series), partial(_itself, series))
+            if not passed:
                 return False
         return all(check(frame) for check in table_rules)
 
     return rule
+
+
+def _itself(series: pd.Series) -> pd.Series:
+    return series
 
 
 def _supported(schema: pa.DataFrameSchema) -> bool:
@@ -166,49 +141,72 @@ def _supported(schema: pa.DataFrameSchema) -> bool:
             and not getattr(schema, "parsers", None))
 
 
-def _column_rule(column: Any) -> Callable[[pd.Series], bool] | None:
+def _column_rule(column: Any) -> ColumnRule | None:
     if (column.coerce or not column.required or column.regex or column.default is not None
             or column.drop_invalid_rows or getattr(column, "parsers", None)
             or column.dtype is None):
         return None
-    checks = [_check_rule(check) for check in column.checks]
+    checks = [_series_check_rule(check) for check in column.checks]
     if any(check is None for check in checks):
         return None
-    series_checks: list[Callable[[Any], bool]] = [c for c in checks if c is not None]
+    series_checks: list[ColumnRule] = [c for c in checks if c is not None]
     dtype, nullable, unique = column.dtype, column.nullable, column.unique
     dtype_only = type(dtype).check in _DTYPE_ONLY_CHECKS
     passed_dtypes: set[Any] = set()  # series dtypes this column's dtype check has passed
 
-    def rule(series: pd.Series) -> bool:
-        if series.dtype not in passed_dtypes:
-            if dtype.check(Engine.dtype(series.dtype), series) is not True:
+    def rule(array: Any, series: Callable[[], pd.Series]) -> bool:
+        if array.dtype not in passed_dtypes:
+            if dtype.check(Engine.dtype(array.dtype), series()) is not True:
                 return False
             if dtype_only:
-                passed_dtypes.add(series.dtype)
-        if not nullable and _has_missing_values(series):
+                passed_dtypes.add(array.dtype)
+        if not nullable and _has_missing_values(array):
             return False
-        if unique and not series.is_unique:
+        if unique and not _is_unique(array, series):
             return False
-        return all(check(series) for check in series_checks)
+        return all(check(array, series) for check in series_checks)
 
     return rule
 
 
-def _has_missing_values(series: pd.Series) -> bool:
-    """A numpy integer or boolean column cannot hold one; other columns are looked at."""
-    if isinstance(series.dtype, np.dtype):
-        return series.dtype.kind not in "iub" and series.hasnans
-    array = series.array
-    return bool(array.isna().any()) if isinstance(array, ExtensionArray) else series.hasnans
+def _has_missing_values(array: Any) -> bool:
+    """A numpy integer or boolean array cannot hold one; other arrays are looked at."""
+    if isinstance(array, np.ndarray):
+        return array.dtype.kind not in "iub" and bool(pd.isna(array).any())
+    return bool(array.isna().any())
+
+
+def _is_unique(array: Any, series: Callable[[], pd.Series]) -> bool:
+    """``Series.is_unique`` (a missing value counts once), as a set of the Python values of
+    an integer array or of a ``str`` array without missing values."""
+    values = _texts(array)
+    if values is None:
+        values = _integers(array)
+    if values is None:
+        return bool(series().is_unique)
+    return len(set(values.tolist())) == len(values)
 
 
 def _check_rule(check: pa.Check) -> Callable[[Any], bool] | None:
-    """A check as a function of its series or frame, True when every row passes."""
+    """A frame check as a function of its frame, True when every row passes."""
+    if check.groupby is not None or check.element_wise or check._check_fn is None:
+        return None
+    function = partial(check._check_fn, **check._check_kwargs)
+
+    def rule(frame: Any) -> bool:
+        return _all_true(function(frame), frame)
+
+    return rule
+
+
+def _series_check_rule(check: pa.Check) -> ColumnRule | None:
+    """A column's check as a function of its array (and its series, made only if needed),
+    True when every value passes."""
     if check.groupby is not None or check.element_wise or check._check_fn is None:
         return None
     function = check._check_fn
     builtin = getattr(function, "__name__", None)
-    fast: Callable[[pd.Series], bool | None] = _no_shortcut
+    fast: Callable[..., bool | None] = _no_shortcut
     if builtin is not None and check.is_builtin_check(builtin):  # as ``Check.__call__`` does
         function = check.get_builtin_check_fn(builtin)
         fast = _SHORTCUTS.get(builtin, _no_shortcut)
@@ -217,47 +215,47 @@ def _check_rule(check: pa.Check) -> Callable[[Any], bool] | None:
     shortcut = partial(fast, **kwargs)
     ignore_na = check.ignore_na
 
-    def rule(data: Any) -> bool:
-        if not isinstance(data, pd.Series):
-            return _all_true(function(data), data)
-        if ignore_na and _has_missing_values(data):
-            data = data.dropna()
-        answer = shortcut(data)
-        return _all_true(function(data), data) if answer is None else answer
+    def rule(array: Any, series: Callable[[], pd.Series]) -> bool:
+        if ignore_na and _has_missing_values(array):
+            data = series().dropna()
+        else:
+            answer = shortcut(array)
+            if answer is not None:
+                return answer
+            data = series()
+        return _all_true(function(data), data)
 
     return rule
 
 
-def _no_shortcut(series: pd.Series, **kwargs: Any) -> bool | None:
+def _no_shortcut(array: Any, **kwargs: Any) -> bool | None:
     return None
 
 
-def _texts(series: pd.Series) -> Iterable[str] | None:
-    """The strings of a ``str`` column holding no missing value (None for any other)."""
-    array = series.array
+def _texts(array: Any) -> np.ndarray[Any, Any] | None:
+    """The strings of a ``str`` array holding no missing value (None for any other)."""
     if type(array) is not StringArray or array.isna().any():
         return None
-    texts: Iterable[str] = array.to_numpy()
+    texts: np.ndarray[Any, Any] = array.to_numpy()
     return texts
 
 
-def _integers(series: pd.Series) -> np.ndarray[Any, Any] | None:
-    """The values of a numpy integer column (None for any other)."""
-    dtype = series.dtype
-    return series.to_numpy() if isinstance(dtype, np.dtype) and dtype.kind in "iu" else None
+def _integers(array: Any) -> np.ndarray[Any, Any] | None:
+    """A numpy integer array (None for any other)."""
+    return array if isinstance(array, np.ndarray) and array.dtype.kind in "iu" else None
 
 
-def _isin(series: pd.Series, allowed_values: Any) -> bool | None:
-    texts = _texts(series)
+def _isin(array: Any, allowed_values: Any) -> bool | None:
+    texts = _texts(array)
     if texts is None or not isinstance(allowed_values, frozenset | set | list | tuple) or any(
             type(value) is not str for value in allowed_values):
         return None
     return frozenset(allowed_values).issuperset(texts)
 
 
-def _str_length(series: pd.Series, min_value: int | None = None, max_value: int | None = None,
+def _str_length(array: Any, min_value: int | None = None, max_value: int | None = None,
                 exact_value: int | None = None) -> bool | None:
-    texts = _texts(series)
+    texts = _texts(array)
     bounds = (min_value, max_value, exact_value)
     if texts is None or any(b is not None and type(b) is not int for b in bounds) or (
             min_value is None and max_value is None and exact_value is None):
@@ -271,8 +269,8 @@ def _str_length(series: pd.Series, min_value: int | None = None, max_value: int 
             and (max_value is None or max(lengths) <= max_value))
 
 
-def _greater_than_or_equal_to(series: pd.Series, min_value: Any) -> bool | None:
-    values = _integers(series)
+def _greater_than_or_equal_to(array: Any, min_value: Any) -> bool | None:
+    values = _integers(array)
     if values is None or type(min_value) is not int:
         return None
     return bool((values >= min_value).all())
@@ -291,6 +289,8 @@ _SHORTCUTS: dict[str, Callable[..., bool | None]] = {
 def _all_true(result: Any, data: Any) -> bool:
     if isinstance(result, bool | np.bool_):
         return bool(result)
+    if isinstance(result, RowsPassed):  # ``Columns.per_row``: one flag for each of its rows
+        return type(data) is Columns and len(result.flags) == len(data) and result.all()
     if isinstance(result, pd.Series):
         if len(result) != len(data) or not result.index.equals(data.index):
             return False

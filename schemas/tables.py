@@ -15,14 +15,16 @@ missing values but where a check says so, and pandera's "ignore missing values" 
 much as the check), flags are ``boolean`` and text ``str`` columns, which pandera resolves
 quickly. For the same reason the checks compute on their columns' numpy values (``_values``)
 and return one flag per row (``_per_row``): each pandas operation costs tens of microseconds
-whatever the number of rows, and a day's tables have a few rows to a thousand.
+whatever the number of rows, and a day's tables have a few rows to a thousand. Those helpers
+read a table given as ``schemas.columns.Columns`` (``schemas.compiled``'s yes/no check of a
+closure's tables) straight from its arrays, with no ``Series`` made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,8 @@ import pandera.pandas as pa
 from pandera import dtypes
 from pandera.engines import pandas_engine
 from pandera.typing import Series
+
+from toporder_sync.schemas.columns import Columns, RowsPassed
 
 
 @pandas_engine.Engine.register_dtype
@@ -51,18 +55,36 @@ class Text(pandas_engine.STRING):  # type: ignore[misc]
         return bool(resolved.type == self.type)
 
 
-def _values(df: pd.DataFrame, *columns: str) -> list[np.ndarray[Any, Any]]:
+Table = pd.DataFrame | Columns  # a check reads a ``Columns`` table as it reads a frame
+# A check's answer, one flag per row: a series for a frame, ``RowsPassed`` for ``Columns``.
+PerRow: TypeAlias = "pd.Series[bool] | RowsPassed"
+
+
+def _values(df: Table, *columns: str) -> list[np.ndarray[Any, Any]]:
     """The columns' values as numpy arrays (``int64`` cents for money columns)."""
+    if isinstance(df, Columns):
+        return [df.to_numpy(column) for column in columns]
     return [df[column].to_numpy() for column in columns]
 
 
-def _flags(df: pd.DataFrame, column: str) -> np.ndarray[Any, Any]:
+def _lists(df: Table, *columns: str) -> list[list[Any]]:
+    """The columns' values as Python values (a missing value as ``pd.NA``)."""
+    if isinstance(df, Columns):
+        return [df.tolist(column) for column in columns]
+    return [df[column].tolist() for column in columns]
+
+
+def _flags(df: Table, column: str) -> np.ndarray[Any, Any]:
     """A ``boolean`` column as numpy flags; a missing value raises, failing the check."""
+    if isinstance(df, Columns):
+        return df.to_numpy(column, dtype=bool)
     return df[column].to_numpy(dtype=bool)
 
 
-def _per_row(data: pd.DataFrame | pd.Series, passed: Any) -> pd.Series[bool]:
+def _per_row(data: Table | pd.Series, passed: Any) -> PerRow:
     """A check's answer: one flag per row of ``data`` (a value that is no flag raises)."""
+    if isinstance(data, Columns):
+        return data.per_row(passed)
     return pd.Series(np.asarray(passed, dtype=bool), index=data.index)
 
 
@@ -101,20 +123,20 @@ class VatLinesTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="net_plus_vat_equals_gross", ignore_na=False)
-    def net_plus_vat_equals_gross(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def net_plus_vat_equals_gross(cls, df: pd.DataFrame) -> PerRow:
         """Identity 1: net + vat = gross, to the cent."""
         net, vat, gross = _values(df, "net", "vat", "gross")
         return _per_row(df, net + vat == gross)
 
     @pa.dataframe_check(name="vat_matches_rate", ignore_na=False)
-    def vat_matches_rate(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def vat_matches_rate(cls, df: pd.DataFrame) -> PerRow:
         """Identity 2: ±0.01 per ticket at the rate, else ±1 % of the computed VAT (≥ 0.01).
 
         Python integers, not ``int64``: ``net × rate × 100`` may exceed 2⁶³ for the largest
         amounts the format allows, and the table has a handful of rows.
         """
-        within = map(_vat_within_tolerance, df["net"].tolist(), df["vat"].tolist(),
-                     df["vat_rate"].tolist(), df["tickets"].tolist())
+        within = map(_vat_within_tolerance,
+                     *_lists(df, "net", "vat", "vat_rate", "tickets"))
         return _per_row(df, list(within))
 
 
@@ -126,7 +148,7 @@ class RefundsTable(VatLinesTable):
     """``refunds[]``: same shape as sales, amounts positive."""
 
     @pa.check("gross", name="refund_positive")
-    def refund_positive(cls, series: pd.Series[int]) -> pd.Series[bool]:
+    def refund_positive(cls, series: pd.Series[int]) -> PerRow:
         return _per_row(series, series.to_numpy() >= 0)
 
 
@@ -154,12 +176,12 @@ class TipsTable(pa.DataFrameModel):
         pass
 
     @pa.check("amount", name="exact_money")
-    def exact_money(cls, series: pd.Series[int]) -> pd.Series[bool]:
+    def exact_money(cls, series: pd.Series[int]) -> PerRow:
         """Cents are exact by their type; a tip is not negative (reported under this name)."""
         return _per_row(series, series.to_numpy() >= 0)
 
     @pa.dataframe_check(name="tip_method_paid", ignore_na=False)
-    def tip_method_paid(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def tip_method_paid(cls, df: pd.DataFrame) -> PerRow:
         return _per_row(df, _flags(df, "paid_with_method"))
 
 
@@ -180,12 +202,12 @@ class TicketLinesTable(pa.DataFrameModel):
         pass
 
     @pa.check("gross", name="exact_money")
-    def exact_money(cls, series: pd.Series[Any]) -> pd.Series[bool]:
+    def exact_money(cls, series: pd.Series[Any]) -> PerRow:
         """Cents are exact by their type; a line is not negative (reported under this name)."""
         return _per_row(series, series.to_numpy() >= 0)
 
     @pa.dataframe_check(name="ticket_line_rate")
-    def ticket_line_rate(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def ticket_line_rate(cls, df: pd.DataFrame) -> PerRow:
         """A sale or refund line has a VAT rate; a gift card or tip line has none."""
         kinds, rates = _values(df, "kind", "vat_rate")
         taxed = (kinds == "sale") | (kinds == "refund")
@@ -223,12 +245,12 @@ class TicketsTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="ticket_balanced", ignore_na=False)
-    def ticket_balanced(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def ticket_balanced(cls, df: pd.DataFrame) -> PerRow:
         lines_total, payments_total = _values(df, "lines_total", "payments_total")
         return _per_row(df, lines_total == payments_total)
 
     @pa.dataframe_check(name="ticket_in_business_day", ignore_na=False)
-    def ticket_in_business_day(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def ticket_in_business_day(cls, df: pd.DataFrame) -> PerRow:
         return _per_row(df, _flags(df, "in_business_day"))
 
 
@@ -245,7 +267,7 @@ class ReconciliationTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="tickets_match_totals", ignore_na=False)
-    def tickets_match_totals(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def tickets_match_totals(cls, df: pd.DataFrame) -> PerRow:
         declared, from_tickets = _values(df, "declared", "from_tickets")
         return _per_row(df, declared == from_tickets)
 
@@ -273,36 +295,36 @@ class TotalsTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="debit_equals_credit", ignore_na=False)
-    def debit_equals_credit(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def debit_equals_credit(cls, df: pd.DataFrame) -> PerRow:
         """Identity 4: Σ payments = Σ sales − Σ refunds + gift cards sold + Σ tips."""
         payments, sales, refunds, gift_cards, tips = _values(
             df, "payments", "sales_gross", "refunds_gross", "gift_cards_sold", "tips")
         return _per_row(df, payments == sales - refunds + gift_cards + tips)
 
     @pa.dataframe_check(name="grand_total_period", ignore_na=False)
-    def grand_total_period(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def grand_total_period(cls, df: pd.DataFrame) -> PerRow:
         """Identity 5: grand_total.period = Σ sales.gross − Σ refunds.gross."""
         period, sales, refunds = _values(df, "period_total", "sales_gross", "refunds_gross")
         return _per_row(df, period == sales - refunds)
 
     @pa.dataframe_check(name="cash_count_expected", ignore_na=False)
-    def cash_count_expected(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def cash_count_expected(cls, df: pd.DataFrame) -> PerRow:
         """Identity 8: cash_count.expected = the payment amount of cash_count.method.
 
         Without a cash count (``<NA>``) there is nothing to compare; a count against no
         payment of its method (``<NA>``) does not match.
         """
-        rows = zip(df["cash_expected"].tolist(), df["cash_paid"].tolist(), strict=True)
+        rows = zip(*_lists(df, "cash_expected", "cash_paid"), strict=True)
         return _per_row(df, [pd.isna(expected) or (not pd.isna(paid) and expected == paid)
                              for expected, paid in rows])
 
     @pa.dataframe_check(name="gift_cards_not_negative", ignore_na=False)
-    def gift_cards_not_negative(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def gift_cards_not_negative(cls, df: pd.DataFrame) -> PerRow:
         (gift_cards,) = _values(df, "gift_cards_sold")
         return _per_row(df, gift_cards >= 0)
 
     @pa.dataframe_check(name="business_day_dates", ignore_na=False)
-    def business_day_dates(cls, df: pd.DataFrame) -> pd.Series[bool]:
+    def business_day_dates(cls, df: pd.DataFrame) -> PerRow:
         return _per_row(df, _flags(df, "dates_ok"))
 
 

@@ -28,7 +28,8 @@ from toporder_sync.core import validate as validating
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Closure, Territory
 from toporder_sync.core.simulator import dumps, generate_series
-from toporder_sync.schemas.compiled import Columns, passes
+from toporder_sync.schemas.columns import Columns
+from toporder_sync.schemas.compiled import passes
 from toporder_sync.schemas.tables import Text
 
 Mutation = Callable[[pd.DataFrame, str], pd.DataFrame]
@@ -144,6 +145,7 @@ def test_the_valid_closures_take_the_fast_path() -> None:
         for table in tables(closure):
             assert pandera_passes(table.schema, table.frame), (name, table.name)
             assert passes(table.schema, table.frame), (name, table.name)
+            assert passes(table.schema, table.columns), (name, table.name)
 
 
 def test_a_broken_closure_is_refused_by_both() -> None:
@@ -290,3 +292,46 @@ def test_builtin_checks_answer_as_pandera_on_any_column() -> None:
                 assert fast == slow, (label, check)
             answered += fast
     assert answered > 20, answered
+
+
+def _reader_arrays() -> dict[str, object]:
+    return {
+        "int64": np.array([3, -1, 0], dtype=np.int64),
+        "float": np.array([0.5, np.nan, 2.0]),
+        "bool": np.array([True, False, True]),
+        "Int64": pd.array([2, None, 5], dtype="Int64"),
+        "boolean": pd.array([True, None, False], dtype="boolean"),
+        "str": pd.array(["a", None, "b"], dtype="str"),
+        "objects": np.array(["a", "b", "c"], dtype=object),
+        "wrapped": pd.arrays.NumpyExtensionArray(np.array([1, 2, 3], dtype=np.int64)),
+    }
+
+
+def test_columns_read_each_column_as_its_series_would() -> None:
+    arrays = _reader_arrays()
+    columns = Columns(arrays)
+    for name in arrays:
+        series = pd.Series(arrays[name])
+        assert columns[name].dtype == series.dtype, name
+        assert columns.array(name).dtype == series.dtype, name
+        # (equals: missing values in the same places are equal)
+        read, expected = columns.tolist(name), series.tolist()
+        assert [type(v) for v in read] == [type(v) for v in expected], name
+        assert pd.Series(read, dtype=object).equals(pd.Series(expected, dtype=object)), name
+        values, expected_values = columns.to_numpy(name), series.to_numpy()
+        assert values.dtype == expected_values.dtype, name
+        assert pd.Series(values).equals(pd.Series(expected_values)), name
+    assert columns.to_numpy("int64", dtype=bool).tolist() == [True, True, False]
+    with pytest.raises(ValueError):
+        columns.to_numpy("boolean", dtype=bool)  # a missing value is no flag
+
+
+def test_a_check_answers_one_flag_for_each_row_of_its_columns() -> None:
+    columns = Columns({"amount": np.array([1, 2], dtype=np.int64)})
+    assert columns.per_row([True, True]).all()
+    assert not columns.per_row(np.array([True, False])).all()
+    with pytest.raises(ValueError, match="rows"):
+        columns.per_row([True])
+    schema = pa.DataFrameSchema({"amount": pa.Column(int)}, checks=[
+        pa.Check(lambda df: Columns({"other": np.array([1])}).per_row([True]))])
+    assert not passes(schema, columns)  # flags of another table's rows are no answer

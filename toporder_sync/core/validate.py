@@ -9,7 +9,7 @@ failure case into a ``Finding`` whose message is written from the offending row.
 Cost: pandera's price is per column and per check (about 0.4 and 0.2 ms), not per row. A table
 is first put to ``schemas.compiled.passes``, the same schema's rules run without pandera's
 machinery, which only answers "valid"; a table it does not pass goes to pandera, whose failure
-cases are the ones reported. A table is its columns' arrays (``schemas.compiled.Columns``), the
+cases are the ones reported. A table is its columns' arrays (``schemas.columns.Columns``), the
 ``DataFrame`` made only for pandera. The tables carry only the columns their rules read: money
 as ``int64`` cents everywhere (exact; a value without exact cents is reported as ``exact_money``
 while converting), VAT rates as ``int64`` basis points, text as ``str`` and flags as
@@ -54,7 +54,8 @@ from toporder_sync.schemas import (
     TotalsTable,
     sales_schema,
 )
-from toporder_sync.schemas.compiled import Columns, passes
+from toporder_sync.schemas.columns import Columns
+from toporder_sync.schemas.compiled import passes
 
 Row = pd.Series  # one row of a table as people read it (Decimal amounts), by column name
 
