@@ -51,7 +51,7 @@ reliability: install
 		--audit-status $$audit
 
 # Measurements, not tests: each figure a ratio against a baseline run in the same session
-# (BENCHMARKS.md). bench-quick takes under 2 minutes, bench 8 to 25 here.
+# (BENCHMARKS.md). bench-quick takes under 2 minutes, bench about 7 here.
 bench: install
 	$(BIN)/python -m bench.run
 
