@@ -507,7 +507,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-run-"))
     (work / "prefect").mkdir()
-    # `prefect server start` takes ~30 s to come up here (its SQLite migrations): the core, the
+    # `prefect server start` takes 10–15 s to come up here (its migrations): the core, the
     # ledger fill (and, with --quick, the ledger figures) are measured meanwhile, in this process.
     server_db = None
     if on_postgres:
@@ -516,8 +516,13 @@ def main() -> None:
     step(f"prefect server ({'PostgreSQL' if on_postgres else 'SQLite'}) starting, in the "
          "background")
     started: list[tuple[subprocess.Popen[bytes], str]] = []
-    starter = threading.Thread(
-        target=lambda: started.append(start_server(work / "prefect", server_db)))
+    up_at: list[float] = []
+
+    def start() -> None:
+        started.append(start_server(work / "prefect", server_db))
+        up_at.append(time.perf_counter() - began)
+
+    starter = threading.Thread(target=start)
     starter.start()
     step(f"core: {sizes.core_days} closures, {sizes.core_runs} runs each, "
          f"{sizes.core_repeats} repeats")
@@ -539,7 +544,7 @@ def main() -> None:
     if not started:
         raise SystemExit("prefect server did not start")
     server, api = started[0]
-    step("prefect server up")
+    step(f"prefect server up (since {up_at[0]:.1f} s)")
     try:
         os.environ.update({
             "PREFECT_API_URL": api, "PREFECT_HOME": str(work / "client"),
