@@ -515,12 +515,11 @@ def main() -> None:
         server_db = create_database(base_url, "prefect").replace("+psycopg", "+asyncpg")
     step(f"prefect server ({'PostgreSQL' if on_postgres else 'SQLite'}) starting, in the "
          "background")
-    started: list[tuple[subprocess.Popen[bytes], str]] = []
-    up_at: list[float] = []
+    started: list[tuple[subprocess.Popen[bytes], str, float]] = []  # server, API, when it was up
 
     def start() -> None:
-        started.append(start_server(work / "prefect", server_db))
-        up_at.append(time.perf_counter() - began)
+        started.append((*start_server(work / "prefect", server_db),
+                        time.perf_counter() - began))
 
     starter = threading.Thread(target=start)
     starter.start()
@@ -543,8 +542,8 @@ def main() -> None:
     starter.join()
     if not started:
         raise SystemExit("prefect server did not start")
-    server, api = started[0]
-    step(f"prefect server up (since {up_at[0]:.1f} s)")
+    server, api, up_at = started[0]
+    step(f"prefect server up (since {up_at:.1f} s)")
     try:
         os.environ.update({
             "PREFECT_API_URL": api, "PREFECT_HOME": str(work / "client"),

@@ -2,10 +2,10 @@
 
 pandas spends tens of microseconds making a ``DataFrame`` or a ``Series``, whatever the number
 of rows, and a closure has nine small tables checked with ~50 series between them. ``Columns``
-holds the arrays; ``schemas.compiled`` reads them for a table's yes/no check, and the checks of
-``schemas.tables`` read them through ``to_numpy``, ``tolist`` and ``per_row``, which answer
-what the same calls on the frame's series would. A ``Series`` is made only for a check that
-asks for one (``columns[name]``), the ``DataFrame`` only for pandera (``frame``).
+holds the arrays; ``schemas.compiled``'s rules and the checks of ``schemas.tables`` read a
+column's values through ``array_of`` (its array, for a ``Columns`` or a frame alike) and answer
+one flag per row through ``Columns.per_row``. A ``Series`` is made only for a check that asks
+for one (``columns[name]``), the ``DataFrame`` only for pandera (``frame``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,20 @@ from pandas.arrays import NumpyExtensionArray
 def values_of(series: pd.Series) -> Any:
     """The values a series holds: its numpy array, or its extension array."""
     return series.to_numpy() if isinstance(series.dtype, np.dtype) else series.array
+
+
+def array_of(table: pd.DataFrame | Columns, name: str) -> Any:
+    """``values_of(table[name])``; for ``Columns``, without making the ``Series``."""
+    return table.array(name) if isinstance(table, Columns) else values_of(table[name])
+
+
+def to_numpy(array: Any, dtype: Any = None) -> np.ndarray[Any, Any]:
+    """What ``Series.to_numpy(dtype)`` answers for a series holding ``array``
+    (``values_of``)."""
+    if isinstance(array, np.ndarray):
+        return np.asarray(array, dtype=dtype)
+    values: np.ndarray[Any, Any] = array.to_numpy(dtype=dtype)
+    return values
 
 
 class Columns:
@@ -67,19 +81,6 @@ class Columns:
                 else isinstance(array, ExtensionArray) and type(array) is not NumpyExtensionArray):
             return array
         return values_of(self[name])
-
-    def to_numpy(self, name: str, dtype: Any = None) -> np.ndarray[Any, Any]:
-        """``columns[name].to_numpy(dtype)``."""
-        array = self.array(name)
-        if isinstance(array, np.ndarray):
-            return np.asarray(array, dtype=dtype)
-        values: np.ndarray[Any, Any] = array.to_numpy(dtype=dtype)
-        return values
-
-    def tolist(self, name: str) -> list[Any]:
-        """``columns[name].tolist()``."""
-        values: list[Any] = self.array(name).tolist()
-        return values
 
     def per_row(self, passed: Any) -> RowsPassed:
         """A check's answer, one flag per row, as ``pd.Series(passed, index=index)`` is for a

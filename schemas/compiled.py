@@ -27,8 +27,8 @@ column holds no missing value; a unique column no duplicate; a column check with
 
 A table may be given as ``Columns`` (``schemas.columns``) rather than as a ``DataFrame``: its
 columns' arrays, which the column rules read as the frame's series hold them, and which a
-check reads through ``Columns`` as it reads a frame (``[]``, ``index``, the names of
-``columns``, and the readers that ``schemas.tables``' checks use). A frame made of the same
+check reads as it reads a frame (``[]``, ``index``, the names of ``columns``) or through
+``schemas.columns.array_of``, as ``schemas.tables``' checks do. A frame made of the same
 arrays holds the same values, dtypes and index (``Columns.frame``, for pandera when the answer
 is no). A check that reads anything else of a frame raises on ``Columns``: "not valid", and
 pandera validates the frame. A check answering ``Columns.per_row`` passes when each of the
@@ -61,13 +61,16 @@ from pandera.config import CONFIG
 from pandera.engines import pandas_engine
 from pandera.engines.pandas_engine import Engine
 
-from toporder_sync.schemas.columns import Columns, RowsPassed, values_of
+from toporder_sync.schemas.columns import Columns, RowsPassed, array_of
 from toporder_sync.schemas.tables import Text
 
 Table = pd.DataFrame | Columns
 Rule = Callable[[Table], bool]
-# A column's rule: its array, and its series made only for what reads a series.
-ColumnRule = Callable[[Any, Callable[[], pd.Series]], bool]
+# A column's rule, given its table and name: it reads the column's array (``array_of``), and its
+# series only where a check reads one.
+ColumnRule = Callable[[Table, str], bool]
+# A column check's rule: the column's array, and its series made only if the check reads one.
+CheckRule = Callable[[Any, Callable[[], pd.Series]], bool]
 
 _plans: dict[int, tuple[pa.DataFrameSchema, Rule]] = {}
 
@@ -116,22 +119,11 @@ def _plan(schema: pa.DataFrameSchema) -> Rule:
         if expected is not None and set(present) != expected:
             return False
         for name, column_rule in zip(names, column_rules, strict=True):
-            if name not in frame:
-                return False
-            if type(frame) is Columns:
-                passed = column_rule(frame.array(name), partial(frame.__getitem__, name))
-            else:
-                series = frame[name]
-                passed = column_rule(values_of(series), partial(_itself, series))
-            if not passed:
+            if name not in frame or not column_rule(frame, name):
                 return False
         return all(check(frame) for check in table_rules)
 
     return rule
-
-
-def _itself(series: pd.Series) -> pd.Series:
-    return series
 
 
 def _supported(schema: pa.DataFrameSchema) -> bool:
@@ -149,12 +141,17 @@ def _column_rule(column: Any) -> ColumnRule | None:
     checks = [_series_check_rule(check) for check in column.checks]
     if any(check is None for check in checks):
         return None
-    series_checks: list[ColumnRule] = [c for c in checks if c is not None]
+    series_checks: list[CheckRule] = [c for c in checks if c is not None]
     dtype, nullable, unique = column.dtype, column.nullable, column.unique
     dtype_only = type(dtype).check in _DTYPE_ONLY_CHECKS
     passed_dtypes: set[Any] = set()  # series dtypes this column's dtype check has passed
 
-    def rule(array: Any, series: Callable[[], pd.Series]) -> bool:
+    def rule(table: Table, name: str) -> bool:
+        array = array_of(table, name)
+
+        def series() -> pd.Series:  # made once by ``Columns``, looked up in a frame
+            return table[name]
+
         if array.dtype not in passed_dtypes:
             if dtype.check(Engine.dtype(array.dtype), series()) is not True:
                 return False
@@ -199,7 +196,7 @@ def _check_rule(check: pa.Check) -> Callable[[Any], bool] | None:
     return rule
 
 
-def _series_check_rule(check: pa.Check) -> ColumnRule | None:
+def _series_check_rule(check: pa.Check) -> CheckRule | None:
     """A column's check as a function of its array (and its series, made only if needed),
     True when every value passes."""
     if check.groupby is not None or check.element_wise or check._check_fn is None:

@@ -33,7 +33,7 @@ from pandera import dtypes
 from pandera.engines import pandas_engine
 from pandera.typing import Series
 
-from toporder_sync.schemas.columns import Columns, RowsPassed
+from toporder_sync.schemas.columns import Columns, RowsPassed, array_of, to_numpy
 
 
 @pandas_engine.Engine.register_dtype
@@ -62,23 +62,17 @@ PerRow: TypeAlias = "pd.Series[bool] | RowsPassed"
 
 def _values(df: Table, *columns: str) -> list[np.ndarray[Any, Any]]:
     """The columns' values as numpy arrays (``int64`` cents for money columns)."""
-    if isinstance(df, Columns):
-        return [df.to_numpy(column) for column in columns]
-    return [df[column].to_numpy() for column in columns]
+    return [to_numpy(array_of(df, column)) for column in columns]
 
 
 def _lists(df: Table, *columns: str) -> list[list[Any]]:
     """The columns' values as Python values (a missing value as ``pd.NA``)."""
-    if isinstance(df, Columns):
-        return [df.tolist(column) for column in columns]
-    return [df[column].tolist() for column in columns]
+    return [array_of(df, column).tolist() for column in columns]
 
 
 def _flags(df: Table, column: str) -> np.ndarray[Any, Any]:
     """A ``boolean`` column as numpy flags; a missing value raises, failing the check."""
-    if isinstance(df, Columns):
-        return df.to_numpy(column, dtype=bool)
-    return df[column].to_numpy(dtype=bool)
+    return to_numpy(array_of(df, column), dtype=bool)
 
 
 def _per_row(data: Table | pd.Series, passed: Any) -> PerRow:

@@ -28,7 +28,7 @@ from toporder_sync.core import validate as validating
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Closure, Territory
 from toporder_sync.core.simulator import dumps, generate_series
-from toporder_sync.schemas.columns import Columns
+from toporder_sync.schemas.columns import Columns, array_of, to_numpy
 from toporder_sync.schemas.compiled import passes
 from toporder_sync.schemas.tables import Text
 
@@ -310,20 +310,23 @@ def _reader_arrays() -> dict[str, object]:
 def test_columns_read_each_column_as_its_series_would() -> None:
     arrays = _reader_arrays()
     columns = Columns(arrays)
+    frame = columns.frame()
     for name in arrays:
         series = pd.Series(arrays[name])
         assert columns[name].dtype == series.dtype, name
-        assert columns.array(name).dtype == series.dtype, name
-        # (equals: missing values in the same places are equal)
-        read, expected = columns.tolist(name), series.tolist()
-        assert [type(v) for v in read] == [type(v) for v in expected], name
-        assert pd.Series(read, dtype=object).equals(pd.Series(expected, dtype=object)), name
-        values, expected_values = columns.to_numpy(name), series.to_numpy()
-        assert values.dtype == expected_values.dtype, name
-        assert pd.Series(values).equals(pd.Series(expected_values)), name
-    assert columns.to_numpy("int64", dtype=bool).tolist() == [True, True, False]
+        for table in (columns, frame):
+            array = array_of(table, name)
+            assert array.dtype == series.dtype, name
+            # (equals: missing values in the same places are equal)
+            read, expected = array.tolist(), series.tolist()
+            assert [type(v) for v in read] == [type(v) for v in expected], name
+            assert pd.Series(read, dtype=object).equals(pd.Series(expected, dtype=object)), name
+            values, expected_values = to_numpy(array), series.to_numpy()
+            assert values.dtype == expected_values.dtype, name
+            assert pd.Series(values).equals(pd.Series(expected_values)), name
+    assert to_numpy(array_of(columns, "int64"), dtype=bool).tolist() == [True, True, False]
     with pytest.raises(ValueError):
-        columns.to_numpy("boolean", dtype=bool)  # a missing value is no flag
+        to_numpy(array_of(columns, "boolean"), dtype=bool)  # a missing value is no flag
 
 
 def test_a_check_answers_one_flag_for_each_row_of_its_columns() -> None:
