@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -18,15 +20,19 @@ from sqlalchemy.exc import IntegrityError
 from toporder_sync.core.errors import ConfigurationError, TransientError
 from toporder_sync.ledger.db import (
     DATABASE_URL_ENV,
+    Executor,
     alembic_config,
     database_url,
     get_engine,
     make_engine,
     session_scope,
+    transaction,
     upgrade,
 )
 from toporder_sync.ledger.repository import list_clients
 from toporder_sync.ledger.tables import Base
+
+Scope = Callable[[Engine], AbstractContextManager[Executor]]
 
 LEDGER_TABLES = {
     "clients",
@@ -143,22 +149,34 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(ledger_url: str) ->
     engine.dispose()
 
 
-def test_session_scope_commits_at_the_end(engine: Engine, client_id: str) -> None:
+# A transaction on a session or on a connection: the same promises.
+SCOPES = pytest.mark.parametrize("scope", [session_scope, transaction],
+                                 ids=["session_scope", "transaction"])
+
+
+@SCOPES
+def test_a_transaction_commits_at_the_end(engine: Engine, client_id: str, scope: Scope) -> None:
+    with scope(engine) as db:
+        db.execute(text("UPDATE clients SET name = 'Renamed'"))
     with session_scope(engine) as session:
-        assert [client.client_id for client in list_clients(session)] == [client_id]
+        assert [(c.client_id, c.name) for c in list_clients(session)] == [(client_id, "Renamed")]
 
 
-def test_session_scope_rolls_back_on_an_exception(engine: Engine, client_id: str) -> None:
-    with pytest.raises(RuntimeError), session_scope(engine) as session:
-        session.execute(text("UPDATE clients SET name = 'Renamed'"))
+@SCOPES
+def test_a_transaction_rolls_back_on_an_exception(engine: Engine, client_id: str,
+                                                  scope: Scope) -> None:
+    with pytest.raises(RuntimeError), scope(engine) as db:
+        db.execute(text("UPDATE clients SET name = 'Renamed'"))
         raise RuntimeError("stop")
     with session_scope(engine) as session:
         assert [client.name for client in list_clients(session)] == ["Le Petit Zinc"]
 
 
-def test_an_integrity_error_is_not_transient(engine: Engine, client_id: str, now: datetime) -> None:
-    with pytest.raises(IntegrityError), session_scope(engine) as session:
-        session.execute(
+@SCOPES
+def test_an_integrity_error_is_not_transient(engine: Engine, client_id: str, now: datetime,
+                                             scope: Scope) -> None:
+    with pytest.raises(IntegrityError), scope(engine) as db:
+        db.execute(
             text(
                 "INSERT INTO mappings (client_id, method, account, updated_at) "
                 "VALUES ('nobody', 'CB', '511500', :now)"
@@ -167,7 +185,8 @@ def test_an_integrity_error_is_not_transient(engine: Engine, client_id: str, now
         )
 
 
-def test_a_locked_sqlite_database_is_a_transient_error(tmp_path: Path) -> None:
+@SCOPES
+def test_a_locked_sqlite_database_is_a_transient_error(tmp_path: Path, scope: Scope) -> None:
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     engine = make_engine(url)
     upgrade(engine)
@@ -180,8 +199,8 @@ def test_a_locked_sqlite_database_is_a_transient_error(tmp_path: Path) -> None:
     holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        with pytest.raises(TransientError) as raised, session_scope(engine) as session:
-            list_clients(session)
+        with pytest.raises(TransientError) as raised, scope(engine) as db:
+            db.execute(text("SELECT client_id FROM clients"))
         assert "database is locked" in str(raised.value.__cause__)
     finally:
         holder.execute("ROLLBACK")
@@ -190,15 +209,16 @@ def test_a_locked_sqlite_database_is_a_transient_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
+@SCOPES
 def test_a_lost_postgresql_connection_is_a_transient_error(
-    postgres_server: str, postgres_admin: Engine
+    postgres_server: str, postgres_admin: Engine, scope: Scope
 ) -> None:
     with postgres_admin.connect() as admin:
         admin.exec_driver_sql('CREATE DATABASE "lost_connection"')
     engine = make_engine(f"{postgres_server}/lost_connection")
     try:
-        with pytest.raises(TransientError), session_scope(engine) as session:
-            session.execute(text("SELECT 1"))
+        with pytest.raises(TransientError), scope(engine) as db:
+            db.execute(text("SELECT 1"))
             with postgres_admin.connect() as admin:
                 admin.execute(
                     text(
@@ -206,7 +226,7 @@ def test_a_lost_postgresql_connection_is_a_transient_error(
                         "WHERE datname = 'lost_connection' AND pid <> pg_backend_pid()"
                     )
                 )
-            session.execute(text("SELECT 1"))
+            db.execute(text("SELECT 1"))
     finally:
         engine.dispose()
         with postgres_admin.connect() as admin:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from toporder_sync import signing
 from toporder_sync.core.errors import Category, ConfigurationError, Finding, RefusedError
-from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.db import Executor, session_scope
 from toporder_sync.ledger.tables import Base, ClientRow, DayState
 from toporder_sync.outbox import (
     DeliveryDeferred,
@@ -104,7 +104,7 @@ _INTEGRATION_ID = select(_CLIENTS.c.integration_id).where(
     _CLIENTS.c.client_id == bindparam("client"))
 
 
-def enqueue_flagged(session: Session, client_id: str, business_date: date, *, state: DayState,
+def enqueue_flagged(db: Executor, client_id: str, business_date: date, *, state: DayState,
                     category: Category | None, findings: Sequence[Finding], attempt: int,
                     now: datetime) -> str | None:
     """Put the notification of a day just recorded in the outbox, in the caller's transaction.
@@ -114,12 +114,12 @@ def enqueue_flagged(session: Session, client_id: str, business_date: date, *, st
     """
     if state not in NOTIFIED_STATES:
         return None
-    integration_id = session.execute(_INTEGRATION_ID, {"client": client_id}).scalar()
+    integration_id = db.execute(_INTEGRATION_ID, {"client": client_id}).scalar()
     if integration_id is None:
         raise RefusedError(f"unknown client {client_id!r}")
     event = event_id(integration_id, business_date, state, attempt)
     return enqueue(
-        session, topic=TOPIC, client_id=client_id, business_date=business_date, now=now,
+        db, topic=TOPIC, client_id=client_id, business_date=business_date, now=now,
         event_id=event,
         payload=payload(event=event, client_id=client_id, integration_id=integration_id,
                         business_date=business_date, state=state, category=category,

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from toporder_sync import checkpoints
 from toporder_sync.core.errors import ToporderSyncError, TransientError
-from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.db import Executor, dialect_name, session_scope
 from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
 from toporder_sync.pennylane import handler as pennylane_handler
 
@@ -168,7 +168,7 @@ def new_event_id() -> str:
     return "msg_" + secrets.token_hex(16)
 
 
-def enqueue(session: Session, *, topic: str, client_id: str, business_date: date | None,
+def enqueue(db: Executor, *, topic: str, client_id: str, business_date: date | None,
             payload: dict[str, Any], now: datetime, event_id: str | None = None) -> str:
     """Add a pending message, due ``now``, in the caller's transaction; return its event id.
 
@@ -185,7 +185,7 @@ def enqueue(session: Session, *, topic: str, client_id: str, business_date: date
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the payload of {topic} is not JSON: {exc}") from exc
-    session.execute(_enqueue_statement(session.get_bind().dialect.name), {
+    db.execute(_enqueue_statement(dialect_name(db)), {
         "event_id": event_id, "topic": topic, "client_id": client_id,
         "business_date": business_date, "payload": payload, "status": "pending",
         "attempts": 0, "next_attempt_at": now, "created_at": now,

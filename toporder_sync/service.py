@@ -2,8 +2,9 @@
 
 This is the glue between the pure core and the SQL ledger, used alike by the Prefect tasks and
 the command line: receiving a closure, admitting a day, posting an entry, flagging a day. Every
-function opens and commits its own transaction (``session_scope``); the repository functions it
-calls never commit, so a failure anywhere leaves nothing half written.
+function opens and commits its own transaction: ``transaction`` (a connection) for those of a
+client-day's run, which only run statements, ``session_scope`` for the others. The repository
+functions it calls never commit, so a failure anywhere leaves nothing half written.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
 from toporder_sync import checkpoints, notifications
 from toporder_sync.core import calendar
@@ -21,7 +21,7 @@ from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import Category, Finding, RefusedError, refused
 from toporder_sync.core.model import ClientSettings, Entry, MethodMatch, PreviousClosure
 from toporder_sync.ledger import repository
-from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.db import session_scope, transaction
 from toporder_sync.ledger.repository import ClientRecord, PostResult
 from toporder_sync.ledger.tables import DayState
 from toporder_sync.pennylane import store as pennylane_store
@@ -83,28 +83,28 @@ def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *
     nothing more to do. ``read_inbox``: an admitted day's closure is read from the inbox in
     this transaction too, rather than in one more (``InboxSource``).
     """
-    with session_scope(engine) as session:
+    with transaction(engine) as db:
         # The settings first: they check the client, which the claim then needs not do.
-        settings = repository.client_settings(session, client.client_id)
-        if not repository.claim_day(session, client.client_id, business_date, run_id=run_id,
+        settings = repository.client_settings(db, client.client_id)
+        if not repository.claim_day(db, client.client_id, business_date, run_id=run_id,
                                     now=now, lease=lease, client_checked=True):
             return None
-        admission = _admit(session, client, settings, business_date, now=now,
+        admission = _admit(db, client, settings, business_date, now=now,
                            flow_run_id=run_id)
         if read_inbox and admission.refusal is None:
             return replace(admission, inbox=repository.inbox_closure(
-                session, client.client_id, business_date))
+                db, client.client_id, business_date))
         return admission
 
 
-def _admit(session: Session, client: ClientRecord, settings: ClientSettings,
+def _admit(db: Connection, client: ClientRecord, settings: ClientSettings,
            business_date: date, *, now: datetime, flow_run_id: str) -> Admission:
     """Whether the client's day may run; a refusal is recorded and the claim let go of."""
     reason = calendar.refusal(business_date, activated_on=client.activated_on,
                               timezone=client.timezone, now=now)
     if reason is not None:
         repository.record_day(
-            session, client.client_id, business_date, state="refused", error_category=None,
+            db, client.client_id, business_date, state="refused", error_category=None,
             messages=[refused("refused", "business_date", reason)], warnings=[],
             closure_id=None, flow_run_id=flow_run_id, now=now, release=flow_run_id,
         )
@@ -113,8 +113,8 @@ def _admit(session: Session, client: ClientRecord, settings: ClientSettings,
 
 def previous_closure(engine: Engine, client_id: str, establishment_id: str,
                      business_date: date) -> PreviousClosure | None:
-    with session_scope(engine) as session:
-        return repository.previous_closure(session, client_id, establishment_id, business_date)
+    with transaction(engine) as db:
+        return repository.previous_closure(db, client_id, establishment_id, business_date)
 
 
 def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int, entry: Entry,
@@ -127,15 +127,15 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction,
     as it commits: nothing is left for the run to do in the ledger once the day is posted.
     """
-    with session_scope(engine) as session:
-        day = repository.lock_client_day(session, client_id, business_date, now=now)
-        repository.record_methods_seen(session, client_id, business_date, matches)
-        result = repository.write_entry(session, day, closure_id=closure_id, entry=entry,
+    with transaction(engine) as db:
+        day = repository.lock_client_day(db, client_id, business_date, now=now)
+        repository.record_methods_seen(db, client_id, business_date, matches)
+        result = repository.write_entry(db, day, closure_id=closure_id, entry=entry,
                                         now=now)
-        pennylane_store.enqueue_posted(session, client_id, result, now=now)
+        pennylane_store.enqueue_posted(db, client_id, result, now=now)
         checkpoints.reached("mid_write")
         repository.record_day(
-            session, client_id, business_date, state="posted", error_category=None,
+            db, client_id, business_date, state="posted", error_category=None,
             messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
             now=now, entry_id=result.entry_id, release=flow_run_id if release else None,
         )
@@ -153,21 +153,21 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
     outbox in this same transaction (``notifications.enqueue_flagged``): both or neither.
     ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction.
     """
-    with session_scope(engine) as session:
+    with transaction(engine) as db:
         # The client's writers take turns (as posting does), then the day row is locked by
         # record_day's upsert.
-        repository.lock_client(session, client_id)
+        repository.lock_client(db, client_id)
         if matches:
-            repository.record_methods_seen(session, client_id, business_date, matches)
+            repository.record_methods_seen(db, client_id, business_date, matches)
         # record_day counts this run as one more attempt of the day, under the day's lock.
         attempt = repository.record_day(
-            session, client_id, business_date, state=state, error_category=error_category,
+            db, client_id, business_date, state=state, error_category=error_category,
             messages=[f for f in findings if f.is_error],
             warnings=[f for f in findings if not f.is_error],
             closure_id=closure_id, flow_run_id=flow_run_id, now=now,
             release=flow_run_id if release else None,
         )
-        notifications.enqueue_flagged(session, client_id, business_date, state=state,
+        notifications.enqueue_flagged(db, client_id, business_date, state=state,
                                       category=error_category, findings=findings,
                                       attempt=attempt, now=now)
 
@@ -176,12 +176,12 @@ def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: dateti
           lease: timedelta) -> bool:
     """Hold the client-day for flow run ``run_id`` until ``now + lease``, in a transaction of its
     own; False when another live run holds it (see ``repository.claim_day``)."""
-    with session_scope(engine) as session:
-        return repository.claim_day(session, client_id, day, run_id=run_id, now=now,
+    with transaction(engine) as db:
+        return repository.claim_day(db, client_id, day, run_id=run_id, now=now,
                                     lease=lease)
 
 
 def release(engine: Engine, client_id: str, day: date, *, run_id: str) -> None:
     """Let go of the client-day if ``run_id`` holds it (nothing happens otherwise)."""
-    with session_scope(engine) as session:
-        repository.release_day(session, client_id, day, run_id=run_id)
+    with transaction(engine) as db:
+        repository.release_day(db, client_id, day, run_id=run_id)

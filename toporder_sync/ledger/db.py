@@ -8,9 +8,9 @@ Promises:
   takes row locks (``repository.lock_client_day``).
 * ``upgrade`` brings the schema to the latest migration; it is idempotent and safe to run at
   every start-up, from several processes at once.
-* ``session_scope`` is the one place that commits. It turns a transient database failure
-  (a lock, a serialization failure, a lost connection) into ``TransientError``, the only kind
-  of error the orchestrator retries.
+* ``session_scope`` and ``transaction`` are the one place that commits. Both turn a transient
+  database failure (a lock, a serialization failure, a lost connection) into
+  ``TransientError``, the only kind of error the orchestrator retries.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
@@ -145,12 +145,44 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+# What the repository runs its statements on: a ``Session`` (``session_scope``) where rows are
+# read or written as ORM objects, a ``Connection`` (``transaction``) where only statements are
+# run. Both take the same statements and give the same rows.
+Executor: TypeAlias = Session | Connection
+
+
+def dialect_name(executor: Executor) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the database behind a session or a connection."""
+    if isinstance(executor, Connection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed at the end of the block, rolled back on any exception."""
+    with _transient_errors(), Session(engine) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """``session_scope`` on a ``Connection``, for the transactions that only run statements.
+
+    The transactions of every client-day (``service.claim_and_admit``, ``post``, ``flag``) use
+    it: a statement costs about a third less than through a ``Session``, and a transaction
+    half as much, which is most of what the ledger's side of a day costs besides SQLite itself
+    (``make bench``).
+    """
+    with _transient_errors(), engine.begin() as connection:
+        yield connection
+
+
+@contextmanager
+def _transient_errors() -> Iterator[None]:
+    """A transient database failure becomes ``TransientError``; anything else passes."""
     try:
-        with Session(engine) as session, session.begin():
-            yield session
+        yield
     except DBAPIError as exc:
         if _is_transient(exc):
             raise TransientError(f"database temporarily unavailable: {exc.orig}") from exc

@@ -57,6 +57,7 @@ from toporder_sync.core.model import (
     PreviousClosure,
     Territory,
 )
+from toporder_sync.ledger.db import Executor, dialect_name
 from toporder_sync.ledger.tables import (
     DAY_STATES,
     ERROR_CATEGORIES,
@@ -388,9 +389,9 @@ _CLIENT_SETTINGS = (
 )
 
 
-def client_settings(session: Session, client_id: str) -> ClientSettings:
+def client_settings(db: Executor, client_id: str) -> ClientSettings:
     """The client's settings (RefusedError if unknown), read in one statement."""
-    rows = session.execute(_CLIENT_SETTINGS, {"client": client_id}).all()
+    rows = db.execute(_CLIENT_SETTINGS, {"client": client_id}).all()
     if not rows:
         raise RefusedError(f"unknown client {client_id!r}")
     return ClientSettings(
@@ -464,8 +465,8 @@ _LATEST_CLOSURE = (
 )
 
 
-def latest_closure(session: Session, client_id: str, business_date: date) -> StoredClosure | None:
-    row = session.execute(_LATEST_CLOSURE, {"client": client_id, "day": business_date}).first()
+def latest_closure(db: Executor, client_id: str, business_date: date) -> StoredClosure | None:
+    row = db.execute(_LATEST_CLOSURE, {"client": client_id, "day": business_date}).first()
     if row is None:
         return None
     return StoredClosure(id=row.id, raw=row.raw, sha256=row.sha256, received_at=row.received_at,
@@ -487,25 +488,25 @@ _PREVIOUS_CLOSURE = (
 )
 
 
-def inbox_closure(session: Session, client_id: str, business_date: date) -> InboxClosure | None:
+def inbox_closure(db: Executor, client_id: str, business_date: date) -> InboxClosure | None:
     """The client-day's ``latest_closure`` with its ``previous_closure``; None if none came."""
-    stored = latest_closure(session, client_id, business_date)
+    stored = latest_closure(db, client_id, business_date)
     if stored is None:
         return None
     previous = None
     if stored.establishment_id is not None:
-        previous = previous_closure(session, client_id, stored.establishment_id, business_date)
+        previous = previous_closure(db, client_id, stored.establishment_id, business_date)
     return InboxClosure(stored, previous)
 
 
 def previous_closure(
-    session: Session, client_id: str, establishment_id: str, business_date: date
+    db: Executor, client_id: str, establishment_id: str, business_date: date
 ) -> PreviousClosure | None:
     """The closure behind the current entry of the establishment's latest day before this one.
 
     None when there is no such day, or when its closure lacks a number or a perpetual total.
     """
-    row = session.execute(_PREVIOUS_CLOSURE, {"client": client_id, "day": business_date,
+    row = db.execute(_PREVIOUS_CLOSURE, {"client": client_id, "day": business_date,
                                               "establishment": establishment_id}).first()
     if row is None or row.closure_number is None or row.perpetual_total is None:
         return None
@@ -519,20 +520,17 @@ def previous_closure(
 # --- posting ----------------------------------------------------------------------------
 
 
-_LOCK_CLIENT = (
-    select(_CLIENTS.c.client_id)
-    .where(_CLIENTS.c.client_id == bindparam("client"))
-    .with_for_update(key_share=True)
-)
+_CLIENT = select(_CLIENTS.c.client_id).where(_CLIENTS.c.client_id == bindparam("client"))
+_LOCK_CLIENT = _CLIENT.with_for_update(key_share=True)
 
 
-def lock_client(session: Session, client_id: str) -> None:
+def lock_client(db: Executor, client_id: str) -> None:
     """Make the writers of the client take turns (RefusedError if unknown).
 
     On PostgreSQL the client row is locked FOR NO KEY UPDATE until the transaction ends (entry
     numbers are per client); on SQLite BEGIN IMMEDIATE already holds the write lock.
     """
-    found = session.execute(_LOCK_CLIENT, {"client": client_id}).first()
+    found = db.execute(_LOCK_CLIENT, {"client": client_id}).first()
     if found is None:
         raise RefusedError(f"unknown client {client_id!r}")
 
@@ -548,7 +546,7 @@ def _ensure_day_statement(dialect: str) -> Executable:
 
 
 def lock_client_day(
-    session: Session, client_id: str, business_date: date, *, now: datetime
+    db: Executor, client_id: str, business_date: date, *, now: datetime
 ) -> DayRecord:
     """Take the client-day for this transaction; call first in a posting transaction.
 
@@ -557,8 +555,8 @@ def lock_client_day(
     The day row is created in state ``received`` if missing (``now`` is its ``updated_at``).
     """
     # Always the client row first, then the day row: one lock order, no deadlock.
-    lock_client(session, client_id)
-    row = session.execute(_for_dialect(session, _ensure_day_statement),
+    lock_client(db, client_id)
+    row = db.execute(_for_dialect(db, _ensure_day_statement),
                           {"client": client_id, "day": business_date, "now": now}).one()
     return DayRecord(client_id, business_date, row.state, row.closure_id, row.entry_id,
                      row.attempts)
@@ -594,7 +592,7 @@ def post_entry(
 
 
 def write_entry(
-    session: Session, day: DayRecord, *, closure_id: int, entry: Entry, now: datetime
+    db: Executor, day: DayRecord, *, closure_id: int, entry: Entry, now: datetime
 ) -> PostResult:
     """The entries of ``post_entry``, for a day this transaction holds (``lock_client_day``).
 
@@ -603,15 +601,15 @@ def write_entry(
     """
     client_id, business_date = day.client_id, day.business_date
     _check_postable(entry, business_date)
-    current = None if day.entry_id is None else _current(session, day.entry_id)
+    current = None if day.entry_id is None else _current(db, day.entry_id)
     if current is not None and current.closure_id == closure_id and current.entry == entry:
         return PostResult("unchanged", current.id, None, current.number)
     reversal_id = None
     if current is not None:
         # Checked before the reversal is written (a first entry checks it as it is written).
-        _check_closure(session, client_id, business_date, closure_id)
+        _check_closure(db, client_id, business_date, closure_id)
         reversal_id, _ = _write_entry(
-            session,
+            db,
             client_id,
             _reversal_of(current),
             kind="reversal",
@@ -620,7 +618,7 @@ def write_entry(
             now=now,
         )
     new_id, number = _write_entry(
-        session, client_id, entry, kind="entry", closure_id=closure_id, reverses_id=None, now=now
+        db, client_id, entry, kind="entry", closure_id=closure_id, reverses_id=None, now=now
     )
     return PostResult(
         status="posted" if reversal_id is None else "replaced",
@@ -675,7 +673,7 @@ def _methods_seen_statement(dialect: str) -> Executable:
 
 
 def record_methods_seen(
-    session: Session, client_id: str, business_date: date, matches: Sequence[MethodMatch]
+    db: Executor, client_id: str, business_date: date, matches: Sequence[MethodMatch]
 ) -> None:
     """Remember each method of a closure: first and last day seen, where it goes and why.
 
@@ -685,7 +683,7 @@ def record_methods_seen(
     if not matches:
         return
     # One statement executed for all the methods at once.
-    session.execute(_for_dialect(session, _methods_seen_statement), [
+    db.execute(_for_dialect(db, _methods_seen_statement), [
         {"client_id": client_id, "name": match.method, "first_seen": business_date,
          "last_seen": business_date, "account": match.account, "rule": match.rule.value}
         for match in matches
@@ -742,7 +740,7 @@ def _record_day_statement(with_entry: bool, releasing: bool) -> Executable:
 
 
 def record_day(
-    session: Session,
+    db: Executor,
     client_id: str,
     business_date: date,
     *,
@@ -784,7 +782,7 @@ def record_day(
     parameters.update(client=client_id, day=business_date)
     if release is not None:
         parameters["releasing"] = release
-    updated = session.execute(
+    updated = db.execute(
         _record_day_statement(entry_id is not None, release is not None), parameters
     ).first()
     if updated is not None:
@@ -792,10 +790,10 @@ def record_day(
         return attempts
     released = {} if release is None else _released_if_held_by(release)
     # Else created, first attempt; a concurrent creation of the row becomes the update.
-    upsert = _insert(session, _DAYS).values(
+    upsert = _insert(db, _DAYS).values(
         {**fields, "client_id": client_id, "business_date": business_date, "attempts": 1}
     )
-    attempts = session.execute(
+    attempts = db.execute(
         upsert.on_conflict_do_update(
             index_elements=["client_id", "business_date"],
             set_={**{name: upsert.excluded[name] for name in fields}, **released,
@@ -874,7 +872,7 @@ def fleet_status(session: Session, business_date: date) -> list[FleetDay]:
 
 
 def claim_day(
-    session: Session,
+    db: Executor,
     client_id: str,
     business_date: date,
     *,
@@ -898,10 +896,10 @@ def claim_day(
         raise ValueError("run_id must not be empty")
     if lease <= timedelta(0):
         raise ValueError(f"a lease must be positive, not {lease}")
-    if not client_checked:
-        client_row(session, client_id)
-    claimed = session.execute(
-        _for_dialect(session, _claim_statement),
+    if not client_checked and db.execute(_CLIENT, {"client": client_id}).first() is None:
+        raise RefusedError(f"unknown client {client_id!r}")
+    claimed = db.execute(
+        _for_dialect(db, _claim_statement),
         {"client": client_id, "day": business_date, "now": now, "run": run_id,
          "until": now + lease},
     ).first()
@@ -937,9 +935,9 @@ _RELEASE_DAY = (
 )
 
 
-def release_day(session: Session, client_id: str, business_date: date, *, run_id: str) -> bool:
+def release_day(db: Executor, client_id: str, business_date: date, *, run_id: str) -> bool:
     """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
-    result = session.execute(_RELEASE_DAY,
+    result = db.execute(_RELEASE_DAY,
                              {"client": client_id, "day": business_date, "run": run_id})
     return cast("CursorResult[Any]", result).rowcount == 1
 
@@ -965,9 +963,9 @@ def _set_active(session: Session, client_id: str, *, active: bool) -> ClientReco
 
 
 
-def _insert(session: Session, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can say ON CONFLICT, in the dialect of the session's database."""
-    return _dialect_insert(session.get_bind().dialect.name, model)
+def _insert(db: Executor, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT, in the dialect of the database."""
+    return _dialect_insert(dialect_name(db), model)
 
 
 def _dialect_insert(dialect: str, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
@@ -976,9 +974,9 @@ def _dialect_insert(dialect: str, model: type[Base] | Table) -> postgresql.Inser
     return sqlite.insert(model)
 
 
-def _for_dialect(session: Session, build: Callable[[str], _T]) -> _T:
-    """The statement ``build`` makes for the session's database (built once per dialect)."""
-    return build(session.get_bind().dialect.name)
+def _for_dialect(db: Executor, build: Callable[[str], _T]) -> _T:
+    """The statement ``build`` makes for the database (built once per dialect)."""
+    return build(dialect_name(db))
 
 
 def client_row(session: Session, client_id: str, *, for_update: bool = False) -> ClientRow:
@@ -1019,9 +1017,9 @@ def _closure_problem(client_id: str, business_date: date, closure_id: int) -> Va
     return ValueError(f"closure {closure_id} is not a closure of {client_id} for {business_date}")
 
 
-def _check_closure(session: Session, client_id: str, business_date: date,
+def _check_closure(db: Executor, client_id: str, business_date: date,
                    closure_id: int) -> None:
-    found = session.execute(
+    found = db.execute(
         select(_CLOSURES.c.id).where(
             _CLOSURES.c.id == closure_id,
             _CLOSURES.c.client_id == client_id,
@@ -1054,10 +1052,10 @@ class _Current:
     entry: Entry
 
 
-def _current(session: Session, entry_id: int) -> _Current:
+def _current(db: Executor, entry_id: int) -> _Current:
     """Entry ``entry_id`` with its lines, in one statement (columns, not ORM objects)."""
     e, line = _ENTRIES, _LINES
-    rows = session.execute(
+    rows = db.execute(
         select(e.c.id, e.c.number, e.c.closure_id, e.c.journal, e.c.journal_label,
                e.c.business_date, e.c.piece_ref, e.c.label, line.c.account,
                line.c.account_label, line.c.label.label("line_label"), line.c.debit,
@@ -1129,7 +1127,7 @@ _INSERT_LINES = insert(_LINES)
 
 
 def _write_entry(
-    session: Session,
+    db: Executor,
     client_id: str,
     entry: Entry,
     *,
@@ -1156,13 +1154,13 @@ def _write_entry(
         "reverses_id": reverses_id,
         "posted_at": now,
     }
-    written = session.execute(
+    written = db.execute(
         _INSERT_ENTRY, {f"new_{name}": value for name, value in header.items()}
     ).first()
     if written is None:
         raise _closure_problem(client_id, entry.date, closure_id)
     entry_id, entry_number = written
-    session.execute(_INSERT_LINES, [
+    db.execute(_INSERT_LINES, [
         {"entry_id": entry_id, "line_no": line_no, "account": line.account,
          "account_label": line.account_label, "label": line.label, "debit": line.debit,
          "credit": line.credit}

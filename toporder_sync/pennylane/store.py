@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 from toporder_sync import outbox
 from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import EntryLine
+from toporder_sync.ledger.db import Executor, dialect_name
 from toporder_sync.ledger.repository import PostResult
 from toporder_sync.ledger.tables import (
     Base,
@@ -141,43 +142,43 @@ _SETTINGS: Table = Base.metadata.tables["pennylane_settings"]
 _ENABLED = select(_SETTINGS.c.enabled).where(_SETTINGS.c.client_id == bindparam("client"))
 
 
-def enqueue_posted(session: Session, client_id: str, result: PostResult, *,
+def enqueue_posted(db: Executor, client_id: str, result: PostResult, *,
                    now: datetime) -> list[int]:
     """Queue what a posting wrote (the reversal, then the entry) if CLIENT pushes to Pennylane."""
     if result.status == "unchanged":
         return []
     # Only whether it is enabled, in one statement built once: this runs for every posting.
-    if not session.execute(_ENABLED, {"client": client_id}).scalar():
+    if not db.execute(_ENABLED, {"client": client_id}).scalar():
         return []
     written = [result.entry_id] if result.reversal_id is None else [result.reversal_id,
                                                                      result.entry_id]
-    return enqueue_entries(session, client_id, written, now=now)
+    return enqueue_entries(db, client_id, written, now=now)
 
 
-def enqueue_entries(session: Session, client_id: str, entry_ids: Iterable[int], *,
+def enqueue_entries(db: Executor, client_id: str, entry_ids: Iterable[int], *,
                     now: datetime) -> list[int]:
     """Queue these entries of CLIENT (see the module docstring); the ids newly queued."""
     wanted = set(entry_ids)
-    rows = {row.id: row for row in session.execute(
+    rows = {row.id: row for row in db.execute(
         select(EntryRow.id, EntryRow.client_id, EntryRow.business_date, EntryRow.reverses_id)
         .where(EntryRow.id.in_(wanted)))}
     if set(rows) != wanted or any(row.client_id != client_id for row in rows.values()):
         raise ValueError(f"entries {sorted(wanted)} are not all entries of {client_id}")
     originals = {row.reverses_id for row in rows.values() if row.reverses_id is not None}
-    rows.update({row.id: row for row in session.execute(
+    rows.update({row.id: row for row in db.execute(
         select(EntryRow.id, EntryRow.client_id, EntryRow.business_date, EntryRow.reverses_id)
         .where(EntryRow.id.in_(originals - set(rows))))})
-    queued = set(session.scalars(
+    queued = set(db.scalars(
         select(PennylanePushRow.entry_id).where(PennylanePushRow.entry_id.in_(rows))))
     added = []
     # Oldest first: the outbox delivers in that order, so an entry goes before its reversal.
     for entry_id in sorted(set(rows) - queued):
         row = rows[entry_id]
-        event = outbox.enqueue(session, topic=TOPIC, client_id=client_id,
+        event = outbox.enqueue(db, topic=TOPIC, client_id=client_id,
                                business_date=row.business_date, payload={"entry_id": entry_id},
                                now=now, event_id=event_id(entry_id))
-        inserted = session.execute(
-            _insert(session, PennylanePushRow)
+        inserted = db.execute(
+            _insert(db, PennylanePushRow)
             .values(entry_id=entry_id, client_id=client_id, event_id=event, status="pending",
                     post_attempts=0, created_at=now)
             .on_conflict_do_nothing(index_elements=["entry_id"])
@@ -315,8 +316,8 @@ def _settings(row: PennylaneSettingsRow) -> PennylaneSettings:
                              updated_at=row.updated_at)
 
 
-def _insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    if session.get_bind().dialect.name == "postgresql":
+def _insert(db: Executor, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    if dialect_name(db) == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)
 
