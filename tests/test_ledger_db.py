@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from toporder_sync.core.errors import ConfigurationError, TransientError
@@ -170,6 +170,37 @@ def test_a_transaction_rolls_back_on_an_exception(engine: Engine, client_id: str
         raise RuntimeError("stop")
     with session_scope(engine) as session:
         assert [client.name for client in list_clients(session)] == ["Le Petit Zinc"]
+
+
+def _commit_waits_for_disk(db: Connection) -> bool:
+    if db.dialect.name == "sqlite":
+        return db.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    return db.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_a_transaction_waits_for_the_disk_unless_told_not_to_for_itself_only(
+    engine: Engine, client_id: str
+) -> None:
+    with transaction(engine) as db:
+        if db.dialect.name == "postgresql":  # the test cluster never waits; this connection will
+            db.exec_driver_sql("SET synchronous_commit TO on")
+        driver = db.connection.dbapi_connection
+        assert _commit_waits_for_disk(db)
+    with transaction(engine, durable=False) as db:
+        assert db.connection.dbapi_connection is driver
+        assert not _commit_waits_for_disk(db)
+        db.execute(text("UPDATE clients SET name = 'Renamed'"))
+    with pytest.raises(RuntimeError), transaction(engine, durable=False) as db:
+        assert not _commit_waits_for_disk(db)
+        raise RuntimeError("stop")
+    for scope in (transaction, session_scope):
+        with scope(engine) as after:
+            connection = after if isinstance(after, Connection) else after.connection()
+            # The same pooled connection: the setting did not outlive its transaction.
+            assert connection.connection.dbapi_connection is driver
+            assert _commit_waits_for_disk(connection)
+    with session_scope(engine) as session:
+        assert [client.name for client in list_clients(session)] == ["Renamed"]
 
 
 @SCOPES

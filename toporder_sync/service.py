@@ -83,7 +83,9 @@ def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *
     nothing more to do. ``read_inbox``: an admitted day's closure is read from the inbox in
     this transaction too, rather than in one more (``InboxSource``).
     """
-    with transaction(engine) as db:
+    # Not durable (``transaction``): what it writes, a claim or a refusal, the day's next run
+    # writes again if a power cut undoes it.
+    with transaction(engine, durable=False) as db:
         # The settings first: they check the client, which the claim then needs not do.
         settings = repository.client_settings(db, client.client_id)
         if not repository.claim_day(db, client.client_id, business_date, run_id=run_id,
