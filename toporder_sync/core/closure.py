@@ -8,7 +8,7 @@ order mark, invalid UTF-8, a document over ``MAX_CLOSURE_BYTES``, an unknown fie
 
 A valid document, nearly every one, is recognised by a compiled check of the JSON Schema;
 only a document that check refuses goes through ``jsonschema``, whose findings are reported.
-A day's ticket lines are checked once per distinct line: they are a few dozen sales repeated.
+A day's ticket lines are checked and read once per distinct line: a few dozen sales repeated.
 """
 
 from __future__ import annotations
@@ -179,47 +179,61 @@ def _validator() -> Draft202012Validator:
 
 
 @cache
-def _is_valid() -> Callable[[dict[str, Any]], bool]:
-    """A compiled yes/no check of the same schema, for the closures that pass (nearly all).
+def _compiled() -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Compiled checks of the schema: the document without its ticket lines, and one line.
 
     ``fastjsonschema`` generates Python code for the schema: twenty times faster than
     ``jsonschema``'s interpreter, but it stops at the first problem and words it its own way.
-    So it only answers "valid"; any other answer goes to ``jsonschema``, whose findings are the
-    ones reported. It may be stricter than ``jsonschema``, never looser, on this schema: it
-    checks the same keywords (draft 2020-12's ``items`` with one schema is draft-07's), its
-    patterns end in ``\\Z`` where ours end in ``$``, and ``format`` is left out of both, as
-    draft 2020-12 makes it an annotation (dates are checked while reading, below).
-
-    The ticket lines' schema is compiled apart and a line equal to one already passed (same
-    keys in the same order, equal values) is not checked again: the values of a valid line are
-    strings, and no other JSON value equals a string. A line that is not a plain ``dict`` is
-    always checked, and an unhashable value (a list, an object) makes the document "not valid".
+    So it only answers "valid" (``_read_lines``); any other answer goes to ``jsonschema``, whose
+    findings are the ones reported. It may be stricter than ``jsonschema``, never looser, on
+    this schema: it checks the same keywords (draft 2020-12's ``items`` with one schema is
+    draft-07's), its patterns end in ``\\Z`` where ours end in ``$``, and ``format`` is left
+    out of both, as draft 2020-12 makes it an annotation (dates are checked while reading).
     """
     schema = {key: value for key, value in _schema().items() if key not in ("$schema", "$id")}
     document_schema = copy.deepcopy(schema)
     line_schema = document_schema["properties"]["tickets"]["items"]["properties"]["lines"].pop(
         "items")
-    check = fastjsonschema.compile(document_schema, use_default=False, use_formats=False)
-    check_line = fastjsonschema.compile(line_schema, use_default=False, use_formats=False)
+    return (fastjsonschema.compile(document_schema, use_default=False, use_formats=False),
+            fastjsonschema.compile(line_schema, use_default=False, use_formats=False))
 
-    def is_valid(document: dict[str, Any]) -> bool:
-        try:
-            check(document)
-            passed: set[tuple[tuple[str, Any], ...]] = set()
-            for ticket in document.get("tickets", ()):
-                for line in ticket["lines"]:
-                    if type(line) is not dict:
-                        check_line(line)
-                        continue
+
+def _read_lines(document: dict[str, Any], amount: Callable[[str], Decimal] | None = None,
+                ) -> list[tuple[TicketLine, ...]] | None:
+    """The ticket lines of a document the compiled checks pass (nearly every one), ticket by
+    ticket; None for any other document, which ``jsonschema`` then looks at.
+
+    A day's thousand lines are a few dozen sales repeated: a line equal to one already passed
+    (same keys in the same order, equal values) is neither checked nor read again, and shares
+    its record. The values of a valid line are strings, and no other JSON value equals a
+    string; a line that is not a plain ``dict`` is always checked, and an unhashable value (a
+    list, an object) makes the document "not valid". ``amount``: how amounts are read
+    (``parse_amount``, remembered per text by default).
+    """
+    check, check_line = _compiled()
+    amount = amount or _memo(parse_amount)
+    rate = _memo(parse_rate)
+    known: dict[tuple[tuple[str, Any], ...], TicketLine] = {}
+    lines: list[tuple[TicketLine, ...]] = []
+    try:
+        check(document)
+        for ticket in document.get("tickets", ()):
+            records = []
+            for line in ticket["lines"]:
+                if type(line) is dict:
                     key = tuple(line.items())
-                    if key not in passed:
+                    record = known.get(key)
+                    if record is None:
                         check_line(line)
-                        passed.add(key)
-        except (fastjsonschema.JsonSchemaException, TypeError, ValueError):
-            return False
-        return True
-
-    return is_valid
+                        record = known[key] = _ticket_line(line, rate, amount)
+                else:
+                    check_line(line)
+                    record = _ticket_line(line, rate, amount)
+                records.append(record)
+            lines.append(tuple(records))
+    except (fastjsonschema.JsonSchemaException, TypeError, ValueError):
+        return None
+    return lines
 
 
 def _path(parts: Any) -> str:
@@ -247,28 +261,38 @@ def _schema_message(error: ValidationError) -> str:
 
 
 def _schema_findings(document: dict[str, Any]) -> list[Finding]:
-    if _is_valid()(document):
-        return []
+    """What ``jsonschema`` finds wrong in the document (nothing, for a valid one)."""
     return [
         pos_error(f"schema.{error.validator}", _path(error.absolute_path), _schema_message(error))
         for error in sorted(_validator().iter_errors(document), key=lambda e: repr(list(e.path)))
     ]
 
 
-def _datetime(value: str, field: str, findings: list[Finding]) -> datetime:
-    parsed = None
+def _parsed_datetime(value: str) -> datetime | None:
     if _DATETIME.match(value):
         try:
-            parsed = datetime.fromisoformat(value)
+            return datetime.fromisoformat(value)
         except ValueError:
-            parsed = None
+            return None
+    return None
+
+
+def _datetime(value: str, field: str, findings: list[Finding]) -> datetime:
+    parsed = _parsed_datetime(value)
     if parsed is None:
         findings.append(pos_error("schema.format", field,
                                   f"{value!r} is not an ISO 8601 date-time with an offset"))
-        return datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+        return _EPOCH
     return parsed
 
 
+def _ticket_closed_at(value: str, n: int, findings: list[Finding]) -> datetime:
+    """``_datetime`` of ``tickets[n].closed_at``, the field named only if it is wrong."""
+    parsed = _parsed_datetime(value)
+    return _datetime(value, f"tickets[{n}].closed_at", findings) if parsed is None else parsed
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 _KINDS = {kind.value: kind for kind in LineKind}
 
 
@@ -285,25 +309,12 @@ def _memo(parse: Callable[[str], Decimal]) -> Callable[[str], Decimal]:
     return parse_once
 
 
-def _ticket_lines(amount: Callable[[str], Decimal]) -> Callable[[dict[str, str]], TicketLine]:
-    """Ticket lines read once per distinct line: a day's thousand lines are a few dozen sales.
-
-    Lines of equal text share one (immutable) record; ``vat_rate`` is absent, never null, in a
-    document the schema passed.
-    """
-    rate = _memo(parse_rate)
-    seen: dict[tuple[str, str | None, str], TicketLine] = {}
-
-    def ticket_line(line: dict[str, str]) -> TicketLine:
-        key = (line["kind"], line.get("vat_rate"), line["gross"])
-        known = seen.get(key)
-        if known is None:
-            kind, vat_rate, gross = key
-            known = seen[key] = TicketLine(
-                _KINDS[kind], None if vat_rate is None else rate(vat_rate), amount(gross))
-        return known
-
-    return ticket_line
+def _ticket_line(line: dict[str, str], rate: Callable[[str], Decimal],
+                 amount: Callable[[str], Decimal]) -> TicketLine:
+    """The record of a line the schema passed (``vat_rate`` is absent, never null, then)."""
+    vat_rate = line.get("vat_rate")
+    return TicketLine(_KINDS[line["kind"]], None if vat_rate is None else rate(vat_rate),
+                      amount(line["gross"]))
 
 
 def _vat_lines(items: list[dict[str, str]]) -> tuple[VatLine, ...]:
@@ -322,9 +333,16 @@ def _method_amounts(items: list[dict[str, str]],
 def parse_closure(raw: bytes, source: str) -> Closure:
     """Read one closure document. Raises ``ClosureRejected`` with every problem found."""
     document = load_document(raw, source)
-    findings = _schema_findings(document)
-    if findings:
-        raise ClosureRejected(source, findings)
+    amount = _memo(parse_amount)
+    lines = _read_lines(document, amount)
+    if lines is None:  # not valid, or refused by the compiled checks alone (stricter)
+        problems = _schema_findings(document)
+        if problems:
+            raise ClosureRejected(source, problems)
+        rate = _memo(parse_rate)
+        lines = [tuple(_ticket_line(line, rate, amount) for line in t["lines"])
+                 for t in document.get("tickets", [])]
+    findings: list[Finding] = []
     head = document["closure"]
     day_text = head["business_date"]
     business_date = date(1970, 1, 1)
@@ -339,16 +357,11 @@ def parse_closure(raw: bytes, source: str) -> Closure:
                                   f"{day_text!r} is not YYYY-MM-DD"))
     opened_at = _datetime(head["opened_at"], "closure.opened_at", findings)
     closed_at = _datetime(head["closed_at"], "closure.closed_at", findings)
-    amount = _memo(parse_amount)
-    ticket_line = _ticket_lines(amount)
     tickets = tuple(
-        Ticket(
-            number=t["number"],
-            closed_at=_datetime(t["closed_at"], f"tickets[{n}].closed_at", findings),
-            lines=tuple(map(ticket_line, t["lines"])),
-            payments=_method_amounts(t["payments"], amount),
-        )
-        for n, t in enumerate(document.get("tickets", []))
+        Ticket(t["number"], _ticket_closed_at(t["closed_at"], n, findings), ticket_lines,
+               _method_amounts(t["payments"], amount))
+        for n, (t, ticket_lines) in enumerate(zip(document.get("tickets", []), lines,
+                                                 strict=True))
     )
     if findings:
         raise ClosureRejected(source, findings)

@@ -12,6 +12,7 @@ An explicit mapping to an account that cannot hold a payment is a ledger-side er
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def _fold(text: str) -> str:
     return "".join(kept).casefold()
 
 
+@functools.lru_cache(maxsize=4096)  # a fleet's methods are a few names, seen every day
 def words(name: str) -> tuple[str, ...]:
     return tuple(_fold(name).split())
 

@@ -237,16 +237,13 @@ def _tables(closure: Closure, territory: Territory) -> Iterator[_Table]:
     for p in closure.payments:
         paid[p.method] += p.amount
     tickets_per_rate: dict[str, Counter[Decimal]] = {"sales": Counter(), "refunds": Counter()}
-    for ticket in closure.tickets:
-        for kind, rate in {(ln.kind, ln.vat_rate) for ln in ticket.lines}:
-            if rate is not None and kind in (LineKind.SALE, LineKind.REFUND):
-                tickets_per_rate["sales" if kind is LineKind.SALE else "refunds"][rate] += 1
+    # The tickets' tables are made first: the VAT tables count the tickets at each rate.
+    ticket_tables = _ticket_tables(closure, tickets_per_rate) if closure.tickets else []
     for table in ("sales", "refunds"):
         yield _vat_table(closure, table, territory, tickets_per_rate[table])
     yield _payments_table(closure)
     yield _tips_table(closure, paid)
-    if closure.tickets:
-        yield from _ticket_tables(closure)
+    yield from ticket_tables
     yield _totals_table(closure, paid)
 
 
@@ -255,8 +252,10 @@ def _places(counts: list[int]) -> list[tuple[int, int]]:
     return [(t_no, n) for t_no, count in enumerate(counts) for n in range(count)]
 
 
-def _ticket_tables(closure: Closure) -> Iterator[_Table]:
-    """Ticket lines, ticket payments, tickets and the reconciliation of identity 7.
+def _ticket_tables(closure: Closure,
+                   tickets_per_rate: dict[str, Counter[Decimal]]) -> list[_Table]:
+    """Ticket lines, ticket payments, tickets and the reconciliation of identity 7; counts in
+    ``tickets_per_rate`` the tickets with sales (refunds) at each rate, each ticket once.
 
     One pass over the tickets fills every column; where a row sits in the closure
     (``tickets[3].lines[1]``) is worked out only to name a failure.
@@ -283,10 +282,12 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
     # What a line gives each column, worked out once per line record: the reading shares one
     # record among the equal lines of a day. Keyed by identity, as equal amounts may differ in
     # their exponent (12.3 and 12.30), and all are alive as long as the closure.
-    facts: dict[int, tuple[str, str | None, int | None, bool, tuple[str, str]]] = {}
+    facts: dict[int, tuple[str, str | None, int | None, bool, tuple[str, str],
+                           tuple[str, Decimal] | None]] = {}
     for ticket in tickets:
         number = ticket.number
         total = 0
+        rated: set[tuple[str, Decimal] | None] = set()  # the (table, rate) of its lines
         for line in ticket.lines:
             known = facts.get(id(line))
             if known is None:
@@ -297,10 +298,13 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
                     if shown is None:
                         shown = rate_text[rate] = format_rate(rate)
                 table = _TABLE_OF_KIND[kind]
+                with_rate = table in ("sales", "refunds")
                 known = facts[id(line)] = (
                     _KIND_TEXT[kind], shown, cents(line.gross), kind is LineKind.REFUND,
-                    (table, (shown or "") if table in ("sales", "refunds") else ""))
-            kind_text, shown, gross, refund, reconciled = known
+                    (table, (shown or "") if with_rate else ""),
+                    (table, rate) if with_rate and rate is not None else None)
+            kind_text, shown, gross, refund, reconciled, table_rate = known
+            rated.add(table_rate)
             if gross is None:  # not exact cents: reported for this row, converted as it can be
                 gross = line_cents(line.gross, "gross", len(line_gross))
             line_ticket.append(number)
@@ -319,6 +323,9 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
         lines_total.append(total)
         payments_total.append(paid)
         in_day.append(opened <= ticket.closed_at <= closed)
+        for table_rate in rated:
+            if table_rate is not None:
+                tickets_per_rate[table_rate[0]][table_rate[1]] += 1
     lines = Columns({
         "ticket": _texts(line_ticket),
         "kind": _texts(kinds),
@@ -332,33 +339,35 @@ def _ticket_tables(closure: Closure) -> Iterator[_Table]:
             "vat_rate": [tickets[t].lines[n].vat_rate for t, n in line_at()],
             "gross": [tickets[t].lines[n].gross for t, n in line_at()]})
 
-    yield _Table("ticket_lines", _schema(TicketLinesTable), lines,
-                 lambda i: line_label(*line_at()[i]), line_rows,
-                 tuple(line_cents.problems))
+    lines_table = _Table("ticket_lines", _schema(TicketLinesTable), lines,
+                         lambda i: line_label(*line_at()[i]), line_rows,
+                         tuple(line_cents.problems))
     payments = Columns({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
-    yield _Table("ticket_payments", _schema(TicketPaymentsTable), payments,
-                 lambda i: pay_label(*pay_at()[i]),
-                 lambda: _object_frame({
-                     "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
-                     "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
-                 tuple(pay_cents.problems))
+    payments_table = _Table(
+        "ticket_payments", _schema(TicketPaymentsTable), payments,
+        lambda i: pay_label(*pay_at()[i]),
+        lambda: _object_frame({
+            "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
+            "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
+        tuple(pay_cents.problems))
     per_ticket = Columns({
         "ticket": _texts([t.number for t in tickets]),
         "lines_total": _ints(lines_total),
         "payments_total": _ints(payments_total),
         "in_business_day": _flags(in_day),
     })
-    yield _Table("tickets", _schema(TicketsTable), per_ticket, _listed("tickets"),
-                 lambda: _object_frame({
-                     "ticket": [t.number for t in tickets],
-                     "closed_at": [t.closed_at for t in tickets],
-                     "lines_total": [from_cents(c) for c in lines_total],
-                     "payments_total": [from_cents(c) for c in payments_total],
-                     "in_business_day": in_day}))
-    yield _reconciliation(closure, from_tickets)
+    tickets_table = _Table("tickets", _schema(TicketsTable), per_ticket, _listed("tickets"),
+                           lambda: _object_frame({
+                               "ticket": [t.number for t in tickets],
+                               "closed_at": [t.closed_at for t in tickets],
+                               "lines_total": [from_cents(c) for c in lines_total],
+                               "payments_total": [from_cents(c) for c in payments_total],
+                               "in_business_day": in_day}))
+    return [lines_table, payments_table, tickets_table,
+            _reconciliation(closure, from_tickets)]
 
 
 def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) -> _Table:
