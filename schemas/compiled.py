@@ -37,13 +37,13 @@ rows' flags is ``True``.
 Cost: pandas spends tens of microseconds on each operation whatever the number of rows, so the
 per-column work is cut where the answer is known without it: given ``Columns``, no
 ``DataFrame`` is built (~60–100 µs) nor a ``Series`` (~8–10 µs each, ~50 for a closure's
-tables) for a table that passes, but for a column whose own check reads one (``exact_money``,
-say); a dtype check that reads the dtype alone is answered once per dtype of the column; a
-numpy integer or boolean column is not looked at for missing values (it cannot hold one); a
-unique integer or ``str`` column is a set of its Python values; and pandera's built-in ``isin``,
-``str_length`` and ``greater_than_or_equal_to`` run as the same comparisons on the Python values
-of a ``str`` column or the numpy values of an integer one (any other column or argument:
-pandera's own).
+tables) for a table that passes, but for a column whose own check reads one
+(``refund_positive``, say); a dtype check that reads the dtype alone is answered once per dtype
+of the column; a numpy integer or boolean column is not looked at for missing values (it cannot
+hold one); a unique integer or ``str`` column is a set of its Python values; and pandera's
+built-in ``isin``, ``str_length`` and ``greater_than_or_equal_to`` run as the same comparisons
+on the Python values of a ``str`` column (``isin`` of an integer one too) or the numpy values
+of an integer one (any other column or argument: pandera's own).
 """
 
 from __future__ import annotations
@@ -243,11 +243,16 @@ def _integers(array: Any) -> np.ndarray[Any, Any] | None:
 
 
 def _isin(array: Any, allowed_values: Any) -> bool | None:
-    texts = _texts(array)
-    if texts is None or not isinstance(allowed_values, frozenset | set | list | tuple) or any(
-            type(value) is not str for value in allowed_values):
+    if not isinstance(allowed_values, frozenset | set | list | tuple):
         return None
-    return frozenset(allowed_values).issuperset(texts)
+    texts = _texts(array)
+    if texts is not None:
+        plain = all(type(value) is str for value in allowed_values)
+        return frozenset(allowed_values).issuperset(texts) if plain else None
+    values = _integers(array)
+    if values is None or any(type(value) is not int for value in allowed_values):
+        return None
+    return frozenset(allowed_values).issuperset(values.tolist())
 
 
 def _str_length(array: Any, min_value: int | None = None, max_value: int | None = None,

@@ -87,6 +87,11 @@ class _Strict:
     coerce = False
 
 
+# pandera's built-in ``ge`` (which ``schemas.compiled`` reads from the array), named as the rule
+# a negative amount is reported under: ``exact_money``.
+_NOT_NEGATIVE = {"min_value": 0, "name": "exact_money", "error": "exact_money"}
+
+
 def _vat_within_tolerance(net: int, vat: int, rate: int, tickets: int) -> bool:
     """Identity 2 on one line, in exact integers (cents, basis points).
 
@@ -161,18 +166,15 @@ class TipsTable(pa.DataFrameModel):
     """``tips[]``: tips collected through a method, included in that method's payment."""
 
     method: Series[Text] = pa.Field(unique=True, description="payment method of the tips")
-    amount: Series[int] = pa.Field(description="tips collected, in cents")
+    amount: Series[int] = pa.Field(
+        ge=_NOT_NEGATIVE, description="tips collected, in cents (not negative: reported as "
+        "exact_money, the cents being exact by their type)")
     paid_with_method: Series[pd.BooleanDtype] = pa.Field(
         description="the method appears in payments[] with at least this amount"
     )
 
     class Config(_Strict):
         pass
-
-    @pa.check("amount", name="exact_money")
-    def exact_money(cls, series: pd.Series[int]) -> PerRow:
-        """Cents are exact by their type; a tip is not negative (reported under this name)."""
-        return _per_row(series, series.to_numpy() >= 0)
 
     @pa.dataframe_check(name="tip_method_paid", ignore_na=False)
     def tip_method_paid(cls, df: pd.DataFrame) -> PerRow:
@@ -189,16 +191,12 @@ class TicketLinesTable(pa.DataFrameModel):
         nullable=True, description="VAT rate in percent as written (\"5.5\"), for sale and refund"
     )
     gross: Series[int] = pa.Field(
-        description="amount including VAT in cents, positive for every kind"
+        ge=_NOT_NEGATIVE, description="amount including VAT in cents, positive for every kind "
+        "(not negative: reported as exact_money, the cents being exact by their type)"
     )
 
     class Config(_Strict):
         pass
-
-    @pa.check("gross", name="exact_money")
-    def exact_money(cls, series: pd.Series[Any]) -> PerRow:
-        """Cents are exact by their type; a line is not negative (reported under this name)."""
-        return _per_row(series, series.to_numpy() >= 0)
 
     @pa.dataframe_check(name="ticket_line_rate")
     def ticket_line_rate(cls, df: pd.DataFrame) -> PerRow:
@@ -330,6 +328,6 @@ def sales_schema(table: str, rates: frozenset[int]) -> pa.DataFrameSchema:
     column = schema.columns["vat_rate"]
     checks: Iterable[pa.Check] = (
         *column.checks,
-        pa.Check(lambda s: s.isin(rates), name="vat_rate_in_force"),
+        pa.Check.isin(sorted(rates), name="vat_rate_in_force", error="vat_rate_in_force"),
     )
     return schema.update_column("vat_rate", checks=list(checks))

@@ -272,6 +272,20 @@ def test_an_amount_without_exact_cents_is_an_exact_money_finding() -> None:
         "net Decimal('1000.001') is not an exact amount in cents")
 
 
+def test_a_negative_ticket_line_or_tip_is_an_exact_money_finding() -> None:
+    # The format lets any amount be negative; a ticket line or a tip may not (pandera's ``ge``,
+    # named after the rule, run on the arrays by schemas.compiled and by pandera alike).
+    document = put("tips.0.amount", "-1.00", ticketed)
+    document["tickets"][0]["lines"][1]["gross"] = "-1.00"
+    found = {(f.rule, f.field): f.message
+             for f in validate_closure(parse_closure(encode(document), "t.json"),
+                                       Territory.METROPOLE)}
+    assert found[("exact_money", "tickets[0].lines[1].gross")] == (
+        "gross Decimal('-1.00') is not an exact amount in cents")
+    assert found[("exact_money", "tips[0].amount")] == (
+        "amount Decimal('-1.00') is not an exact amount in cents")
+
+
 def entry_of(*lines: tuple[str, str, str, str, str]) -> Entry:
     return Entry("VT", "Journal des ventes", date(2026, 3, 29), "Z8", "Clôture Z8", tuple(
         EntryLine(account, account_label, label, Decimal(debit), Decimal(credit))
