@@ -182,9 +182,9 @@ class TipsTable(pa.DataFrameModel):
 
 
 class TicketLinesTable(pa.DataFrameModel):
-    """``tickets[].lines[]`` flattened: one row per ticket line."""
+    """``tickets[].lines[]`` flattened: one row per ticket line (named by its place, as
+    ``tickets[3].lines[1]``, its ticket's number read only for a message)."""
 
-    ticket: Series[Text] = pa.Field(description="ticket number")
     kind: Series[Text] = pa.Field(isin=["sale", "refund", "gift_card", "tip"],
                                  description="sale, refund, gift_card or tip")
     vat_rate: Series[Text] = pa.Field(

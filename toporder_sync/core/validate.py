@@ -262,7 +262,6 @@ def _ticket_tables(closure: Closure,
     """
     tickets = closure.tickets
     rate_text: dict[Decimal, str] = {}
-    line_ticket: list[str] = []
     kinds: list[str] = []
     rates: list[str | None] = []
     line_gross: list[int] = []
@@ -285,7 +284,6 @@ def _ticket_tables(closure: Closure,
     facts: dict[int, tuple[str, str | None, int | None, bool, tuple[str, str],
                            tuple[str, Decimal] | None]] = {}
     for ticket in tickets:
-        number = ticket.number
         total = 0
         rated: set[tuple[str, Decimal] | None] = set()  # the (table, rate) of its lines
         for line in ticket.lines:
@@ -307,7 +305,6 @@ def _ticket_tables(closure: Closure,
             rated.add(table_rate)
             if gross is None:  # not exact cents: reported for this row, converted as it can be
                 gross = line_cents(line.gross, "gross", len(line_gross))
-            line_ticket.append(number)
             kinds.append(kind_text)
             rates.append(shown)
             line_gross.append(gross)
@@ -315,7 +312,9 @@ def _ticket_tables(closure: Closure,
             from_tickets[reconciled] += gross
         paid = 0
         for payment in ticket.payments:
-            amount = pay_cents(payment.amount, "amount", len(pay_amount))
+            amount = cents(payment.amount)
+            if amount is None:
+                amount = pay_cents(payment.amount, "amount", len(pay_amount))
             methods.append(payment.method)
             pay_amount.append(amount)
             paid += amount
@@ -327,7 +326,6 @@ def _ticket_tables(closure: Closure,
             if table_rate is not None:
                 tickets_per_rate[table_rate[0]][table_rate[1]] += 1
     lines = Columns({
-        "ticket": _texts(line_ticket),
         "kind": _texts(kinds),
         "vat_rate": _texts(rates),
         "gross": _ints(line_gross),
@@ -335,7 +333,7 @@ def _ticket_tables(closure: Closure,
 
     def line_rows() -> pd.DataFrame:
         return _object_frame({
-            "ticket": line_ticket, "kind": kinds,
+            "ticket": [tickets[t].number for t, _ in line_at()], "kind": kinds,
             "vat_rate": [tickets[t].lines[n].vat_rate for t, n in line_at()],
             "gross": [tickets[t].lines[n].gross for t, n in line_at()]})
 
