@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,18 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
 
     The whole of it is ``day.run_day`` on a SQLite ledger (the embedded default): claim and
     admit the day, fetch the closure from the inbox, the pure pipeline, post the entry, release
-    the claim; each client-day once (a posted day's rerun would change nothing). The floor is
-    ``bench/core.py``'s, on the same closures. ``pipeline.process`` alone (no ledger) is shown
-    too, as ``bench/core.py`` measures it.
+    the claim; each client-day once (a posted day's rerun would change nothing). The floor
+    (``bench/core.py``'s) and ``pipeline.process`` alone (no ledger) are measured as ``run_day``
+    is: once per client-day, on that day's closure, in a loop of its own over the repeat's
+    client-days (the three loops take turns at going first, repeat by repeat), their inputs
+    made beforehand, a new ticket-lines frame for each floor (pandas keeps the columns it has
+    read of a frame, which a second validation of the same frame finds). A repeat's figures
+    are the medians over its client-days. The floor as A's was measured until 2026-12-07
+    (BENCHMARKS.md), the median of five runs on one frame of each of ten closures, is printed
+    too, with ``run_day`` against it.
     """
+    import pandas as pd
+
     from bench.core import cpu_ms, floor, ticket_lines
     from toporder_sync.core import pipeline
     from toporder_sync.core.closure import parse_closure
@@ -137,63 +146,77 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     from toporder_sync.ledger.db import get_engine, session_scope
     from toporder_sync.sources import InboxSource
 
-    runs = sizes.core_runs * sizes.core_repeats
     url = f"sqlite:///{work / 'core.db'}"
-    ids = fill_ledger(runs + 1, sizes.core_days, url, "core")
+    ids = fill_ledger(sizes.core_runs * sizes.core_repeats + 1, sizes.core_days, url, "core")
     engine = get_engine(url)
     source = InboxSource(engine)
     days = [FIRST_DAY + timedelta(days=d) for d in range(sizes.core_days)]
-    with session_scope(engine) as session:
-        raws = [repository.latest_closure(session, ids[0], day).raw for day in days]
-        integration_id = repository.get_client(session, ids[0]).integration_id
     settings = ClientSettings("bench")
-    closures = [parse_closure(raw, "bench.json") for raw in raws]
-    entries = [pipeline.build(c, settings, pipeline.map_methods(c, settings)) for c in closures]
-    frames = [ticket_lines(closure) for closure in closures]
-    rows = [[(ln.account, ln.label, int(ln.debit * 100), int(ln.credit * 100))
-             for ln in entry.lines] for entry in entries]
 
-    def process(i: int) -> object:
-        return pipeline.process(raws[i], "bench.json", settings, integration_id=integration_id)
+    def inputs(client_id: str, day: date) -> tuple[bytes, pd.DataFrame, list[Any]]:
+        """The day's closure as received, and the floor's ticket lines and entry rows."""
+        with session_scope(engine) as session:
+            stored = repository.latest_closure(session, client_id, day)
+        if stored is None:
+            raise SystemExit(f"core: no closure for {client_id} {day}")
+        closure = parse_closure(stored.raw, "bench.json")
+        entry = pipeline.build(closure, settings, pipeline.map_methods(closure, settings))
+        return stored.raw, ticket_lines(closure), [
+            (ln.account, ln.label, int(ln.debit * 100), int(ln.credit * 100))
+            for ln in entry.lines]
 
-    def per_closure(work: Callable[[int], object]) -> float:
-        return median([cpu_ms(lambda i=i: work(i), sizes.core_runs)  # type: ignore[misc]
-                       for i in range(len(raws))])
+    def repeat_of(turn: int, clients: Sequence[str]) -> tuple[float, float, float, float]:
+        """Median CPU ms of run_day, process and the floor over the clients' days, and their
+        median ticket lines: each kind of work in a loop of its own, each client-day once."""
+        client_days = [(client_record(engine, client_id), day)
+                       for day in days for client_id in clients]
+        made = [inputs(client.client_id, day) for client, day in client_days]
 
-    def run_days(client_ids: Sequence[str]) -> float:
-        """Median CPU ms per client-day: each day's median over the clients, then the days'."""
-        per_day = []
-        for day in days:
-            times = []
-            for client_id in client_ids:
-                client = client_record(engine, client_id)
-                began = time.process_time()
-                result = run_day(engine, client, day, source=source, run_id=str(uuid.uuid4()),
-                                 now=lambda: datetime.now(UTC))
-                times.append(time.process_time() - began)
-                if result.outcome != "posted":
-                    raise SystemExit(f"core: {client_id} {day} ended {result.outcome}")
-            per_day.append(median(times) * 1000)
-        return median(per_day)
+        def load(n: int) -> None:
+            client, day = client_days[n]
+            result = run_day(engine, client, day, source=source, run_id=str(uuid.uuid4()),
+                             now=lambda: datetime.now(UTC))
+            if result.outcome != "posted":
+                raise SystemExit(f"core: {client.client_id} {day} ended {result.outcome}")
 
-    run_days(ids[:1])  # warm caches (compiled schemas, imports, statements) before measuring
-    process(0)
-    floor(frames[0], rows[0])
-    loads, processes, floors = [], [], []
+        def process(n: int) -> None:
+            pipeline.process(made[n][0], "bench.json", settings,
+                             integration_id=client_days[n][0].integration_id)
+
+        def bare(n: int) -> None:
+            floor(made[n][1], made[n][2])
+
+        works = (load, process, bare)
+        spent: dict[Callable[[int], None], float] = {}
+        for k in range(3):  # the three loops take turns at going first, repeat by repeat
+            work = works[(turn + k) % 3]
+            spent[work] = median([cpu_ms(partial(work, n), 1) for n in range(len(made))])
+        return (spent[load], spent[process], spent[bare],
+                median([len(frame) for _, frame, _ in made]))
+
+    repeat_of(0, ids[:1])  # warm caches (compiled schemas, imports, statements)
+    loads, processes, floors, lines = [], [], [], []
     for repeat in range(sizes.core_repeats):
-        loads.append(run_days(ids[1 + repeat * sizes.core_runs:1 + (repeat + 1) * sizes.core_runs]))
-        processes.append(per_closure(process))
-        floors.append(per_closure(lambda i: floor(frames[i], rows[i])))
-    # The issue's closure has ~1,000 ticket lines; the simulator's days vary (BENCHMARKS.md:
-    # the floor hardly moves with the size, the core grows with it).
-    return [Row("core: ticket lines per closure", "lines", tuple(map(float, map(len, frames)))),
+        load_ms, process_ms, floor_ms, line_count = repeat_of(
+            repeat, ids[1 + repeat * sizes.core_runs:1 + (repeat + 1) * sizes.core_runs])
+        loads.append(load_ms)
+        processes.append(process_ms)
+        floors.append(floor_ms)
+        lines.append(line_count)
+    # The floor as it was measured until then: five runs on one frame, for ten closures.
+    frames = [(frame, rows) for _, frame, rows in (inputs(ids[0], day) for day in days)]
+    repeated = median([cpu_ms(lambda f=frame, r=rows: floor(f, r), 5)  # type: ignore[misc]
+                       for frame, rows in frames])
+    return [Row("core: ticket lines per closure", "lines", tuple(lines)),
             Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
             Row("core: process (no ledger)", "ms CPU/closure", tuple(processes)),
             Row("core: floor", "ms CPU/closure", tuple(floors)),
             Row("A core run_day/floor", "×", tuple(p / f for p, f in zip(loads, floors,
                                                                         strict=True))),
             Row("core: process/floor", "×", tuple(p / f for p, f in zip(processes, floors,
-                                                                       strict=True)))]
+                                                                       strict=True))),
+            Row("core: floor, repeated on one frame", "ms CPU/closure", (repeated,)),
+            Row("  run_day against it", "×", tuple(p / repeated for p in loads))]
 
 
 # ---------------------------------------------------------------- child processes
