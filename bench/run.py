@@ -546,8 +546,8 @@ def main() -> None:
 
     starter = threading.Thread(target=start)
     starter.start()
-    step(f"core: {sizes.core_days} closures, {sizes.core_runs} runs each, "
-         f"{sizes.core_repeats} repeats")
+    step(f"core: {sizes.core_repeats} repeats of {sizes.core_runs} clients x "
+         f"{sizes.core_days} days, each client-day once")
     rows += measure_core(sizes, work)
 
     ledger_url = f"sqlite:///{work / 'ledger.db'}"

@@ -128,9 +128,12 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
     ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction,
     as it commits: nothing is left for the run to do in the ledger once the day is posted.
+    The client is one the ledger knows, as the day's run has claimed the day (an unknown one
+    fails on the day row's foreign key).
     """
     with transaction(engine) as db:
-        day = repository.lock_client_day(db, client_id, business_date, now=now)
+        day = repository.lock_client_day(db, client_id, business_date, now=now,
+                                         client_known=True)
         repository.record_methods_seen(db, client_id, business_date, matches)
         result = repository.write_entry(db, day, closure_id=closure_id, entry=entry,
                                         now=now)

@@ -546,18 +546,23 @@ def _ensure_day_statement(dialect: str) -> Executable:
 
 
 def lock_client_day(
-    db: Executor, client_id: str, business_date: date, *, now: datetime
+    db: Executor, client_id: str, business_date: date, *, now: datetime,
+    client_known: bool = False,
 ) -> DayRecord:
     """Take the client-day for this transaction; call first in a posting transaction.
 
     On PostgreSQL this locks the client row (entry numbers are per client) and then the day
     row; on SQLite the transaction's BEGIN IMMEDIATE already holds the database's write lock.
     The day row is created in state ``received`` if missing (``now`` is its ``updated_at``).
+    An unknown client is refused (RefusedError) but where the caller says the client is
+    known (``client_known``: its run has claimed the day): on SQLite its row is then not
+    read at all.
     """
     # Always the client row first, then the day row: one lock order, no deadlock.
-    lock_client(db, client_id)
+    if not client_known or dialect_name(db) != "sqlite":
+        lock_client(db, client_id)
     row = db.execute(_for_dialect(db, _ensure_day_statement),
-                          {"client": client_id, "day": business_date, "now": now}).one()
+                     {"client": client_id, "day": business_date, "now": now}).one()
     return DayRecord(client_id, business_date, row.state, row.closure_id, row.entry_id,
                      row.attempts)
 
