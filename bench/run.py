@@ -205,8 +205,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
         lines.append(line_count)
     # The floor as it was measured until then: five runs on one frame, for ten closures.
     frames = [(frame, rows) for _, frame, rows in (inputs(ids[0], day) for day in days)]
-    repeated = median([cpu_ms(lambda f=frame, r=rows: floor(f, r), 5)  # type: ignore[misc]
-                       for frame, rows in frames])
+    repeated = median([cpu_ms(partial(floor, frame, rows), 5) for frame, rows in frames])
     return [Row("core: ticket lines per closure", "lines", tuple(lines)),
             Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
             Row("core: process (no ledger)", "ms CPU/closure", tuple(processes)),
@@ -334,7 +333,7 @@ def child_catch_up(arguments: dict[str, Any]) -> None:
     last = FIRST_DAY + timedelta(days=arguments["days"] - 1)
     clients = client_ids(arguments["prefix"], arguments["clients"])
     engine, done = get_engine(), threading.Event()
-    checkpoint: list[tuple[int, float, float]] = []
+    checkpoint: list[tuple[int, float, float, float]] = []  # posted, rss, workers, seconds
 
     workers_peak = [0.0]  # the worker processes' (their peaks grow until they end)
     started = [time.perf_counter()]

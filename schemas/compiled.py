@@ -184,9 +184,13 @@ def _is_unique(array: Any, series: Callable[[], pd.Series]) -> bool:
     return len(set(values.tolist())) == len(values)
 
 
+def _unsupported(check: pa.Check) -> bool:
+    return check.groupby is not None or check.element_wise or check._check_fn is None
+
+
 def _check_rule(check: pa.Check) -> Callable[[Any], bool] | None:
     """A frame check as a function of its frame, True when every row passes."""
-    if check.groupby is not None or check.element_wise or check._check_fn is None:
+    if _unsupported(check):
         return None
     function = partial(check._check_fn, **check._check_kwargs)
 
@@ -199,7 +203,7 @@ def _check_rule(check: pa.Check) -> Callable[[Any], bool] | None:
 def _series_check_rule(check: pa.Check) -> CheckRule | None:
     """A column's check as a function of its array (and its series, made only if needed),
     True when every value passes."""
-    if check.groupby is not None or check.element_wise or check._check_fn is None:
+    if _unsupported(check):
         return None
     function = check._check_fn
     builtin = getattr(function, "__name__", None)

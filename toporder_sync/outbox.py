@@ -44,12 +44,11 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from toporder_sync import checkpoints
 from toporder_sync.core.errors import ToporderSyncError, TransientError
-from toporder_sync.ledger.db import Executor, dialect_name, session_scope
+from toporder_sync.ledger.db import Executor, dialect_insert, dialect_name, session_scope
 from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
 from toporder_sync.pennylane import handler as pennylane_handler
 
@@ -196,8 +195,7 @@ def enqueue(db: Executor, *, topic: str, client_id: str, business_date: date | N
 @functools.cache
 def _enqueue_statement(dialect: str) -> Executable:
     """``enqueue``'s INSERT, built once per database dialect (its values are bound per call)."""
-    insert = postgresql.insert(OutboxRow) if dialect == "postgresql" else sqlite.insert(OutboxRow)
-    return insert.on_conflict_do_nothing(index_elements=["event_id"])
+    return dialect_insert(dialect, OutboxRow).on_conflict_do_nothing(index_elements=["event_id"])
 
 
 def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], datetime],

@@ -210,6 +210,8 @@ def _read_lines(document: dict[str, Any]) -> list[tuple[TicketLine, ...]] | None
     list, an object) makes the document "not valid".
     """
     check, check_line = _compiled()
+    # The day's lines in a plain dict in front of ``_checked_line``: cheaper per line than the
+    # LRU (parse ~0.03 ms a closure).
     known: dict[tuple[tuple[str, Any], ...], TicketLine] = {}
     lines: list[tuple[TicketLine, ...]] = []
     try:

@@ -236,9 +236,9 @@ def _tables(closure: Closure, territory: Territory) -> Iterator[_Table]:
     paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for p in closure.payments:
         paid[p.method] += p.amount
-    tickets_per_rate: dict[str, Counter[Decimal]] = {"sales": Counter(), "refunds": Counter()}
     # The tickets' tables are made first: the VAT tables count the tickets at each rate.
-    ticket_tables = _ticket_tables(closure, tickets_per_rate) if closure.tickets else []
+    ticket_tables, tickets_per_rate = (_ticket_tables(closure) if closure.tickets
+                                       else ([], defaultdict(Counter)))
     for table in ("sales", "refunds"):
         yield _vat_table(closure, table, territory, tickets_per_rate[table])
     yield _payments_table(closure)
@@ -253,9 +253,9 @@ def _places(counts: list[int]) -> list[tuple[int, int]]:
 
 
 def _ticket_tables(closure: Closure,
-                   tickets_per_rate: dict[str, Counter[Decimal]]) -> list[_Table]:
-    """Ticket lines, ticket payments, tickets and the reconciliation of identity 7; counts in
-    ``tickets_per_rate`` the tickets with sales (refunds) at each rate, each ticket once.
+                   ) -> tuple[list[_Table], defaultdict[str, Counter[Decimal]]]:
+    """Ticket lines, ticket payments, tickets and the reconciliation of identity 7; and the
+    tickets with sales (refunds) at each rate, by table, each ticket counted once per rate.
 
     One pass over the tickets fills every column; where a row sits in the closure
     (``tickets[3].lines[1]``) is worked out only to name a failure.
@@ -270,6 +270,7 @@ def _ticket_tables(closure: Closure,
     lines_total: list[int] = []
     payments_total: list[int] = []
     in_day: list[bool] = []
+    tickets_per_rate: defaultdict[str, Counter[Decimal]] = defaultdict(Counter)
     line_at = cache(lambda: _places([len(t.lines) for t in tickets]))
     pay_at = cache(lambda: _places([len(t.payments) for t in tickets]))
     line_label = "tickets[{}].lines[{}]".format
@@ -364,8 +365,8 @@ def _ticket_tables(closure: Closure,
                                "lines_total": [from_cents(c) for c in lines_total],
                                "payments_total": [from_cents(c) for c in payments_total],
                                "in_business_day": in_day}))
-    return [lines_table, payments_table, tickets_table,
-            _reconciliation(closure, from_tickets)]
+    return ([lines_table, payments_table, tickets_table, _reconciliation(closure, from_tickets)],
+            tickets_per_rate)
 
 
 def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) -> _Table:

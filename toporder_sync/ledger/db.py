@@ -27,7 +27,8 @@ from typing import Any, TypeAlias, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -167,6 +168,18 @@ def dialect_name(executor: Executor) -> str:
     return executor.get_bind().dialect.name
 
 
+def dialect_insert(dialect: str, table: type[Any] | Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say ON CONFLICT, in the dialect named (``dialect_name``)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def insert_for(executor: Executor, table: type[Any] | Table) -> postgresql.Insert | sqlite.Insert:
+    """``dialect_insert`` for the database behind a session or a connection."""
+    return dialect_insert(dialect_name(executor), table)
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed at the end of the block, rolled back on any exception."""
@@ -191,27 +204,23 @@ def transaction(engine: Engine, *, durable: bool = True) -> Iterator[Connection]
     records.
     """
     with _transient_errors(), engine.connect() as connection:
-        if durable:
-            with connection.begin():
-                yield connection
-            return
-        if connection.dialect.name != "sqlite":
-            with connection.begin():
-                connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-                yield connection
-            return
-        # Outside a transaction (SQLite refuses it inside), on the driver's connection (through
-        # SQLAlchemy, a statement would begin one), and set back before the pool has it again.
-        driver = cast("sqlite3.Connection", connection.connection.driver_connection)
-        driver.execute("PRAGMA synchronous = NORMAL")
+        # On SQLite, outside a transaction (SQLite refuses it inside) and on the driver's
+        # connection (through SQLAlchemy, a statement would begin one); set back below.
+        driver = (cast("sqlite3.Connection", connection.connection.driver_connection)
+                  if not durable and connection.dialect.name == "sqlite" else None)
+        if driver is not None:
+            driver.execute("PRAGMA synchronous = NORMAL")
         try:
             with connection.begin():
+                if not durable and driver is None:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                 yield connection
         finally:
-            try:
-                driver.execute(f"PRAGMA synchronous = {_SQLITE_SYNCHRONOUS}")
-            except sqlite3.Error:
-                connection.invalidate()  # closed, rather than pooled without waiting for disk
+            if driver is not None:
+                try:
+                    driver.execute(f"PRAGMA synchronous = {_SQLITE_SYNCHRONOUS}")
+                except sqlite3.Error:
+                    connection.invalidate()  # closed, rather than pooled without waiting
 
 
 @contextmanager

@@ -43,7 +43,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from toporder_sync.core.accounts import ACCOUNT_KEYS, account_problem
@@ -57,7 +56,7 @@ from toporder_sync.core.model import (
     PreviousClosure,
     Territory,
 )
-from toporder_sync.ledger.db import Executor, dialect_name
+from toporder_sync.ledger.db import Executor, dialect_insert, dialect_name, insert_for
 from toporder_sync.ledger.tables import (
     DAY_STATES,
     ERROR_CATEGORIES,
@@ -230,7 +229,7 @@ def activate_client(
             f"territory {territory!r} is not one of {', '.join(t.value for t in Territory)}"
         ) from None
     _check_schedule(timezone=timezone, run_hour=run_hour, deadline_hour=deadline_hour)
-    insert = _insert(session, ClientRow).values(
+    insert = insert_for(session, ClientRow).values(
         client_id=client_id,
         name=name,
         integration_id=INTEGRATION_ID_PREFIX + secrets.token_urlsafe(24),
@@ -346,7 +345,7 @@ def set_mapping(
     if problem is not None:
         raise ConfigurationError(f"mapping of method {method!r}: {problem}")
     client_row(session, client_id)
-    insert = _insert(session, MappingRow).values(
+    insert = insert_for(session, MappingRow).values(
         client_id=client_id, method=method, account=account, updated_at=now
     )
     session.execute(
@@ -425,7 +424,7 @@ def store_closure(
     sha256 = hashlib.sha256(raw).hexdigest()
     # ON CONFLICT rather than check-then-insert: a concurrent identical insert waits for the
     # first one, then inserts nothing, and the select below finds the committed row.
-    insert = _insert(session, ClosureRow).values(
+    insert = insert_for(session, ClosureRow).values(
         client_id=client_id,
         business_date=business_date,
         sha256=sha256,
@@ -447,7 +446,7 @@ def store_closure(
             )
         ).scalar_one()
         return StoreResult(closure_id=existing, created=False, sha256=sha256)
-    reopen = _insert(session, _DAYS).values(_NEW_DAY)
+    reopen = insert_for(session, _DAYS).values(_NEW_DAY)
     session.execute(reopen.on_conflict_do_update(
         index_elements=["client_id", "business_date"],
         set_={"state": "received", "updated_at": reopen.excluded.updated_at},
@@ -530,8 +529,12 @@ def lock_client(db: Executor, client_id: str) -> None:
     On PostgreSQL the client row is locked FOR NO KEY UPDATE until the transaction ends (entry
     numbers are per client); on SQLite BEGIN IMMEDIATE already holds the write lock.
     """
-    found = db.execute(_LOCK_CLIENT, {"client": client_id}).first()
-    if found is None:
+    _require_client(db, client_id, _LOCK_CLIENT)
+
+
+def _require_client(db: Executor, client_id: str, query: Executable) -> None:
+    """RefusedError if ``query`` (``_CLIENT`` or ``_LOCK_CLIENT``) finds no such client."""
+    if db.execute(query, {"client": client_id}).first() is None:
         raise RefusedError(f"unknown client {client_id!r}")
 
 
@@ -539,7 +542,7 @@ def lock_client(db: Executor, client_id: str) -> None:
 def _ensure_day_statement(dialect: str) -> Executable:
     # One statement creates the day row if missing, or locks it as it is (a no-op update),
     # and returns it either way.
-    ensure = _dialect_insert(dialect, _DAYS).values(_NEW_DAY)
+    ensure = dialect_insert(dialect, _DAYS).values(_NEW_DAY)
     return ensure.on_conflict_do_update(
         index_elements=["client_id", "business_date"], set_={"state": _DAYS.c.state}
     ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts)
@@ -664,7 +667,7 @@ def _methods_seen_statement(dialect: str) -> Executable:
     # SQLite's two-argument min()/max() are PostgreSQL's least()/greatest().
     postgres = dialect == "postgresql"
     earliest, latest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    insert = _dialect_insert(dialect, _METHODS_SEEN)
+    insert = dialect_insert(dialect, _METHODS_SEEN)
     seen = _METHODS_SEEN.c
     return insert.on_conflict_do_update(
         index_elements=["client_id", "name"],
@@ -795,7 +798,7 @@ def record_day(
         return attempts
     released = {} if release is None else _released_if_held_by(release)
     # Else created, first attempt; a concurrent creation of the row becomes the update.
-    upsert = _insert(db, _DAYS).values(
+    upsert = insert_for(db, _DAYS).values(
         {**fields, "client_id": client_id, "business_date": business_date, "attempts": 1}
     )
     attempts = db.execute(
@@ -901,8 +904,8 @@ def claim_day(
         raise ValueError("run_id must not be empty")
     if lease <= timedelta(0):
         raise ValueError(f"a lease must be positive, not {lease}")
-    if not client_checked and db.execute(_CLIENT, {"client": client_id}).first() is None:
-        raise RefusedError(f"unknown client {client_id!r}")
+    if not client_checked:
+        _require_client(db, client_id, _CLIENT)
     claimed = db.execute(
         _for_dialect(db, _claim_statement),
         {"client": client_id, "day": business_date, "now": now, "run": run_id,
@@ -913,7 +916,7 @@ def claim_day(
 
 @functools.cache
 def _claim_statement(dialect: str) -> Executable:
-    claim = _dialect_insert(dialect, _DAYS).values(
+    claim = dialect_insert(dialect, _DAYS).values(
         {**_NEW_DAY, "claimed_by": bindparam("run"), "claimed_until": bindparam("until")}
     )
     return claim.on_conflict_do_update(
@@ -966,17 +969,6 @@ def _set_active(session: Session, client_id: str, *, active: bool) -> ClientReco
     session.flush()
     return _client_record(row)
 
-
-
-def _insert(db: Executor, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can say ON CONFLICT, in the dialect of the database."""
-    return _dialect_insert(dialect_name(db), model)
-
-
-def _dialect_insert(dialect: str, model: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
-    if dialect == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
 
 
 def _for_dialect(db: Executor, build: Callable[[str], _T]) -> _T:

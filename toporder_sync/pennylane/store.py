@@ -23,13 +23,12 @@ from datetime import date, datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from toporder_sync import outbox
 from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import EntryLine
-from toporder_sync.ledger.db import Executor, dialect_name
+from toporder_sync.ledger.db import Executor, insert_for
 from toporder_sync.ledger.repository import PostResult
 from toporder_sync.ledger.tables import (
     Base,
@@ -178,7 +177,7 @@ def enqueue_entries(db: Executor, client_id: str, entry_ids: Iterable[int], *,
                                business_date=row.business_date, payload={"entry_id": entry_id},
                                now=now, event_id=event_id(entry_id))
         inserted = db.execute(
-            _insert(db, PennylanePushRow)
+            insert_for(db, PennylanePushRow)
             .values(entry_id=entry_id, client_id=client_id, event_id=event, status="pending",
                     post_attempts=0, created_at=now)
             .on_conflict_do_nothing(index_elements=["entry_id"])
@@ -316,9 +315,5 @@ def _settings(row: PennylaneSettingsRow) -> PennylaneSettings:
                              updated_at=row.updated_at)
 
 
-def _insert(db: Executor, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    if dialect_name(db) == "postgresql":
-        return postgresql.insert(model)
-    return sqlite.insert(model)
 
 
