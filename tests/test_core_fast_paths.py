@@ -108,7 +108,7 @@ def slow_findings(document: Doc) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("document", [SAMPLE, SIMULATED], ids=["sample", "simulated"])
 def test_valid_documents_pass_both_checks(document: Doc) -> None:
-    assert reading._read_lines(document) is not None
+    assert reading._read_tickets(document) is not None
     assert slow_findings(document) == []
     assert reading._schema_findings(document) == []
 
@@ -119,7 +119,7 @@ def test_a_document_jsonschema_refuses_is_never_passed_by_the_compiled_check(
 ) -> None:
     slow = slow_findings(document)
     assert slow, "the corpus must hold documents that break the schema"
-    assert reading._read_lines(document) is None
+    assert reading._read_tickets(document) is None
     reported = [(f.rule, f.field, f.message) for f in reading._schema_findings(document)]
     assert reported == slow
 
@@ -128,13 +128,13 @@ def test_where_the_compiled_check_is_stricter_jsonschema_decides() -> None:
     # "$" in jsonschema's patterns also matches before a final newline; the compiled "\\Z"
     # does not. The compiled check says invalid, jsonschema finds nothing: nothing reported.
     document = put("sales.0.net", "1000.00\n", SAMPLE)
-    assert reading._read_lines(document) is None
+    assert reading._read_tickets(document) is None
     assert slow_findings(document) == reading._schema_findings(document) == []
 
 
 def test_the_compiled_check_does_not_change_the_document() -> None:
     document = copy.deepcopy(SIMULATED)
-    assert reading._read_lines(document) is not None
+    assert reading._read_tickets(document) is not None
     assert document == SIMULATED
 
 
