@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toporder_sync.core import closure
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO.parent / "shared" / "spec" / "samples"
 FIXTURES = REPO / "tests" / "fixtures" / "samples"
@@ -27,3 +29,10 @@ def sample_document(name: str) -> dict[str, Any]:
 
 def encode(document: dict[str, Any]) -> bytes:
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
+def read_in_one_go(document: dict[str, Any]) -> bool:
+    """Whether ``closure._read`` (decoding and the compiled checks in one go) passes the
+    document as sent; a ``Decimal`` in it is sent as a JSON number."""
+    raw = json.dumps(document, ensure_ascii=False, default=float).encode("utf-8")
+    return closure._read(raw, "document.json") is not None

@@ -74,6 +74,9 @@ CASES: list[tuple[str, bytes, str, str]] = [
     ("latin-1", RAW.encode("latin-1"), "$", "not UTF-8"),
     ("truncated", RAW.encode()[:200], "$", "not valid JSON"),
     ("array", b"[]", "$", "JSON object"),
+    ("nested-too-deeply", b"[" * 100_000 + b"]" * 100_000, "$", "nested too deeply"),
+    ("object-nested-too-deeply", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "$",
+     "nested too deeply"),
     ("too-large", b" " * (MAX_CLOSURE_BYTES + 1), "$", "limit"),
 ]
 

@@ -18,13 +18,13 @@ from typing import Any
 import pandas as pd
 import pytest
 from pandera.errors import SchemaErrors
-from samples import sample_document
+from samples import read_in_one_go, sample_document
 
 from toporder_sync.core import closure as reading
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import cents, from_cents
-from toporder_sync.core.simulator import dumps, generate_closure
+from toporder_sync.core.simulator import FAULTS, dumps, generate_closure
 from toporder_sync.core.validate import validate_closure
 from toporder_sync.schemas import PaymentsTable
 
@@ -108,7 +108,7 @@ def slow_findings(document: Doc) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("document", [SAMPLE, SIMULATED], ids=["sample", "simulated"])
 def test_valid_documents_pass_both_checks(document: Doc) -> None:
-    assert reading._read_tickets(document) is not None
+    assert read_in_one_go(document)
     assert slow_findings(document) == []
     assert reading._schema_findings(document) == []
 
@@ -119,7 +119,7 @@ def test_a_document_jsonschema_refuses_is_never_passed_by_the_compiled_check(
 ) -> None:
     slow = slow_findings(document)
     assert slow, "the corpus must hold documents that break the schema"
-    assert reading._read_tickets(document) is None
+    assert not read_in_one_go(document)
     reported = [(f.rule, f.field, f.message) for f in reading._schema_findings(document)]
     assert reported == slow
 
@@ -128,14 +128,24 @@ def test_where_the_compiled_check_is_stricter_jsonschema_decides() -> None:
     # "$" in jsonschema's patterns also matches before a final newline; the compiled "\\Z"
     # does not. The compiled check says invalid, jsonschema finds nothing: nothing reported.
     document = put("sales.0.net", "1000.00\n", SAMPLE)
-    assert reading._read_tickets(document) is None
+    assert not read_in_one_go(document)
     assert slow_findings(document) == reading._schema_findings(document) == []
 
 
-def test_the_compiled_check_does_not_change_the_document() -> None:
-    document = copy.deepcopy(SIMULATED)
-    assert reading._read_tickets(document) is not None
-    assert document == SIMULATED
+@pytest.mark.parametrize("faults", [frozenset(), frozenset(FAULTS)], ids=["valid", "faults"])
+def test_reading_in_one_go_gives_the_closure_and_findings_of_the_slow_reading(
+    faults: frozenset[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = dumps(generate_closure(integration_id="tpo_f", establishment_id="E",
+                                 establishment_name="F", business_date=date(2026, 3, 28),
+                                 number=5, perpetual_before=Decimal("100.00"), faults=faults))
+    assert reading._read(raw, "f.json") is not None
+    fast = parse_closure(raw, "f.json")
+    monkeypatch.setattr(reading, "_read", lambda raw, source: None)
+    slow = parse_closure(raw, "f.json")
+    assert fast == slow
+    assert validate_closure(fast, Territory.METROPOLE) == validate_closure(
+        slow, Territory.METROPOLE)
 
 
 def test_cents_are_exact_or_refused() -> None:

@@ -26,9 +26,11 @@ from functools import partial
 from typing import Any
 
 import pytest
+from samples import read_in_one_go
 
 from toporder_sync.core import closure as reading
 from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.errors import ClosureRejected
 from toporder_sync.core.model import Closure, LineKind, MethodAmount, Territory, TicketLine
 from toporder_sync.core.money import parse_amount, parse_rate
 from toporder_sync.core.simulator import FAULTS, dumps, generate_closure
@@ -114,14 +116,14 @@ PAYMENT_CASES: list[tuple[str, Doc, bool]] = [
                          ids=[name for name, _, _ in CASES])
 def test_a_line_passed_once_is_not_a_pass_for_another(document: Doc, valid: bool) -> None:
     assert jsonschema_passes(document) is valid
-    assert (reading._read_tickets(document) is not None) is valid
+    assert read_in_one_go(document) is valid
 
 
 @pytest.mark.parametrize(("document", "valid"), [(d, v) for _, d, v in PAYMENT_CASES],
                          ids=[name for name, _, _ in PAYMENT_CASES])
 def test_a_payment_passed_once_is_not_a_pass_for_another(document: Doc, valid: bool) -> None:
     assert jsonschema_passes(document) is valid
-    assert (reading._read_tickets(document) is not None) is valid
+    assert read_in_one_go(document) is valid
 
 
 # What an edit may put in a line's or a payment's fields, and the fields it may edit.
@@ -163,7 +165,7 @@ def _mutated(part: str, count: int) -> list[Doc]:
 def test_no_edited_line_or_payment_passes_that_jsonschema_refuses(part: str) -> None:
     passed = refused = 0
     for document in _mutated(part, 400):
-        fast = reading._read_tickets(document) is not None
+        fast = read_in_one_go(document)
         slow = jsonschema_passes(document)
         assert slow or not fast, document
         passed += fast
@@ -205,7 +207,7 @@ def test_the_lines_of_a_day_only_jsonschema_passes_are_read_one_by_one() -> None
     # jsonschema's "$" matches before a final newline, the compiled checks' "\\Z" does not:
     # they refuse the day, jsonschema finds nothing wrong, and the lines are read without them.
     document = with_lines(SALE, {**SALE, "gross": "4.50\n"}, SALE)
-    assert reading._read_tickets(document) is None and jsonschema_passes(document)
+    assert not read_in_one_go(document) and jsonschema_passes(document)
     lines = parse_closure(dumps(document), "s.json").tickets[0].lines
     assert lines == (TicketLine(LineKind.SALE, Decimal("10"), Decimal("4.50")),) * 3
 
@@ -299,3 +301,49 @@ def test_amounts_adding_up_beyond_int64_are_added_exactly_and_make_one_error() -
     assert totals[0] == 99_999_999_999_999 * count
     assert [(f.rule, f.field) for f in validate_closure(huge, Territory.METROPOLE)] == [
         ("amount_range", "closure")]
+
+
+def _inserted(text: str, after: str, insert: str, *, last: bool = False) -> bytes:
+    """The day's text with ``insert`` written right after the first (last) ``after``."""
+    at = (text.rfind(after) if last else text.find(after)) + len(after)
+    assert at >= len(after), after
+    return (text[:at] + insert + text[at:]).encode()
+
+
+DAY_TEXT = dumps(SIMULATED).decode()
+DUPLICATED: list[tuple[str, bytes, str]] = [
+    ("top", _inserted(DAY_TEXT, "{", '"schema":"x",'), "schema"),
+    ("closure", _inserted(DAY_TEXT, '"closure":{', '"number":1,'), "number"),
+    ("sales", _inserted(DAY_TEXT, '"sales":[{', '"net":"1.00",'), "net"),
+    ("ticket", _inserted(DAY_TEXT, '"lines":[', '],"lines":['), "lines"),
+    # a line and a payment otherwise equal to others of the day, which are passed
+    ("line", _inserted(DAY_TEXT, '{"kind":"sale",', '"kind":"sale",'), "kind"),
+    ("payment", _inserted(DAY_TEXT, '"payments":[{', '"method":"x",', last=True), "method"),
+]
+
+
+@pytest.mark.parametrize(("raw", "key"), [(raw, key) for _, raw, key in DUPLICATED],
+                         ids=[name for name, _, _ in DUPLICATED])
+def test_a_duplicated_key_is_refused_wherever_it_is(raw: bytes, key: str) -> None:
+    assert reading._read(raw, "s.json") is None
+    with pytest.raises(ClosureRejected) as refused:
+        parse_closure(raw, "s.json")
+    assert [(f.rule, f.field) for f in refused.value.findings] == [("json", "$")]
+    assert f"duplicated key {key!r}" in refused.value.findings[0].message
+
+
+@pytest.mark.parametrize("path", ["sales", "tips", "tickets", "tickets.0.lines",
+                                  "tickets.0.payments"])
+def test_an_object_where_an_array_belongs_is_refused(path: str) -> None:
+    # decoded as its pairs, an empty object is an empty tuple: never taken for an array
+    document = copy.deepcopy(FEW_TICKETS)
+    *parents, last = path.split(".")
+    node: Any = document
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[last] = {}
+    assert not read_in_one_go(document) and not jsonschema_passes(document)
+    with pytest.raises(ClosureRejected) as refused:
+        parse_closure(dumps(document), "s.json")
+    field = path.replace(".0.", "[0].")
+    assert ("schema.type", field) in [(f.rule, f.field) for f in refused.value.findings]
