@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from samples import FIXTURES, SAMPLES, sample_bytes
+from samples import FIXTURES, SAMPLES, encode, sample_bytes, sample_document
 
 from toporder_sync.core.errors import Category
 from toporder_sync.core.model import ClientSettings
@@ -103,3 +103,22 @@ def test_closure_of_another_client_is_refused() -> None:
 def test_fixture_copies_equal_the_contract() -> None:
     for path in SAMPLES.glob("*.json"):
         assert (FIXTURES / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_a_day_whose_entry_lines_exceed_what_an_amount_may_be_is_a_pos_error() -> None:
+    # Each amount below 10^12 euros, as the format wants; two payment methods on one account
+    # and gift cards as big as the sales add up to an entry line of twice that.
+    top = "999999999999.99"
+    document = {**sample_document("valid-metropole.json"),
+                "sales": [{"vat_rate": "20", "net": "833333333333.33",
+                           "vat": "166666666666.66", "gross": top}],
+                "payments": [{"method": "Swile", "amount": top},
+                             {"method": "Edenred", "amount": top}],
+                "tips": [], "gift_cards": {"sold": top}}
+    document.pop("cash_count")
+    document["closure"]["grand_total"] = {"period": top, "perpetual": top}
+    outcome = process(encode(document), "trillions.json", ClientSettings("petit-zinc"),
+                      integration_id=PETIT_ZINC)
+    assert outcome.entry is None and outcome.category is Category.POS
+    assert [(f.rule, f.field) for f in outcome.errors] == [("amount_range", "closure")]
+    assert "1,999,999,999,999.98 on account 511800" in outcome.errors[0].message

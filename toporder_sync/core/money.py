@@ -17,6 +17,9 @@ ZERO = Decimal("0.00")
 # decimals, no exponent, no leading zeros, at most 12 integer digits (fits Numeric(14, 2)).
 AMOUNT_PATTERN = re.compile(r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$")
 RATE_PATTERN = re.compile(r"^(0|[1-9][0-9]?)(\.[0-9]{1,2})?$")
+# No amount reaches this many euros: none of a closure (12 integer digits), nor an entry line
+# (the ledger's Numeric(14, 2)).
+AMOUNT_LIMIT = Decimal("1000000000000")
 
 
 class MoneyTypeError(TypeError):

@@ -24,7 +24,10 @@ from toporder_sync.core.errors import (
 )
 from toporder_sync.core.mapping import MappingResult, match_methods
 from toporder_sync.core.model import ClientSettings, Closure, Entry, MethodMatch, PreviousClosure
+from toporder_sync.core.money import AMOUNT_LIMIT, CENT, format_display
 from toporder_sync.core.validate import validate_closure
+
+_d = format_display
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,18 @@ def build(closure: Closure, settings: ClientSettings, mapping: MappingResult) ->
     return entry
 
 
+def beyond_the_ledger(entry: Entry) -> tuple[Finding, ...]:
+    """POS errors for the entry lines of more euros than any amount may be (``AMOUNT_LIMIT``:
+    12 integer digits, the ledger's ``Numeric(14, 2)``). Each amount of a valid closure is
+    below it, but the lines add up amounts (several methods on one account, gift cards and
+    sales): only a day of trillions gets there, and it must not reach the ledger."""
+    return tuple(
+        pos_error("amount_range", "closure",
+                  f"{line.label}: {_d(line.debit or line.credit)} on account {line.account} "
+                  f"is over the {_d(AMOUNT_LIMIT - CENT)} an amount may be")
+        for line in entry.lines if max(line.debit, line.credit) >= AMOUNT_LIMIT)
+
+
 def process(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
             previous: PreviousClosure | None = None) -> Outcome:
     """The whole accounting of one closure, without side effects."""
@@ -106,7 +121,11 @@ def evaluate(closure: Closure, settings: ClientSettings,
     findings = (*validate(closure, settings, previous), *mapping.findings)
     if error_category(findings) is not None:
         return Outcome(closure, mapping.matches, None, findings)
-    return Outcome(closure, mapping.matches, build(closure, settings, mapping), findings)
+    entry = build(closure, settings, mapping)
+    beyond = beyond_the_ledger(entry)
+    if beyond:
+        return Outcome(closure, mapping.matches, None, (*findings, *beyond))
+    return Outcome(closure, mapping.matches, entry, findings)
 
 
 @dataclass(frozen=True, slots=True)

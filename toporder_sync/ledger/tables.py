@@ -46,7 +46,7 @@ from sqlalchemy.types import TypeEngine
 
 from toporder_sync.core.errors import Category
 from toporder_sync.core.model import MatchRule, Territory
-from toporder_sync.core.money import MoneyTypeError, require_money
+from toporder_sync.core.money import AMOUNT_LIMIT, MoneyTypeError, require_money
 
 # "empty": a closure with no sales, no payment, nothing at all to post (a day closed idle).
 # "waiting": no closure yet, and the client's deadline for it has not passed (it may come).
@@ -56,7 +56,7 @@ ClosureSourceKind = Literal["push", "pull"]
 OutboxStatus = Literal["pending", "sent", "dead"]
 
 # Numeric(14, 2) holds at most 12 integer digits; SQLite would store more, so both refuse them.
-MONEY_LIMIT = Decimal("1000000000000")
+MONEY_LIMIT = AMOUNT_LIMIT
 
 
 class Money(TypeDecorator[Decimal]):
