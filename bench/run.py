@@ -130,16 +130,19 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     is: once per client-day, on that day's closure, in a loop of its own over the repeat's
     client-days (the three loops take turns at going first, repeat by repeat), their inputs
     made beforehand, a new ticket-lines frame for each floor (pandas keeps the columns it has
-    read of a frame, which a second validation of the same frame finds). A repeat's figures
-    are the medians over its client-days. The floor as A's was measured until 2026-12-07
-    (BENCHMARKS.md), the median of five runs on one frame of each of ten closures, is printed
-    too, with ``run_day`` against it.
+    read of a frame, which a second validation of the same frame finds). Each loop starts
+    with the reading's records of lines and payments forgotten
+    (``closure.forget_lines_and_payments``): a closure finds remembered only what the loop's
+    earlier client-days showed, as in a catch-up, never its own lines and payments read for
+    the inputs or by another loop. A repeat's figures are the medians over its client-days.
+    The floor as A's was measured until 2026-12-07 (BENCHMARKS.md), the median of five runs
+    on one frame of each of ten closures, is printed too, with ``run_day`` against it.
     """
     import pandas as pd
 
     from bench.core import cpu_ms, floor, ticket_lines
     from toporder_sync.core import pipeline
-    from toporder_sync.core.closure import parse_closure
+    from toporder_sync.core.closure import forget_lines_and_payments, parse_closure
     from toporder_sync.core.model import ClientSettings
     from toporder_sync.day import client_record, run_day
     from toporder_sync.ledger import repository
@@ -190,6 +193,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
         spent: dict[Callable[[int], None], float] = {}
         for k in range(3):  # the three loops take turns at going first, repeat by repeat
             work = works[(turn + k) % 3]
+            forget_lines_and_payments()
             spent[work] = median([cpu_ms(partial(work, n), 1) for n in range(len(made))])
         return (spent[load], spent[process], spent[bare],
                 median([len(frame) for _, frame, _ in made]))

@@ -347,3 +347,13 @@ def test_an_object_where_an_array_belongs_is_refused(path: str) -> None:
         parse_closure(dumps(document), "s.json")
     field = path.replace(".0.", "[0].")
     assert ("schema.type", field) in [(f.rule, f.field) for f in refused.value.findings]
+
+
+def test_lines_and_payments_forgotten_are_read_again_the_same() -> None:
+    raw = dumps(SIMULATED)
+    first = parse_closure(raw, "s.json")
+    reading.forget_lines_and_payments()
+    assert reading._checked_line.cache_info().currsize == 0
+    assert reading._checked_payment.cache_info().currsize == 0
+    assert parse_closure(raw, "s.json") == first
+    assert reading._checked_payment.cache_info().currsize > 0
