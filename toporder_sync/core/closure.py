@@ -9,7 +9,7 @@ order mark, invalid UTF-8, a document over ``MAX_CLOSURE_BYTES``, an unknown fie
 A valid document, nearly every one, is decoded and recognised by a compiled check of the JSON
 Schema in one go (``_read``); only a document that refuses goes through ``load_document`` and
 ``jsonschema``, whose findings are reported. A day's ticket lines and payments are checked and
-read once per distinct one: a few dozen sales repeated, a few methods and amounts.
+read once per distinct one: a few dozen sales repeated, payments recurring from day to day.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastjsonschema
 from jsonschema import Draft202012Validator
@@ -56,7 +56,7 @@ def _reject_constant(name: str) -> Any:
     raise _Refused(f"{name} is not allowed: amounts are decimal strings")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_keys(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
     document = dict(pairs)
     if len(document) != len(pairs):
         seen: set[str] = set()
@@ -191,10 +191,17 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(_schema())
 
 
+class _Checks(NamedTuple):
+    """Compiled checks of the schema; each returns what it checks, or raises."""
+
+    document: Callable[[Any], Any]  # without its tickets' lines and payments
+    line: Callable[[Any], Any]  # one ticket line
+    payment: Callable[[Any], Any]  # one ticket payment
+
+
 @cache
-def _compiled() -> tuple[Callable[[Any], Any], Callable[[Any], Any], Callable[[Any], Any]]:
-    """Compiled checks of the schema: the document without its tickets' lines and payments,
-    one ticket line, and one ticket payment.
+def _compiled() -> _Checks:
+    """The compiled checks of the schema (``_Checks``).
 
     ``fastjsonschema`` generates Python code for the schema: twenty times faster than
     ``jsonschema``'s interpreter, but it stops at the first problem and words it its own way.
@@ -208,10 +215,8 @@ def _compiled() -> tuple[Callable[[Any], Any], Callable[[Any], Any], Callable[[A
     document_schema = copy.deepcopy(schema)
     ticket = document_schema["properties"]["tickets"]["items"]["properties"]
     line_schema, payment_schema = ticket["lines"].pop("items"), ticket["payments"].pop("items")
-    document, line, payment = (
-        fastjsonschema.compile(part, use_default=False, use_formats=False)
-        for part in (document_schema, line_schema, payment_schema))
-    return document, line, payment
+    return _Checks(*(fastjsonschema.compile(part, use_default=False, use_formats=False)
+                     for part in (document_schema, line_schema, payment_schema)))
 
 
 # A decoded JSON object as the tuple of its (key, value) pairs.
@@ -239,7 +244,7 @@ def _read(raw: bytes, source: str) -> tuple[dict[str, Any], list[TicketParts]] |
     the closure "not valid".
     """
     text = _text(raw, source)
-    check = _compiled()[0]
+    check = _compiled().document
     # The day's lines in a plain dict in front of the LRU: cheaper per line (parse ~0.03 ms a
     # closure). A day's payments are mostly of amounts of their own: straight to theirs.
     lines: dict[Pairs, TicketLine] = {}
@@ -269,18 +274,21 @@ def _pairs(value: Any) -> Pairs:
     return value
 
 
-def _object(pairs: Pairs, arrays: Mapping[str, Callable[[list[Any]], list[Any]]] | None = None,
-            ) -> dict[str, Any]:
+# How the arrays under some keys of an object are made (``_object``).
+Arrays = Mapping[str, Callable[[list[Any]], list[Any]]]
+_NO_ARRAYS: Arrays = {}
+
+
+def _object(pairs: Pairs, arrays: Arrays = _NO_ARRAYS) -> dict[str, Any]:
     """The dict of a decoded object, the objects inside it made dicts too; ``arrays``: how the
-    array under a key is made (else ``_array``). A duplicated key is refused (``_Refused``)."""
-    made = dict(pairs)
-    if len(made) != len(pairs):
-        raise _Refused("duplicated key")
+    array under a key is made (else ``_array``). A duplicated key is refused (``_Refused``, by
+    ``_unique_keys``)."""
+    made = _unique_keys(pairs)
     for key, value in made.items():  # values replaced, none added: the dict keeps its size
         if type(value) is tuple:
             made[key] = _object(value)
         elif type(value) is list:
-            made[key] = (arrays or _NO_ARRAYS).get(key, _array)(value)
+            made[key] = arrays.get(key, _array)(value)
     return made
 
 
@@ -297,11 +305,9 @@ def _as_decoded(items: list[Any]) -> list[Any]:
     return items
 
 
-_NO_ARRAYS: Mapping[str, Callable[[list[Any]], list[Any]]] = {}
-_DOCUMENT_ARRAYS: Mapping[str, Callable[[list[Any]], list[Any]]] = {"tickets": _tickets}
+_DOCUMENT_ARRAYS: Arrays = {"tickets": _tickets}
 # A ticket's lines and payments are read as pairs (``_read``).
-_TICKET_ARRAYS: Mapping[str, Callable[[list[Any]], list[Any]]] = {
-    "lines": _as_decoded, "payments": _as_decoded}
+_TICKET_ARRAYS: Arrays = {"lines": _as_decoded, "payments": _as_decoded}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -311,7 +317,7 @@ def _checked_line(pairs: Pairs) -> TicketLine:
     restaurant sells the same lines day after day (a thousand clients' few dozen each, in a
     catch-up that runs one client's days after another)."""
     line = _object(_pairs(pairs))
-    _compiled()[1](line)
+    _compiled().line(line)
     return _ticket_line(line, parse_rate, parse_amount)
 
 
@@ -319,7 +325,7 @@ def _checked_line(pairs: Pairs) -> TicketLine:
 def _checked_payment(pairs: Pairs) -> MethodAmount:
     """``_checked_line`` for a ticket's payment."""
     payment = _object(_pairs(pairs))
-    _compiled()[2](payment)
+    _compiled().payment(payment)
     return MethodAmount(payment["method"], parse_amount(payment["amount"]))
 
 

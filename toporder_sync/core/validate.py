@@ -139,8 +139,15 @@ def _strings(values: np.ndarray[Any, np.dtype[np.object_]]) -> Any:
     return _texts(list(values))
 
 
+class _BeyondInt64(ValueError):
+    """Cents a table's ``int64`` column cannot hold (``validate_closure`` reports it)."""
+
+
 def _ints(values: list[int]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    return np.array(values, dtype=np.int64)
+    try:
+        return np.array(values, dtype=np.int64)
+    except OverflowError as exc:
+        raise _BeyondInt64(str(exc)) from exc
 
 
 def _flags(values: list[bool]) -> pd.arrays.BooleanArray:
@@ -149,7 +156,7 @@ def _flags(values: list[bool]) -> pd.arrays.BooleanArray:
 
 def _optional_ints(values: list[int | None]) -> pd.arrays.IntegerArray:
     """An ``Int64`` column: ``None`` is a missing value."""
-    return pd.arrays.IntegerArray(np.array([v or 0 for v in values], dtype=np.int64),
+    return pd.arrays.IntegerArray(_ints([v or 0 for v in values]),
                                   np.array([v is None for v in values], dtype=bool))
 
 
@@ -285,20 +292,20 @@ def _places(counts: list[int]) -> list[tuple[int, int]]:
 class _LineRecords:
     """The ticket lines of a day as its distinct line records, and each line's among them.
 
-    ``lines``: the distinct records, in the order they first appear; ``at``: the position in
-    ``lines`` of each line, ticket after ticket; ``ends``: where each ticket's lines end in
-    ``at``. What a record gives each column is worked out once, position by position
+    ``lines``: the distinct records, in the order they first appear; ``positions``: the
+    position in ``lines`` of each line, ticket after ticket; ``ends``: where each ticket's lines
+    end in ``positions``. What a record gives each column is worked out once, position by position
     (``kinds``, ``rates``, ``cents``, ...). Records are told apart by identity: equal amounts
     may differ in their exponent (12.3 and 12.30), and all are alive as long as the closure.
     """
 
-    __slots__ = ("at", "cents", "ends", "exact", "keys", "kinds", "lines", "positions", "rated",
-                 "rates", "signed", "table_rates")
+    __slots__ = ("cents", "ends", "exact", "keys", "kinds", "lines", "positions", "rated", "rates",
+                 "signed", "table_rates")
 
     def __init__(self, tickets: tuple[Ticket, ...]) -> None:
         place: dict[int, int] = {}
         self.lines: list[TicketLine] = []
-        self.at: list[int] = []
+        at: list[int] = []
         self.ends: list[int] = []
         for ticket in tickets:
             for line in ticket.lines:
@@ -306,8 +313,9 @@ class _LineRecords:
                 if n is None:
                     n = place[id(line)] = len(self.lines)
                     self.lines.append(line)
-                self.at.append(n)
-            self.ends.append(len(self.at))
+                at.append(n)
+            self.ends.append(len(at))
+        self.positions = np.array(at, dtype=np.intp)
         rate_text: dict[Decimal, str] = {}
         self.kinds: list[str] = []
         self.rates: list[str | float] = []  # NaN: no rate
@@ -338,23 +346,24 @@ class _LineRecords:
             self.rated.append(table_rates.setdefault((table, rate), len(table_rates))
                               if with_rate and rate is not None else -1)
         self.table_rates = list(table_rates)
-        self.positions = np.array(self.at, dtype=np.intp)  # ``at``, for numpy
 
-    def column(self, values: list[Any], dtype: Any) -> np.ndarray[Any, Any]:
-        """A value per line, from a value per record."""
-        return np.array(values, dtype=dtype)[self.positions]
+    def per_line(self, values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """A value per line, from an array of a value per record."""
+        return values[self.positions]
 
     def inexact_rows(self) -> list[int]:
         """The rows of the lines whose gross has no exact cents."""
         if all(self.exact):
             return []
-        return [row for row, n in enumerate(self.at) if not self.exact[n]]
+        rows: list[int] = np.flatnonzero(~self.per_line(np.array(self.exact))).tolist()
+        return rows
 
     def from_tickets(self) -> defaultdict[tuple[str, str], int]:
         """What the lines add up to in cents, by reconciliation key."""
         from_tickets: defaultdict[tuple[str, str], int] = defaultdict(int)
-        for n, count in Counter(self.at).items():
-            from_tickets[self.keys[n]] += count * self.cents[n]
+        counts = np.bincount(self.positions, minlength=len(self.lines)).tolist()
+        for key, count, amount in zip(self.keys, counts, self.cents, strict=True):
+            from_tickets[key] += count * amount
         return from_tickets
 
     def per_ticket(self) -> tuple[list[int], defaultdict[str, Counter[Decimal]]]:
@@ -364,7 +373,7 @@ class _LineRecords:
         ends = np.array(self.ends, dtype=np.intp)
         starts = np.concatenate(([0], ends[:-1])).astype(np.intp)
         # Exact: in int64 when no running sum can leave its range, else in Python ints.
-        widest = max(map(abs, self.signed), default=0) * len(self.at)
+        widest = max(map(abs, self.signed), default=0) * len(at)
         signed = np.array(self.signed, dtype=np.int64 if widest < 2 ** 63 else object)
         running = np.concatenate((np.zeros(1, dtype=signed.dtype), np.cumsum(signed[at])))
         totals: list[int] = (running[ends] - running[starts]).tolist()
@@ -404,7 +413,7 @@ def _ticket_tables(closure: Closure,
     line_cents = _Cents(lambda i: line_label(*line_at()[i]))
     pay_cents = _Cents(lambda i: pay_label(*pay_at()[i]))
     for row in records.inexact_rows():  # no exact cents: reported for each of its rows
-        line_cents(records.lines[records.at[row]].gross, "gross", row)
+        line_cents(records.lines[records.positions[row]].gross, "gross", row)
     from_tickets = records.from_tickets()
     methods: list[str] = []
     pay_amount: list[int] = []
@@ -423,12 +432,12 @@ def _ticket_tables(closure: Closure,
     lines_total, tickets_per_rate = records.per_ticket()
     opened, closed = closure.opened_at, closure.closed_at
     in_day = [opened <= ticket.closed_at <= closed for ticket in tickets]
-    kinds = records.column(records.kinds, object)
+    kinds = records.per_line(np.array(records.kinds, dtype=object))
     lines = Columns({
         "kind": _strings(kinds),
-        "vat_rate": _strings(records.column(records.rates, object)),
+        "vat_rate": _strings(records.per_line(np.array(records.rates, dtype=object))),
         # in cents, converted as it can be where not exact
-        "gross": records.column(records.cents, np.int64),
+        "gross": records.per_line(_ints(records.cents)),
     })
 
     def line_rows() -> pd.DataFrame:
@@ -633,7 +642,7 @@ def validate_closure(closure: Closure, territory: Territory,
     findings: list[Finding] = []
     try:
         tables = list(_tables(closure, territory))
-    except OverflowError:
+    except _BeyondInt64:
         return (pos_error("amount_range", "closure",
                           f"amounts add up beyond {_d(_INT64_CENTS)}: no day's sales reach "
                           "that"),)

@@ -506,7 +506,7 @@ def previous_closure(
     None when there is no such day, or when its closure lacks a number or a perpetual total.
     """
     row = db.execute(_PREVIOUS_CLOSURE, {"client": client_id, "day": business_date,
-                                              "establishment": establishment_id}).first()
+                                         "establishment": establishment_id}).first()
     if row is None or row.closure_number is None or row.perpetual_total is None:
         return None
     return PreviousClosure(
@@ -945,8 +945,7 @@ _RELEASE_DAY = (
 
 def release_day(db: Executor, client_id: str, business_date: date, *, run_id: str) -> bool:
     """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
-    result = db.execute(_RELEASE_DAY,
-                             {"client": client_id, "day": business_date, "run": run_id})
+    result = db.execute(_RELEASE_DAY, {"client": client_id, "day": business_date, "run": run_id})
     return cast("CursorResult[Any]", result).rowcount == 1
 
 
@@ -968,7 +967,6 @@ def _set_active(session: Session, client_id: str, *, active: bool) -> ClientReco
     row.active = active
     session.flush()
     return _client_record(row)
-
 
 
 def _for_dialect(db: Executor, build: Callable[[str], _T]) -> _T:

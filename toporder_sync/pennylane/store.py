@@ -313,7 +313,3 @@ def _settings(row: PennylaneSettingsRow) -> PennylaneSettings:
                              journal_code=row.journal_code,
                              token=TokenRef(row.token_source, row.token_name),
                              updated_at=row.updated_at)
-
-
-
-
