@@ -179,8 +179,9 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
             client, day = client_days[n]
             result = run_day(engine, client, day, source=source, run_id=str(uuid.uuid4()),
                              now=lambda: datetime.now(UTC))
-            if result.outcome != "posted":
-                raise SystemExit(f"core: {client.client_id} {day} ended {result.outcome}")
+            if result.outcome.kind != "posted":
+                raise SystemExit(f"core: {client.client_id} {day} ended "
+                                 f"{result.outcome.state_name}")
 
         def process(n: int) -> None:
             pipeline.process(made[n][0], "bench.json", settings,
@@ -436,7 +437,7 @@ def measure_ledger(url: str, sizes: Sizes, label: str) -> list[Row]:
         for client_id, day in part:
             result = run_day(engine, client_record(engine, client_id), day, source=source,
                              run_id=str(uuid.uuid4()), now=lambda: datetime.now(UTC))
-            outcomes.add(result.outcome)
+            outcomes.add(result.outcome.kind)
         elapsed = time.perf_counter() - started
         day_rates.append(len(part) / elapsed)
         row_rates.append((table_rows(url) - before) / elapsed)

@@ -2,15 +2,16 @@
 
 The flow holds no accounting rule: it runs the client-day (``tasks.daily.post_day``, the story
 of ``toporder_sync.day``: claim → admit → fetch → validate → map → build → load, in a worker
-thread) and turns its result into a final state a person can read in the Prefect UI —
-``Posted``, ``Posted with warnings``, ``Nothing to post``, ``Waiting for closure`` (the closure
-is not in yet, the deadline not passed: a later pass retries), ``Already running`` (Cancelled:
-another live run holds the day's claim in the ledger), or ``Failed`` named after who must act
-(``POS data error``, ``Mapping error``, ``Missing closure``, ``Refused``) with a message saying
-what to fix; each run leaves an artifact (the entry, or the table of failures), and each flagged
-or missing day emits the event ``toporder.day.flagged``. A ``TransientError`` (a lock, a dropped
-connection, an HTTP 429/5xx) is retried in the run (``tasks.runtime.retry_transient``), then
-ends it ``Still unavailable``; any other exception ends it ``Unexpected error`` at once.
+thread) and ends in the state of its ``outcome.Outcome``: ``Posted``, ``Posted with
+warnings`` and ``Nothing to post`` (Completed); ``POS data error`` and ``Missing closure``
+(Failed, Toporder must act), ``Mapping error`` (Failed, the accountant), ``Still unavailable``
+and ``Unexpected error`` (Failed, the data team); ``Waiting for closure`` (a later sweep runs
+the day again), ``Already running`` and ``Refused`` (Cancelled: nobody need act). Each run is
+tagged with the project, its client, territory and day, and a run needing somebody with
+``needs-action`` and ``needs:<who>``; it leaves a new version of its client's artifact, and an
+alert raised or resolved emits ``toporder.day.flagged`` or ``toporder.day.resolved``. A run
+started on its own (not by a dispatch, which does it once for all its days) also publishes
+its day's board.
 
 A scheduled run gets no business date: it processes the day before its scheduled start in the
 client's timezone, and renames itself ``<client> <day>`` once that day is known. It is async
@@ -48,8 +49,17 @@ async def post_client_day(client_id: str, business_date: date | None = None) -> 
     try:
         result = await t.post_day(client_id, business_date, runtime.scheduled_start(), run_id)
     except Exception as exc:  # turned into the run's final state
-        return t.error_state(client_id, business_date, exc)
-    client = result.client
-    await runtime.label_run(None if business_date else f"{client_id} {result.business_date}",
-                            [f"client:{client_id}", f"territory:{client.territory.value}"])
-    return await t.final_state(result)
+        done = t.verdict_of_error(client_id, business_date, exc, run_id)
+        await runtime.label_run(None, t.run_tags(client_id, None, business_date, done.outcome))
+        if business_date is not None and not runtime.in_fleet_run():
+            await t.publish_board(business_date, [done])
+        return t.state_of(done)
+    done = t.verdict(result, run_id)
+    await runtime.label_run(
+        None if business_date else f"{client_id} {result.business_date}",
+        t.run_tags(result.client, result.client.territory.value, result.business_date,
+                   done.outcome))
+    await t.announce(result, done)
+    if not runtime.in_fleet_run():
+        await t.publish_board(result.business_date, [])
+    return t.state_of(done)

@@ -8,10 +8,13 @@ catch-up's flow run, oldest day first (``tasks.daily.client_days`` says why): ea
 story, final state name and artifacts as a ``post-client-day`` run, at a fraction of the
 server's cost, since a catch-up runs thousands.
 Both run the same machinery: at most ``concurrency`` runs at once, each giving the outcome of
-its client-days so that one client's failure never stops the others, and a summary artifact
-counting posted / flagged (by state name) / refused / missing / waiting / already running /
-not run, with the days to look at. The flow completes with that summary as its message; it
-fails only when a client-day crashed unexpectedly (an error that is not a flagged day).
+its client-days so that one client's failure never stops the others, a summary artifact
+counting posted / flagged (by state name) / missing / errors / not run / refused / waiting /
+already running, with the days to look at, and a new version of the board of each business
+day it ran (``tasks.daily.publish_board``). The run ends in the state its days add up to
+(``outcome.fleet_verdict``): Failed, named after the days each one must act on (``3 for
+Toporder, 1 mapping``), when any day needs somebody; Cancelled, named after the days not done
+(``2 waiting``), when nobody need act but not every day is done; Completed ``All posted``.
 
 Everything runs in this process, sharing its API clients (``runtime.shared_clients``): ~0.15 s
 of orchestration per flow run instead of a fresh Python process per deployment run (measured on
@@ -28,18 +31,18 @@ from typing import Any, TypeVar, cast
 
 from prefect import flow, tags
 from prefect.artifacts import acreate_markdown_artifact
-from prefect.client.schemas.objects import State
+from prefect.client.schemas.objects import State, StateType
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed
 
 from toporder_sync import core_processes, fleet
 from toporder_sync.core import calendar
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.outcome import Outcome
+from toporder_sync.tasks import daily as t
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.daily import client_days as client_days_task
-from toporder_sync.tasks.daily import day_outcome
 from toporder_sync.tasks.runtime import engine, ledger_task
 
 
@@ -66,14 +69,16 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     is a top-level flow run, not a subflow: a subflow also costs a placeholder task run in the
     parent, ~0.25 CPU-s of the server per empty subflow against ~0.17 for the same flow run on
     its own (measured on prefect 3.9.1, PostgreSQL-backed server), and the server is what bounds
-    a morning on two cores. It still shares this process's API clients. The dispatch's summary
-    artifact lists every client-day it ran; the tags find a client's runs."""
+    a morning on two cores. It still shares this process's API clients. It carries the tags of
+    every client-day run (``tasks.daily.run_tags``) from its creation, so that a posted day
+    needs no further call to the server."""
     async def run() -> State[Any]:
         state: State[Any] = await post_client_day(client_day.client_id,
                                                   client_day.business_date, return_state=True)
         return state
 
-    with tags(f"client:{client_day.client_id}", f"territory:{client_day.territory}"):
+    with tags(*t.run_tags(client_day.client_id, client_day.territory,
+                          client_day.business_date)):
         detached = contextvars.copy_context()
     detached.run(_outside_any_run)
     try:
@@ -81,7 +86,10 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     except Exception as exc:  # one client-day never stops the others
         # e.g. the server answering 503 while creating the flow run
         return [_crashed(client_day.client_id, client_day.business_date, exc)]
-    return [day_outcome(client_day.client_id, client_day.business_date, state)]
+    return [fleet.DayOutcome(client_day.client_id, client_day.business_date,
+                             Outcome.of_state(state.type.value, state.name),
+                             state.message or "", str(state.state_details.flow_run_id or "")
+                             or None)]
 
 
 def _outside_any_run() -> None:
@@ -93,7 +101,7 @@ def _outside_any_run() -> None:
 
 def _crashed(client_id: str, business_date: date, exc: Exception | str) -> fleet.DayOutcome:
     message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return fleet.DayOutcome(client_id, business_date, "CRASHED", "Crashed", message)
+    return fleet.DayOutcome(client_id, business_date, Outcome.UNEXPECTED_ERROR, message)
 
 
 def as_task(posted_artifacts: bool) -> RunUnit[fleet.ClientDays]:
@@ -116,7 +124,8 @@ def as_task(posted_artifacts: bool) -> RunUnit[fleet.ClientDays]:
         try:
             # An async task called with return_state=True: prefect's stubs type it as the state.
             state = await cast("Awaitable[State[Any]]", client_days_task(
-                unit.client_id, list(unit.business_dates), posted_artifacts, return_state=True))
+                unit.client_id, list(unit.business_dates), posted_artifacts, unit.territory,
+                return_state=True))
             outcomes = await state.aresult(raise_on_failure=False)
         except Exception as exc:  # one client never stops the others
             return [_crashed(unit.client_id, day, exc) for day in unit.business_dates]
@@ -147,14 +156,17 @@ async def run_client_days(plan: Sequence[Unit], concurrency: int, title: str,
         for position, unit in turns:
             outcomes[position] = await run(unit)
 
-    with runtime.frozen_heap():
+    with runtime.frozen_heap(), runtime.fleet_run():
         async with runtime.shared_clients():
             await asyncio.gather(*(worker() for _ in range(min(concurrency, len(plan)))))
-    summary = fleet.summarize(o for unit in outcomes for o in unit)
-    await acreate_markdown_artifact(summary.markdown(title), description=summary.line())
-    if summary.crashed:
-        return Failed(name="Client-days crashed", message=summary.line())
-    return Completed(message=summary.line())
+            summary = fleet.summarize(o for unit in outcomes for o in unit)
+            await acreate_markdown_artifact(summary.markdown(title), description=summary.line())
+            errors = [o for o in summary.outcomes if o.kind == "error"]
+            for business_date in sorted({o.business_date for o in summary.outcomes}):
+                await t.publish_board(business_date, errors)
+    verdict = summary.verdict
+    return State(type=StateType(verdict.state_type), name=verdict.state_name,
+                 message=summary.line())
 
 
 def _shard_title(shard: int, shards: int) -> str:

@@ -1,60 +1,61 @@
-"""The work of a client-day, off the event loop, and what it tells Prefect: a final state, an
-artifact and, for a flagged day, an event.
+"""The work of a client-day, off the event loop, and what it tells Prefect: a final state, tags,
+an artifact and, for a day whose alert was raised or resolved, an event.
 
 ``post_day`` runs the whole story of ``toporder_sync.day`` in a worker thread
 (``asyncio.to_thread``), so that the event loop, and with it the other client-days of a fleet
 run, keeps running while the ledger works. It retries a ``TransientError`` itself, which the
-ledger makes safe. ``final_state`` turns its result into the state a person reads in the UI
-(``Posted``, ``POS data error``…), with the artifact and the event; the flow run of a client-day
-(``flows/daily.py``) and each day of a catch-up's ``client-days`` task run (``client_days``
-below) end with it, so a day reads the same whichever way it ran.
+ledger makes safe. ``verdict`` turns its result (or its error) into a ``fleet.DayOutcome``,
+whose ``outcome.Outcome`` gives the state a person reads in the UI (``state_of``) and the tags
+of a run needing somebody; ``announce`` publishes the client's artifact and the events. The
+flow run of a client-day (``flows/daily.py``) and each day of a catch-up's ``client-days``
+task run (``client_days`` below) go through the same three steps, so a day reads the same
+whichever way it ran.
 
 Why a catch-up runs task runs and the daily dispatch flow runs: measured on prefect 3.9.1 against
 a PostgreSQL-backed server, a subflow run costs the server ~0.25 CPU-s, a task run ~0.03 (the
 README's "Fitting a morning"). The daily runs keep one flow run per client-day, as their own
 deployment runs are; a catch-up of thousands of past days runs each client's days as one task
-run of its flow run, named ``<client> <first day> to <last day>``, its days in date order.
+run of its flow run, named ``<client> <first day> to <last day>``, its days in date order. A
+day of a catch-up that needs somebody, waits for its closure or resolves an alert also gets a
+flow run of its own in its final state (``runtime.record_flow_run``), with the same name, tags,
+state and artifact as a ``post-client-day`` run: every client-day a person must look at is
+found the same way, whatever ran it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import MarkdownArtifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, StateType
 from prefect.events import emit_event
 from prefect.runtime import task_run
-from prefect.states import Cancelled, Completed, Failed
 
-from toporder_sync import day, fleet, report
+from toporder_sync import board, day, fleet, report, service
 from toporder_sync.core import calendar
-from toporder_sync.core.errors import Category, Finding, TransientError
-from toporder_sync.core.model import Entry
-from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.core.errors import Category, TransientError
+from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.outcome import PROJECT_TAG, Outcome
 from toporder_sync.sources import ClosureSource
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
 
-STATE_NAMES = {
-    Category.POS: fleet.POS_DATA_ERROR,
-    Category.LEDGER: fleet.MAPPING_ERROR,
-    Category.REFUSED: fleet.REFUSED,
-}
 ACTIONS = {
-    Category.POS: "Toporder must correct the closure and send it again.",
-    Category.LEDGER: "Fix the mapping or the account settings of this client, then rerun the day.",
-    Category.REFUSED: "Nothing to fix: this day must not be posted (yet).",
+    Outcome.POS_DATA_ERROR: "Toporder must correct the closure and send it again.",
+    Outcome.MAPPING_ERROR: "Fix the mapping or the account settings of this client, then rerun "
+                           "the day.",
+    Outcome.MISSING: "Toporder must send the closure of this day.",
+    Outcome.REFUSED: "Nothing to fix: this day must not be posted (yet).",
 }
-MISSING_ACTION = "Toporder must send the closure of this day."
-UNEXPECTED_ERROR = "Unexpected error"
-TRANSIENT_ERROR = "Still unavailable"
 FLAGGED_EVENT = "toporder.day.flagged"
+RESOLVED_EVENT = "toporder.day.resolved"
 
 
 ClientAndSource = Callable[[], tuple[ClientRecord, ClosureSource]]
@@ -84,13 +85,36 @@ def _post_day(client_id: str, business_date: date | None, scheduled: datetime,
                        assess=runtime.assess())
 
 
-def error_state(client_id: str, business_date: date | None, exc: Exception) -> State[Any]:
-    """The final state of a client-day that raised instead of ending in an outcome."""
+def verdict_of_error(client_id: str, business_date: date | None, exc: Exception,
+                     run_id: str | None) -> fleet.DayOutcome:
+    """What a client-day that raised instead of ending in an outcome counts as."""
+    the_day = business_date or date.min
     if isinstance(exc, TransientError):  # still failing after its retries
-        return Failed(name=TRANSIENT_ERROR, message=f"{exc}; run the day again later")
+        return fleet.DayOutcome(client_id, the_day, Outcome.STILL_UNAVAILABLE,
+                                f"{exc}; run the day again later", run_id)
     # a bug, not a flaky step: never retried
     get_run_logger().error("%s %s: unexpected error", client_id, business_date, exc_info=exc)
-    return Failed(name=UNEXPECTED_ERROR, message=f"{type(exc).__name__}: {exc}")
+    return fleet.DayOutcome(client_id, the_day, Outcome.UNEXPECTED_ERROR,
+                            f"{type(exc).__name__}: {exc}", run_id)
+
+
+def state_of(done: fleet.DayOutcome) -> State[Any]:
+    """The final state of the run of a client-day: its outcome's type and name."""
+    return State(type=StateType(done.outcome.state_type), name=done.outcome.state_name,
+                 message=done.message)
+
+
+def run_tags(client: ClientRecord | str, territory: str | None, business_date: date | None,
+             outcome: Outcome | None = None) -> list[str]:
+    """The tags of a client-day's flow run, whatever ran it: the project, the client, its
+    territory and day, and who must act once the outcome needs somebody."""
+    client_id = client if isinstance(client, str) else client.client_id
+    tags = [PROJECT_TAG, f"client:{client_id}"]
+    if territory:
+        tags.append(f"territory:{territory}")
+    if business_date is not None:
+        tags.append(f"day:{business_date.isoformat()}")
+    return tags + list(outcome.tags if outcome else ())
 
 
 # A day of a catch-up that takes longer than this is abandoned as an unexpected error (its
@@ -107,9 +131,9 @@ def _days_run_name() -> str:
 
 @task(name="client-days", task_run_name=_days_run_name, cache_policy=NO_CACHE)
 async def client_days(client_id: str, business_dates: list[date],
-                      posted_artifact: bool = True) -> State[Any]:
+                      posted_artifact: bool = True, territory: str = "") -> State[Any]:
     """A client's days of a catch-up as one task run, oldest first, each day the same story,
-    final state, artifact and event as a ``post-client-day`` run. The task run's id holds each
+    final state, artifact and events as a ``post-client-day`` run. The task run's id holds each
     day's claim in the ledger while it runs.
 
     One after the other: a day's continuity check (identity 6) reads the closure posted for the
@@ -118,6 +142,9 @@ async def client_days(client_id: str, business_dates: list[date],
     the gap it leaves, or fail the same way. The task run ends in the state of its most
     pressing day (``fleet.most_pressing``), with a message counting the days and naming those
     to look at; its result is every day's ``fleet.DayOutcome``, which the catch-up summarizes.
+    Each day that needs somebody, waits for its closure or resolves an alert is also a flow run
+    of its own (``runtime.record_flow_run``): the one the Runs page, the board and the events
+    link to.
 
     ``business_dates``: at least one. The client is read from the ledger once, when its first
     day needs it (a read that fails is not kept: the next day reads again).
@@ -125,135 +152,181 @@ async def client_days(client_id: str, business_dates: list[date],
     ``posted_artifact=False``: a posted day leaves no artifact (its entry is in the ledger); a
     day that needs a person still leaves its table of failures.
     """
-    run_id = task_run.get_id()
-    if run_id is None:
+    task_run_id = task_run.get_id()
+    if task_run_id is None:
         raise RuntimeError("client-days runs only as a Prefect task run")
+    run_id = runtime.task_run_ref(task_run_id)
     # Called in the days' worker threads, never on the event loop (``engine()`` may upgrade).
     read_client = cache(lambda: day.client_and_source(engine(), client_id))
     outcomes: list[fleet.DayOutcome] = []
     stopped: fleet.DayOutcome | None = None
     for the_day in business_dates:
         if stopped is not None:
-            outcomes.append(fleet.not_run(client_id, the_day, stopped))
+            outcomes.append(await _recorded(fleet.not_run(client_id, the_day, stopped),
+                                            territory, None))
             continue
-        outcome = day_outcome(client_id, the_day,
-                              await _day_state(client_id, the_day, run_id, posted_artifact,
-                                               read_client))
+        outcome = await _catch_up_day(client_id, territory, the_day, run_id, posted_artifact,
+                                      read_client)
         outcomes.append(outcome)
-        if outcome.kind == "crashed":  # still unavailable after its retries, or a bug
+        if outcome.kind == "error":  # still unavailable after its retries, or a bug
             stopped = outcome
     return days_state(outcomes)
 
 
-def day_outcome(client_id: str, business_date: date, state: State[Any]) -> fleet.DayOutcome:
-    """What a client-day's final state counts as in a fleet run's summary."""
-    return fleet.DayOutcome(client_id, business_date, state.type.value, state.name or "",
-                            state.message or "")
-
-
-async def _day_state(client_id: str, business_date: date, run_id: str,
-                     posted_artifact: bool, read_client: ClientAndSource) -> State[Any]:
+async def _catch_up_day(client_id: str, territory: str, business_date: date, run_id: str,
+                        posted_artifact: bool, read_client: ClientAndSource) -> fleet.DayOutcome:
     try:
         result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
                                                  run_id, read_client), DAY_TIMEOUT)
     except TimeoutError as exc:
-        return error_state(client_id, business_date,
-                           TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s"))
+        return await _recorded(verdict_of_error(
+            client_id, business_date,
+            TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s"), None), territory,
+            None)
     except Exception as exc:  # turned into the day's final state
-        return error_state(client_id, business_date, exc)
-    return await final_state(result, posted_artifact=posted_artifact)
+        return await _recorded(verdict_of_error(client_id, business_date, exc, None),
+                               territory, None)
+    done = verdict(result, None)
+    resolved = result.alert is not None and result.alert.change == "resolved"
+    if not (done.outcome.needs_action or done.outcome is Outcome.WAITING or resolved):
+        if posted_artifact or not done.outcome.done:
+            await announce(result, done)
+        return done
+    done = await _recorded(done, territory, result)
+    await asyncio.to_thread(service.relink_run, engine(), client_id, business_date,
+                            from_run=run_id, to_run=done.run_id or run_id)
+    await announce(result, done)
+    return done
+
+
+async def _recorded(done: fleet.DayOutcome, territory: str,
+                    result: day.DayResult | None) -> fleet.DayOutcome:
+    """``done`` with a flow run of its own, created in its final state."""
+    # Imported here: the flow module imports this one.
+    from toporder_sync.flows.daily import post_client_day
+
+    record = await runtime.record_flow_run(
+        post_client_day, f"{done.client_id} {done.business_date}",
+        parameters={"client_id": done.client_id,
+                    "business_date": done.business_date.isoformat()},
+        tags=run_tags(done.client_id, territory, done.business_date, done.outcome),
+        state=state_of(done))
+    done = replace(done, run_id=record)
+    if result is None:  # nothing recorded in the ledger: the run says it all
+        await publish_client(done.client_id, done.business_date,
+                             report.failure_markdown(done.client_id, done.business_date,
+                                                     done.outcome.state_name, (),
+                                                     done.message),
+                             f"{done.outcome.state_name}: {done.message}", flow_run_id=record)
+    return done
 
 
 def days_state(outcomes: list[fleet.DayOutcome]) -> State[Any]:
     """The state of a run of client-days (at least one): its most pressing day's, all counted."""
     summary = fleet.summarize(outcomes)
-    message = summary.line() + "".join(f"; {o.business_date} {o.state_name}: {o.message}"
-                                       for o in summary.to_look_at)
-    worst = fleet.most_pressing(outcomes)
+    message = summary.line() + "".join(
+        f"; {o.business_date} {o.outcome.state_name}: {o.message}" for o in summary.to_look_at)
+    worst = fleet.most_pressing(outcomes).outcome
     return State(type=StateType(worst.state_type), name=worst.state_name, message=message,
                  data=tuple(outcomes))
 
 
-async def final_state(result: day.DayResult, *, posted_artifact: bool = True) -> State[Any]:
-    """The final state of the run, its artifact and, for a flagged or missing day, its event.
-
-    A posted day's artifact (its entry) only when ``posted_artifact``; every other day that
-    ends Failed has its table of failures."""
-    client_id, the_day = result.client.client_id, result.business_date
-    match result.outcome:
-        case "already_running":
-            return Cancelled(name=fleet.ALREADY_RUNNING,
-                             message=f"another run of {client_id} {the_day} is in progress; "
-                                     "this one changed nothing")
-        case "waiting":
+def verdict(result: day.DayResult, run_id: str | None) -> fleet.DayOutcome:
+    """What the client-day came to, with the message its final state carries."""
+    client_id, the_day, outcome = result.client.client_id, result.business_date, result.outcome
+    match outcome:
+        case Outcome.ALREADY_RUNNING:
+            message = (f"another run of {client_id} {the_day} is in progress; this one "
+                       "changed nothing")
+        case Outcome.WAITING:
             deadline = result.deadline.isoformat() if result.deadline else "the deadline"
-            return Completed(name=fleet.WAITING,
-                             message=f"no closure received for {the_day} yet; waited for until "
-                                     f"{deadline}, then flagged missing")
-        case "missing":
-            return await _fail(result, fleet.MISSING, MISSING_ACTION)
-        case "flagged" | "refused":
-            category = result.category or Category.POS
-            return await _fail(result, STATE_NAMES[category], ACTIONS[category])
-        case "empty":
+            message = (f"no closure received for {the_day} yet; waited for until {deadline}, "
+                       "then flagged missing")
+        case Outcome.NOTHING_TO_POST:
             piece = result.entry.piece_ref if result.entry else str(the_day)
-            return Completed(name=fleet.NOTHING_TO_POST,
-                             message=f"{piece}: the closure has no amount to post")
-        case "posted" if result.entry is not None and result.posted is not None:
-            return await _posted(client_id, the_day, result.entry, result.posted,
-                                 result.findings, artifact=posted_artifact)
-    raise ValueError(f"{client_id} {the_day}: no final state for the outcome {result.outcome!r}")
+            message = f"{piece}: the closure has no amount to post"
+        case Outcome.POSTED | Outcome.POSTED_WITH_WARNINGS if (
+                result.entry is not None and result.posted is not None):
+            entry, posted = result.entry, result.posted
+            message = (f"entry n°{posted.number} {posted.status} ({entry.piece_ref}, "
+                       f"{len(entry.lines)} lines, {entry.total_debit} EUR)")
+            if result.findings:
+                message += f"; warnings: {report.summary(result.findings)}"
+        case _ if outcome in ACTIONS:
+            message = f"{ACTIONS[outcome]} {report.summary(result.findings)}"
+            if result.alert is not None and result.alert.change == "repeated":
+                message += " (already reported)"
+        case _:
+            raise ValueError(f"{client_id} {the_day}: no final state for {outcome}")
+    if result.alert is not None and result.alert.change == "resolved":
+        message += f"; resolves {Outcome[result.alert.alert.outcome].state_name}"
+    return fleet.DayOutcome(client_id, the_day, outcome, message, run_id)
 
 
-async def _posted(client_id: str, the_day: date, entry: Entry, posted: PostResult,
-                  warnings: tuple[Finding, ...], *, artifact: bool) -> State[Any]:
-    if artifact:
-        await publish(client_id, the_day,
-                      report.entry_markdown(client_id, entry, posted.status, posted.number,
-                                            warnings),
-                      f"{posted.status}: {entry.label}")
-    message = (f"entry n°{posted.number} {posted.status} ({entry.piece_ref}, "
-               f"{len(entry.lines)} lines, {entry.total_debit} EUR)")
-    if warnings:
-        message += f"; warnings: {report.summary(warnings)}"
-    # No data on the state: prefect links a task's result (and its items) to a copy of its
-    # final state in the flow run's context for as long as the flow runs, ~2.4 KB per posted
-    # day of a 10,000-day catch-up. The message says it all; the ledger holds the entry.
-    return Completed(name=fleet.POSTED_WITH_WARNINGS if warnings else fleet.POSTED,
-                     message=message)
+async def announce(result: day.DayResult, done: fleet.DayOutcome) -> None:
+    """The client's artifact for the day, and the event of an alert raised or resolved.
+
+    A posted day's artifact shows its entry, any other its failures; both list the client's
+    recent days and link an alert resolved to the run that raised it."""
+    client_id, the_day = result.client.client_id, result.business_date
+    alert = result.alert
+    lines = [f"# {client_id} {the_day}: {done.outcome.state_name}", "",
+             f"Who must act: **{done.outcome.who}**. {done.message}", ""]
+    if alert is not None and alert.change == "resolved":
+        lines += [f"Resolves the {Outcome[alert.alert.outcome].state_name} raised by run "
+                  f"{runtime.run_url(alert.alert.run_id)}.", ""]
+    if alert is not None and alert.change == "repeated":
+        lines += [f"Already reported by run {runtime.run_url(alert.alert.run_id)}.", ""]
+    if result.entry is not None and result.posted is not None:
+        lines.append(report.entry_markdown(client_id, result.entry, result.posted.status,
+                                           result.posted.number, result.findings))
+    elif done.outcome in ACTIONS:
+        lines.append(report.findings_table(result.findings))
+    recent = await asyncio.to_thread(board.read_recent, engine(), client_id, the_day)
+    lines += ["", "## Recent days", "", board.recent_markdown(recent, runtime.run_url)]
+    await publish_client(client_id, the_day, "\n".join(lines),
+                         f"{the_day} {done.outcome.state_name}: {done.message}",
+                         flow_run_id=done.run_id)
+    if alert is None:
+        return
+    resource = {"prefect.resource.id": f"toporder.client.{client_id}",
+                "prefect.resource.name": client_id}
+    related = ([] if done.run_id is None else
+               [{"prefect.resource.id": f"prefect.flow-run.{done.run_id}",
+                 "prefect.resource.role": "flow-run"}])
+    common = {"client": client_id, "business_date": the_day.isoformat(),
+              "state": done.outcome.state_name, "message": done.message,
+              "run_url": runtime.run_url(done.run_id)}
+    if alert.change == "raised":
+        emit_event(FLAGGED_EVENT, resource=resource, related=related, payload={
+            **common, "category": (result.category or Category.POS).value,
+            "who": str(done.outcome.who),
+            "rules": sorted({f.rule for f in result.findings if f.is_error})})
+    elif alert.change == "resolved":
+        emit_event(RESOLVED_EVENT, resource=resource, related=related, payload={
+            **common, "was": Outcome[alert.alert.outcome].state_name,
+            "was_run_url": runtime.run_url(alert.alert.run_id)})
+        await runtime.settle_runs(client_id, the_day)
 
 
-async def _fail(result: day.DayResult, title: str, action: str) -> State[Any]:
-    client_id, the_day, findings = result.client.client_id, result.business_date, result.findings
-    if result.category is not None and result.category is not Category.REFUSED:
-        announce(client_id, the_day, title, result.category, findings)
-    await publish(client_id, the_day, report.failure_markdown(client_id, the_day, title,
-                                                              findings, action),
-                  f"{title}: {client_id} {the_day}")
-    return Failed(name=title, message=f"{action} {report.summary(findings)}")
+async def publish_client(client_id: str, business_date: date, markdown: str, description: str,
+                         *, flow_run_id: str | None) -> None:
+    """A new version of the client's keyed artifact, on the run that stands for the day."""
+    await MarkdownArtifact(
+        key=board.client_key(client_id), markdown=markdown, description=description,
+        flow_run_id=None if flow_run_id is None else runtime.as_uuid(flow_run_id),
+    ).acreate()
 
 
-async def publish(client_id: str, business_date: date, markdown: str, description: str) -> None:
-    await acreate_markdown_artifact(
-        markdown, key=report.artifact_key(client_id, business_date), description=description
-    )
+async def publish_board(business_date: date, errors: list[fleet.DayOutcome]) -> None:
+    """A new version of the business day's board, from the ledger (and the run's errors)."""
+    days = await asyncio.to_thread(board.read_day, engine(), business_date)
+    made = board.board(business_date, days, errors, runtime.run_url)
+    await acreate_table_artifact(list(made.rows) or [{"client": "", "state": "nothing to do"}],
+                                 key=board.board_key(business_date),
+                                 description=made.description)
 
 
-def announce(client_id: str, business_date: date, state_name: str, category: Category,
-             findings: tuple[Finding, ...]) -> None:
-    """Emit the event an automation reacts to (``automations/flagged-day.yaml``)."""
-    payload: dict[str, Any] = {
-        "client": client_id,
-        "business_date": business_date.isoformat(),
-        "state": state_name,
-        "category": category.value,
-        "rules": sorted({f.rule for f in findings}),
-        "message": report.summary(findings),
-    }
-    emit_event(FLAGGED_EVENT, resource={"prefect.resource.id": f"toporder.client.{client_id}",
-                                        "prefect.resource.name": client_id},
-               payload=payload)
-
-
-__all__ = ["FLAGGED_EVENT", "announce", "client_days", "day_outcome", "days_state", "error_state",
-           "final_state", "post_day", "publish"]
+__all__ = ["FLAGGED_EVENT", "RESOLVED_EVENT", "announce", "client_days", "days_state",
+           "post_day", "publish_board", "publish_client", "run_tags", "state_of", "verdict",
+           "verdict_of_error"]

@@ -8,19 +8,21 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
-from prefect import Task, get_run_logger, task
+from prefect import Flow, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import AsyncClientContext, SyncClientContext
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
+from prefect.utilities.urls import url_for
 from sqlalchemy import Engine
 
 from toporder_sync.core import pipeline
@@ -28,6 +30,7 @@ from toporder_sync.core.errors import TransientError
 from toporder_sync.core_processes import CoreProcesses
 from toporder_sync.day import Assess
 from toporder_sync.ledger.db import database_url, get_engine, upgrade
+from toporder_sync.outcome import NEEDS_ACTION_TAG, RESOLVED_TAG
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,6 +72,25 @@ def core_processes(processes: int) -> Iterator[None]:
             yield
         finally:
             _assess.reset(token)
+
+
+# Whether the client-days run inside are a fleet run's, which publishes their boards once at
+# its end (``flows.fleet``), rather than runs of their own, which publish their day's board.
+_in_fleet_run: ContextVar[bool] = ContextVar("in_fleet_run", default=False)
+
+
+@contextmanager
+def fleet_run() -> Iterator[None]:
+    """The client-days started inside belong to a fleet run (``in_fleet_run``)."""
+    token = _in_fleet_run.set(True)
+    try:
+        yield
+    finally:
+        _in_fleet_run.reset(token)
+
+
+def in_fleet_run() -> bool:
+    return _in_fleet_run.get()
 
 
 def assess() -> Assess:
@@ -137,6 +159,59 @@ def frozen_heap() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def as_uuid(run_id: str) -> UUID:
+    return UUID(run_id)
+
+
+# How the ledger names a task run that ran a client-day (a catch-up's ``client-days``), as
+# opposed to a flow run, named by its bare id.
+TASK_RUN_PREFIX = "task-run:"
+
+
+def task_run_ref(task_run_id: str) -> str:
+    """The run id a task run holds a client-day's claim with, and the ledger keeps."""
+    return f"{TASK_RUN_PREFIX}{task_run_id}"
+
+
+def run_url(run_id: str | None) -> str:
+    """Where a person sees the run ``run_id`` (a flow run id, or a ``task_run_ref``): its page
+    in the UI of the server in use, or the page's path when no UI address is known (Prefect's
+    local mode)."""
+    if not run_id:
+        return ""
+    kind = "flow-run"
+    if run_id.startswith(TASK_RUN_PREFIX):
+        kind, run_id = "task-run", run_id.removeprefix(TASK_RUN_PREFIX)
+    return url_for(kind, obj_id=run_id) or f"/runs/{kind}/{run_id}"
+
+
+async def record_flow_run(flow: Flow[Any, Any], name: str, *, parameters: dict[str, Any],
+                          tags: list[str], state: State[Any]) -> str:
+    """A flow run of ``flow`` created in its final ``state``, for a client-day a catch-up ran
+    inside a task run: it stands for the day in the Runs page, the board and the events, with
+    the name, tags, state and parameters a run of its own would have. Its id."""
+    async with get_client() as client:
+        run = await client.create_flow_run(flow, name=name, parameters=parameters, tags=tags,
+                                           state=state)
+    return str(run.id)
+
+
+async def settle_runs(client_id: str, business_date: date) -> None:
+    """The day's earlier runs no longer say it needs somebody: it is settled.
+
+    They keep their state (a person may still read what went wrong) but lose their
+    ``needs-action`` and ``needs:<who>`` tags for ``resolved``, so that the filter of the runs
+    needing action finds only what still does."""
+    day_tags = [f"client:{client_id}", f"day:{business_date.isoformat()}", NEEDS_ACTION_TAG]
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=day_tags)))
+        for run in runs:
+            kept = [tag for tag in run.tags
+                    if tag != NEEDS_ACTION_TAG and not tag.startswith("needs:")]
+            await client.update_flow_run(run.id, tags=[*kept, RESOLVED_TAG])
 
 
 def current_flow_run_id() -> str | None:

@@ -12,6 +12,7 @@ from toporder_sync import fleet
 from toporder_sync.core import calendar
 from toporder_sync.core.model import Territory
 from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.outcome import PRESSING, Outcome, Verdict, Who, fleet_verdict
 
 NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
 
@@ -23,50 +24,104 @@ def client(client_id: str, territory: Territory = Territory.METROPOLE) -> Client
                         account_overrides={}, created_at=NOW)
 
 
-@pytest.mark.parametrize(("state_type", "name", "kind"), [
-    ("COMPLETED", "Posted", "posted"),
-    ("COMPLETED", "Posted with warnings", "posted"),
-    ("COMPLETED", "Nothing to post", "nothing to post"),
-    ("COMPLETED", "Waiting for closure", "waiting"),
-    ("COMPLETED", "Completed", "crashed"),
-    ("CANCELLED", "Already running", "already running"),
-    ("CANCELLED", "Not run", "not run"),
-    ("CANCELLED", "Cancelled", "crashed"),
-    ("FAILED", "POS data error", "flagged"),
-    ("FAILED", "Mapping error", "flagged"),
-    ("FAILED", "Refused", "refused"),
-    ("FAILED", "Missing closure", "missing"),
-    ("FAILED", "Failed", "crashed"),
-    ("CRASHED", "Crashed", "crashed"),
+# The one table every state name, colour, exit code and summary line is derived from.
+@pytest.mark.parametrize(("outcome", "state_type", "name", "who", "exit_code", "kind"), [
+    (Outcome.POSTED, "COMPLETED", "Posted", Who.NOBODY, 0, "posted"),
+    (Outcome.POSTED_WITH_WARNINGS, "COMPLETED", "Posted with warnings", Who.NOBODY, 0,
+     "posted"),
+    (Outcome.NOTHING_TO_POST, "COMPLETED", "Nothing to post", Who.NOBODY, 0,
+     "nothing to post"),
+    (Outcome.WAITING, "CANCELLED", "Waiting for closure", Who.NOBODY, 0, "waiting"),
+    (Outcome.ALREADY_RUNNING, "CANCELLED", "Already running", Who.NOBODY, 1,
+     "already running"),
+    (Outcome.REFUSED, "CANCELLED", "Refused", Who.NOBODY, 3, "refused"),
+    (Outcome.NOT_RUN, "CANCELLED", "Not run", Who.DATA_TEAM, 1, "not run"),
+    (Outcome.POS_DATA_ERROR, "FAILED", "POS data error", Who.TOPORDER, 1, "flagged"),
+    (Outcome.MAPPING_ERROR, "FAILED", "Mapping error", Who.ACCOUNTANT, 1, "flagged"),
+    (Outcome.MISSING, "FAILED", "Missing closure", Who.TOPORDER, 4, "missing"),
+    (Outcome.STILL_UNAVAILABLE, "FAILED", "Still unavailable", Who.DATA_TEAM, 1, "error"),
+    (Outcome.UNEXPECTED_ERROR, "FAILED", "Unexpected error", Who.DATA_TEAM, 1, "error"),
 ])
-def test_each_final_state_counts_on_one_line(state_type: str, name: str, kind: str) -> None:
-    assert fleet.outcome_of(state_type, name) == kind
+def test_each_outcome_has_one_state_one_exit_code_and_one_summary_line(
+        outcome: Outcome, state_type: str, name: str, who: Who, exit_code: int,
+        kind: str) -> None:
+    assert (outcome.state_type, outcome.state_name, outcome.who, outcome.exit_code,
+            outcome.kind) == (state_type, name, who, exit_code, kind)
+    assert Outcome.of_state(state_type, name) is outcome
+    # Green only when nobody has anything to do; red exactly when somebody must act.
+    assert outcome.done is (state_type == "COMPLETED")
+    assert (state_type == "FAILED") is (outcome.needs_action and outcome is not Outcome.NOT_RUN)
+    assert outcome.tags == (("needs-action", who.tag) if who is not Who.NOBODY else ())
+
+
+@pytest.mark.parametrize(("state_type", "name"), [
+    ("COMPLETED", "Completed"), ("CANCELLED", "Cancelled"), ("FAILED", "Failed"),
+    ("CRASHED", "Crashed"), ("FAILED", "posted"),
+])
+def test_a_state_of_no_outcome_counts_as_an_unexpected_error(state_type: str,
+                                                             name: str) -> None:
+    assert Outcome.of_state(state_type, name) is Outcome.UNEXPECTED_ERROR
+
+
+@pytest.mark.parametrize(("state", "category", "warned", "outcome"), [
+    ("posted", None, False, Outcome.POSTED),
+    ("posted", None, True, Outcome.POSTED_WITH_WARNINGS),
+    ("empty", None, False, Outcome.NOTHING_TO_POST),
+    ("flagged", "pos", False, Outcome.POS_DATA_ERROR),
+    ("flagged", "ledger", False, Outcome.MAPPING_ERROR),
+    ("missing", "pos", False, Outcome.MISSING),
+    ("waiting", None, False, Outcome.WAITING),
+    ("refused", None, False, Outcome.REFUSED),
+    ("received", None, False, None),
+    ("not_run", None, False, None),
+])
+def test_a_day_in_the_ledger_reads_as_the_outcome_of_its_last_run(
+        state: str, category: str | None, warned: bool, outcome: Outcome | None) -> None:
+    assert Outcome.of_day(state, category, warned) is outcome
+
+
+@pytest.mark.parametrize(("outcomes", "verdict"), [
+    ([Outcome.POSTED, Outcome.POSTED_WITH_WARNINGS, Outcome.NOTHING_TO_POST],
+     ("COMPLETED", "All posted")),
+    ([Outcome.POSTED, Outcome.WAITING, Outcome.WAITING, Outcome.REFUSED],
+     ("CANCELLED", "1 refused, 2 waiting")),
+    ([Outcome.POSTED, Outcome.POS_DATA_ERROR, Outcome.MISSING, Outcome.POS_DATA_ERROR,
+      Outcome.MAPPING_ERROR, Outcome.WAITING],
+     ("FAILED", "3 for Toporder, 1 mapping")),
+    ([Outcome.MAPPING_ERROR, Outcome.UNEXPECTED_ERROR, Outcome.NOT_RUN],
+     ("FAILED", "1 mapping, 2 for the data team")),
+])
+def test_a_fleet_run_is_named_after_the_days_each_one_must_act_on(
+        outcomes: list[Outcome], verdict: tuple[str, str]) -> None:
+    assert fleet_verdict(outcomes) == Verdict(*verdict)
 
 
 def test_catch_up_plan_gives_each_client_its_days_in_date_order() -> None:
-    plan = fleet.catch_up_plan([client("a"), client("b")], date(2026, 11, 1),
+    plan = fleet.catch_up_plan([client("a"), client("b", Territory.DOM)], date(2026, 11, 1),
                                date(2026, 11, 3))
     days = (date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3))
-    assert plan == [fleet.ClientDays("a", days), fleet.ClientDays("b", days)]
+    assert plan == [fleet.ClientDays("a", "metropole", days),
+                    fleet.ClientDays("b", "dom", days)]
     with pytest.raises(ValueError, match="before it starts"):
         fleet.days_between(date(2026, 11, 2), date(2026, 11, 1))
 
 
 def test_the_most_pressing_day_speaks_for_a_client_s_days() -> None:
     day = date(2026, 11, 27)
-    posted = fleet.DayOutcome("a", day, "COMPLETED", "Posted", "entry n°1 posted")
-    warned = fleet.DayOutcome("a", day, "COMPLETED", "Posted with warnings", "Z8 after Z6")
-    waiting = fleet.DayOutcome("a", day, "COMPLETED", "Waiting for closure", "not yet")
-    refused = fleet.DayOutcome("a", day, "FAILED", "Refused", "before activation")
-    flagged = fleet.DayOutcome("a", day, "FAILED", "POS data error", "debit ≠ credit")
-    crashed = fleet.DayOutcome("a", day, "FAILED", "Unexpected error", "KeyError")
+    posted = fleet.DayOutcome("a", day, Outcome.POSTED, "entry n°1 posted")
+    warned = fleet.DayOutcome("a", day, Outcome.POSTED_WITH_WARNINGS, "Z8 after Z6")
+    waiting = fleet.DayOutcome("a", day, Outcome.WAITING, "not yet")
+    refused = fleet.DayOutcome("a", day, Outcome.REFUSED, "before activation")
+    flagged = fleet.DayOutcome("a", day, Outcome.POS_DATA_ERROR, "debit ≠ credit")
+    crashed = fleet.DayOutcome("a", day, Outcome.UNEXPECTED_ERROR, "KeyError")
     assert fleet.most_pressing([posted, warned, posted]) is warned
     assert fleet.most_pressing([posted, waiting]) is waiting
     assert fleet.most_pressing([refused, posted, flagged, waiting]) is flagged
     assert fleet.most_pressing([flagged, crashed, refused]) is crashed
-    assert sorted(fleet._PRESSING) == sorted(fleet.OUTCOMES), "every outcome has its rank"
+    assert sorted(PRESSING, key=lambda o: o.name) == sorted(Outcome, key=lambda o: o.name), \
+        "every outcome has its rank"
     later = fleet.not_run("a", date(2026, 11, 28), crashed)
-    assert later.kind == "not run" and fleet.most_pressing([later, refused]) is refused
+    assert later.kind == "not run" and fleet.most_pressing([later, refused]) is later
     assert later.message == ("2026-11-27 ended 'Unexpected error' first; "
                              "run the catch-up again from 2026-11-27")
 
@@ -80,19 +135,22 @@ def test_dispatch_plan_runs_a_due_client_that_also_waits_once() -> None:
 def test_summary_counts_flagged_days_by_state_name() -> None:
     day = date(2026, 11, 27)
     outcomes = [
-        fleet.DayOutcome("a", day, "COMPLETED", "Posted", "entry n°1 posted"),
-        fleet.DayOutcome("b", day, "FAILED", "POS data error", "debit | credit"),
-        fleet.DayOutcome("c", day, "FAILED", "Mapping error", "unknown method"),
-        fleet.DayOutcome("d", day, "FAILED", "POS data error", "19.6 %"),
-        fleet.DayOutcome("e", day, "COMPLETED", "Waiting for closure", "not yet"),
+        fleet.DayOutcome("a", day, Outcome.POSTED, "entry n°1 posted"),
+        fleet.DayOutcome("b", day, Outcome.POS_DATA_ERROR, "debit | credit"),
+        fleet.DayOutcome("c", day, Outcome.MAPPING_ERROR, "unknown method"),
+        fleet.DayOutcome("d", day, Outcome.POS_DATA_ERROR, "19.6 %"),
+        fleet.DayOutcome("e", day, Outcome.WAITING, "not yet"),
     ]
     summary = fleet.summarize(outcomes)
     assert summary.line() == ("5 client-days: 1 posted, 3 flagged (1 Mapping error, "
                               "2 POS data error), 1 waiting")
-    assert summary.crashed == 0
+    assert summary.errors == 0
+    assert summary.verdict == Verdict("FAILED", "2 for Toporder, 1 mapping")
     text = summary.markdown("Catch-up")
+    assert text.startswith("# Catch-up: 2 for Toporder, 1 mapping\n")
     assert "| flagged: POS data error | 2 |" in text and "| refused | 0 |" in text
-    assert "| b | 2026-11-27 | POS data error | debit / credit |" in text
+    assert "| b | 2026-11-27 | POS data error | Toporder | debit / credit |" in text
+    assert "| e | 2026-11-27 | Waiting for closure | nobody | not yet |" in text
     assert "| a | 2026-11-27 |" not in text
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.blocks.notifications import SlackWebhook
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,6 +27,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
     FlowRunFilterParentFlowRunId,
     FlowRunFilterStartTime,
+    FlowRunFilterTags,
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_engine import run_flow_async
@@ -40,6 +41,7 @@ from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
+from toporder_sync.outcome import Outcome
 from toporder_sync.tasks import daily as t
 from toporder_sync.tasks import runtime
 
@@ -132,6 +134,12 @@ async def _client_days_task_runs(flow_run_id: Any, expected: int) -> list[Any]:
     return runs
 
 
+async def _runs_tagged(*tags: str) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=list(tags))))
+
+
 async def _artifacts(flow_run_id: Any) -> list[Any]:
     async with get_client() as client:
         return await client.read_artifacts(artifact_filter=ArtifactFilter(
@@ -160,7 +168,8 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
 
     state = asyncio.run(catch_up(day1, day3, concurrency=4, return_state=True))
 
-    assert state.is_completed(), state.message
+    # Red, named after who must act on how many days.
+    assert (state.type.value, state.name) == ("FAILED", "1 for Toporder"), state.message
     assert state.message == ("9 client-days: 7 posted, 1 flagged (1 POS data error), "
                              "1 refused")
     catch_up_id = state.state_details.flow_run_id
@@ -179,7 +188,7 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
     assert bravo.state.message.startswith(
         "3 client-days: 2 posted, 1 flagged (1 POS data error); 2026-11-25 POS data error: "
         "Toporder must correct the closure")
-    assert (charlie.state.type.value, charlie.state.name) == ("FAILED", "Refused")
+    assert (charlie.state.type.value, charlie.state.name) == ("CANCELLED", "Refused")
     with session_scope(ledger) as session:
         numbers = {c: sorted(e.entry.date
                              for e in repository.entries_between(session, c, day1, day3))
@@ -192,17 +201,38 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
     assert "| flagged: POS data error | 1 |" in summary.data
     # The failures of each client-day to look at, on its client's task run; no entry of a
     # posted day unless asked (posted_artifacts).
-    assert {(a.key, a.task_run_id) for a in artifacts if a.key} == {
-        ("day-bravo-2026-11-25", bravo.id), ("day-charlie-2026-11-24", charlie.id)}
-    assert "| bravo | 2026-11-25 | POS data error |" in summary.data
+    assert {(a.key, a.task_run_id) for a in artifacts if a.key and a.task_run_id} == {
+        ("client-charlie", charlie.id)}
+    assert "| bravo | 2026-11-25 | POS data error | Toporder |" in summary.data
+    # The flagged day is a flow run of its own, as a dispatched day would be: its name, tags,
+    # state, and its client's artifact.
+    [flagged] = asyncio.run(_runs_tagged("client:bravo", "needs-action"))
+    assert flagged.name == "bravo 2026-11-25" and flagged.parent_task_run_id is None
+    assert (flagged.state.type.value, flagged.state.name) == ("FAILED", "POS data error")
+    assert {"toporder-sync", "territory:corse", "day:2026-11-25", "needs:toporder"} <= set(
+        flagged.tags)
+    [client_artifact] = asyncio.run(_artifacts(flagged.id))
+    assert client_artifact.key == "client-bravo" and "payments: debit" in client_artifact.data
+    # Its recent days link each run by its kind: the posted day to its client's task run.
+    assert "| 2026-11-24 | Posted | nobody | http://127.0.0.1:" in client_artifact.data
+    assert f"/runs/task-run/{bravo.id} |" in client_artifact.data
+    # The board of each day of the range: the flagged day links its run.
+    boards = {a.key: a for a in artifacts if a.key and a.key.startswith("board-")}
+    assert sorted(boards) == ["board-2026-11-24", "board-2026-11-25", "board-2026-11-26"]
+    [row] = boards["board-2026-11-25"].data if isinstance(
+        boards["board-2026-11-25"].data, list) else json.loads(boards["board-2026-11-25"].data)
+    assert (row["client"], row["state"], row["who must act"]) == (
+        "bravo", "POS data error", "Toporder")
+    assert row["run"].endswith(str(flagged.id))
 
     again = asyncio.run(catch_up(day1, day1, ["alpha"], posted_artifacts=True,
                                  return_state=True))
     assert again.message == "1 client-days: 1 posted"
     [rerun] = asyncio.run(_client_days_task_runs(again.state_details.flow_run_id, 1))
     assert rerun.name == "alpha 2026-11-24"
-    [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id)) if a.key]
-    assert entry.task_run_id == rerun.id and entry.key == "day-alpha-2026-11-24"
+    [entry] = [a for a in asyncio.run(_artifacts(again.state_details.flow_run_id))
+               if a.key and a.task_run_id]
+    assert entry.task_run_id == rerun.id and entry.key == "client-alpha"
     assert "| 511500 |" in entry.data
 
 
@@ -287,8 +317,8 @@ def test_a_day_failing_unexpectedly_stops_its_client_s_later_days_only(
     state = asyncio.run(catch_up(first, first + timedelta(days=2), concurrency=2,
                                  return_state=True))
 
-    assert state.is_failed() and state.name == "Client-days crashed"
-    assert state.message == "6 client-days: 4 posted, 1 not run, 1 crashed"
+    assert state.is_failed() and state.name == "2 for the data team"
+    assert state.message == "6 client-days: 4 posted, 1 error, 1 not run"
     assert statuses(ledger, "alpha") == {first: "posted", first + timedelta(days=1): "received",
                                          first + timedelta(days=2): "received"}
     assert set(statuses(ledger, "bravo").values()) == {"posted"}
@@ -296,7 +326,7 @@ def test_a_day_failing_unexpectedly_stops_its_client_s_later_days_only(
     [alpha] = [run for run in runs if run.name.startswith("alpha")]
     assert (alpha.state.type.value, alpha.state.name) == ("FAILED", "Unexpected error")
     assert alpha.state.message == (
-        "3 client-days: 1 posted, 1 not run, 1 crashed; 2026-11-25 Unexpected error: "
+        "3 client-days: 1 posted, 1 error, 1 not run; 2026-11-25 Unexpected error: "
         "KeyError: 'a bug'; 2026-11-26 Not run: 2026-11-25 ended 'Unexpected error' "
         "first; run the catch-up again from 2026-11-25")
 
@@ -316,10 +346,10 @@ def test_a_day_that_hangs_is_abandoned_and_its_client_s_later_days_not_run(
     monkeypatch.setattr(t, "DAY_TIMEOUT", 0.2)
     state = asyncio.run(catch_up(first, first + timedelta(days=1), return_state=True))
 
-    assert state.message == "2 client-days: 1 not run, 1 crashed"
+    assert state.message == "2 client-days: 1 error, 1 not run"
     [run] = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 1))
     assert run.state.message.startswith(
-        "2 client-days: 1 not run, 1 crashed; 2026-11-24 Unexpected error: TimeoutError: the "
+        "2 client-days: 1 error, 1 not run; 2026-11-24 Unexpected error: TimeoutError: the "
         "day ran over 0.2 s; 2026-11-25 Not run: ")
     time.sleep(1.0)  # the abandoned day's thread ends; its claim kept any other run off it
     assert statuses(ledger, "alpha")[first + timedelta(days=1)] == "received"
@@ -332,13 +362,13 @@ def test_a_fleet_run_keeps_the_heap_it_started_with_frozen_only_while_it_runs() 
 
     async def run_day(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
         seen.append(gc.get_freeze_count())
-        return [fleet.DayOutcome(client_day.client_id, client_day.business_date, "COMPLETED",
-                                 fleet.POSTED, "entry n°1 posted")]
+        return [fleet.DayOutcome(client_day.client_id, client_day.business_date,
+                                 Outcome.POSTED, "entry n°1 posted")]
 
     plan = [fleet.ClientDay(f"c{n}", "metropole", date(2026, 11, 24)) for n in range(3)]
     assert gc.get_freeze_count() == 0
     state = asyncio.run(run_client_days(plan, 2, "heap", run_day))
-    assert state.message == "3 client-days: 3 posted"
+    assert (state.name, state.message) == ("All posted", "3 client-days: 3 posted")
     assert len(seen) == 3 and min(seen) > 0
     assert gc.get_freeze_count() == 0
 
@@ -403,7 +433,8 @@ def test_a_missing_closure_waits_until_the_deadline_then_is_missing(
 
     clock(datetime(2026, 11, 21, 10, 59, tzinfo=UTC))  # 11:59 in Paris, deadline at noon
     waiting = asyncio.run(post_client_day("alpha", day, return_state=True))
-    assert waiting.is_completed() and waiting.name == "Waiting for closure", waiting.message
+    # Not green: nothing is posted yet; not red: nobody has anything to do yet.
+    assert waiting.is_cancelled() and waiting.name == "Waiting for closure", waiting.message
     assert statuses(ledger, "alpha") == {day: "waiting"}
 
     clock(datetime(2026, 11, 21, 11, 0, tzinfo=UTC))
@@ -426,6 +457,7 @@ def test_dispatch_runs_the_clients_due_and_those_still_waiting(
                                                            "hour": 6},
                                           datetime(2026, 11, 21, 5, 0, tzinfo=UTC)))
     assert first.message == "2 client-days: 1 posted, 1 waiting", first.message
+    assert (first.type.value, first.name) == ("CANCELLED", "1 waiting")
     assert statuses(ledger, "alpha") == {day: "received"}
 
     # The 08:00 dispatch runs alpha, and bravo again: its closure has come.
@@ -435,6 +467,7 @@ def test_dispatch_runs_the_clients_due_and_those_still_waiting(
         dispatch_daily, {"timezone": "Europe/Paris", "hour": 8},
         datetime(2026, 11, 21, 7, 0, tzinfo=UTC)))
     assert second.message == "2 client-days: 2 posted", second.message
+    assert (second.type.value, second.name) == ("COMPLETED", "All posted")
     runs = asyncio.run(_client_day_runs(flow_run))
     assert {run.name for run in runs} == {"alpha 2026-11-20", "bravo 2026-11-20"}
     assert {"client:alpha", "territory:metropole"} <= set(
@@ -489,18 +522,18 @@ def test_a_flagged_day_emits_an_event_an_automation_reacts_to(ledger: Engine) ->
 
 def test_the_flagged_day_automation_is_accepted_by_the_server() -> None:
     async def create() -> list[Any]:
-        block_id = await SlackWebhook(url="https://hooks.slack.invalid/x").save(
-            "toporder-alerts", overwrite=True)
+        files = automations.read(ROOT / "automations")
         async with get_client() as client:
-            first = await automations.create_from_file(
-                ROOT / "automations" / "flagged-day.yaml", client)
-            again = await automations.create_from_file(
-                ROOT / "automations" / "flagged-day.yaml", client)
-            assert first == (again[0], True) and again[1] is False
+            first = await automations.install(files, "https://hooks.slack.com/services/x",
+                                              client)
+            again = await automations.install(files, "https://hooks.slack.com/services/x",
+                                              client)
+            assert [(s.name, s.id) for s in first] == [(s.name, s.id) for s in again]
+            assert all(s.created for s in first) and not any(s.created for s in again)
             created = await client.read_automations_by_name("toporder-flagged-day")
-        return [block_id, *created]
+        return [first[0].id, *created]
 
-    # Created once, then updated in place: running it twice leaves one automation.
+    # Created once, then updated in place: installing twice leaves one automation.
     block_id, automation = asyncio.run(create())
     assert automation.trigger.expect == {t.FLAGGED_EVENT}
     [action] = automation.actions

@@ -7,6 +7,8 @@ the ledger rows, idempotent reruns, and that only transient failures are retried
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,12 +18,18 @@ import httpx
 import pytest
 from prefect import tags
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 from prefect.states import Completed, Failed
 from prefect.testing.utilities import prefect_test_harness
 from samples import encode, sample_document
 
-from toporder_sync import service
+from toporder_sync import outbox, service
 from toporder_sync.core.errors import TransientError
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger import repository
@@ -100,9 +108,14 @@ def test_posted_day_leaves_an_artifact_with_the_entry(ledger: Any) -> None:
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
                     any_=[state.state_details.flow_run_id])))
 
-    [artifact] = asyncio.run(artifacts())
-    assert artifact.key == "day-petit-zinc-2026-11-27"
-    assert "| 511500 |" in artifact.data and "**1,525.00**" in artifact.data
+    by_key = {artifact.key: artifact for artifact in asyncio.run(artifacts())}
+    assert sorted(by_key) == ["board-2026-11-27", "client-petit-zinc"]
+    client = by_key["client-petit-zinc"].data
+    assert "| 511500 |" in client and "**1,525.00**" in client
+    assert "## Recent days" in client and "| 2026-11-27 | Posted | nobody |" in client
+    # A day of its own, run alone: its board says nobody need act.
+    assert by_key["board-2026-11-27"].description.startswith(
+        "**2026-11-27**: 0 client-days need somebody.")
 
 def test_a_run_never_asks_the_server_for_result_storage(
     ledger: Any, monkeypatch: pytest.MonkeyPatch
@@ -156,7 +169,7 @@ def test_bad_days_fail_with_a_state_naming_who_must_act(
 
 def test_day_before_activation_is_refused_whoever_asks(ledger: Any) -> None:
     state = run(date(2026, 10, 31))
-    assert state.is_failed() and state.name == "Refused"
+    assert state.is_cancelled() and state.name == "Refused"
     assert "2026-10-31" in state.message and "2026-11-01" in state.message
 
 
@@ -165,7 +178,7 @@ def test_day_not_over_is_refused(ledger: Any, monkeypatch: pytest.MonkeyPatch) -
     UTC and midnight, when the UTC date's day is over in Paris (seen 2026-12-06 23:5x UTC)."""
     monkeypatch.setattr(runtime, "now", lambda: NOW)
     state = run(NOW.date())
-    assert state.is_failed() and state.name == "Refused" and "not over" in state.message
+    assert state.is_cancelled() and state.name == "Refused" and "not over" in state.message
 
 
 def test_no_closure_means_missing(ledger: Any) -> None:
@@ -220,3 +233,75 @@ def test_an_unexpected_error_fails_the_run_at_once(
 def test_only_transient_errors_are_retried(error: Exception, retried: bool) -> None:
     assert only_transient(None, None, Failed(data=error)) is retried  # type: ignore[arg-type]
     assert only_transient(None, None, Completed()) is False  # type: ignore[arg-type]
+
+
+def _events(name: str, since: datetime) -> list[Any]:
+    async def read() -> list[Any]:
+        async with get_client() as client:
+            page = await client.read_events(filter=EventFilter(
+                event=EventNameFilter(name=[name]), occurred=EventOccurredFilter(since=since)),
+                limit=50)
+            return list(page.events)
+    return asyncio.run(read())
+
+
+def _wait_for_events(name: str, since: datetime, count: int) -> list[Any]:
+    """The server takes the events in a moment after the run emitted them."""
+    for _ in range(100):
+        found = _events(name, since)
+        if len(found) >= count:
+            return found
+        time.sleep(0.2)
+    return _events(name, since)
+
+
+def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
+        ledger: Any) -> None:
+    """Flagged, flagged again alike, then fixed: one flagged event and one notification for
+    Toporder, then one resolved event whose run links the red run; tags say who must act."""
+    engine, _ = ledger
+    client_id = "petit-zinc"
+    since = datetime.now(UTC)  # events carry the real time; earlier tests emitted some too
+    with session_scope(engine) as session:
+        repository.set_mapping(session, client_id, "Carte bancaire", "511500", now=NOW)
+    deliver(ledger, "valid-metropole.json")
+    red, again = run(), run()
+    assert (red.name, again.name) == ("Mapping error", "Mapping error")
+    assert "(already reported)" in (again.message or "")
+    red_run = asyncio.run(_flow_run(red))
+    assert {"needs-action", "needs:accountant", "toporder-sync", "day:2026-11-27",
+            f"client:{client_id}"} <= set(red_run.tags), red_run.tags
+    with session_scope(engine) as session:
+        notified = [n for n in outbox.list_messages(session, client_id=client_id)
+                    if n.message.topic == "day.flagged"]
+    assert len(notified) == 1, notified
+    [flagged] = _wait_for_events("toporder.day.flagged", since, 1)
+    assert flagged.payload["who"] == "the accountant"
+    assert flagged.payload["run_url"].endswith(str(red_run.id))
+
+    with session_scope(engine) as session:
+        repository.set_mapping(session, client_id, "Carte Bancaire", "511500", now=NOW)
+    fixed = run()
+    assert fixed.name == "Posted" and "resolves Mapping error" in (fixed.message or "")
+    assert "needs-action" not in asyncio.run(_flow_run(fixed)).tags
+    # The red runs stay red, but no longer say the day needs somebody.
+    for settled in (red, again):
+        tags = set(asyncio.run(_flow_run(settled)).tags)
+        assert "resolved" in tags and not {"needs-action", "needs:accountant"} & tags, tags
+    [resolved] = _wait_for_events("toporder.day.resolved", since, 1)
+    assert resolved.payload["was"] == "Mapping error"
+    assert resolved.payload["was_run_url"].endswith(str(red_run.id))
+    assert len(_events("toporder.day.flagged", since)) == 1
+
+    async def latest(key: str) -> Any:
+        async with get_client() as client:
+            return await client.read_latest_artifacts(
+                artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(
+                    any_=[key])))
+    [client_artifact] = asyncio.run(latest("client-petit-zinc"))
+    assert f"raised by run /runs/flow-run/{red_run.id}" in client_artifact.data \
+        or str(red_run.id) in client_artifact.data
+    [board] = asyncio.run(latest("board-2026-11-27"))
+    [row] = board.data if isinstance(board.data, list) else json.loads(board.data)
+    assert row["state"] == "Resolved: Posted" and str(red_run.id) in row["was"]
+    assert row["run"].endswith(str(fixed.state_details.flow_run_id))

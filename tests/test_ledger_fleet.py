@@ -61,6 +61,7 @@ from toporder_sync.ledger.repository import (
     set_schedule,
 )
 from toporder_sync.ledger.tables import Base, ClientDayRow, DayState, UtcDateTime
+from toporder_sync.outcome import Outcome
 from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, DayRun
 
 DAY = date(2026, 11, 27)
@@ -302,7 +303,8 @@ def test_fleet_status_has_one_row_per_active_client_activated_by_that_day(fleet:
         ("g-not-run", "not_run", None),
     ]
     assert status[0] == FleetDay("a-posted", Territory.METROPOLE, "posted", None, (),
-                                 (warning("w", "f", "rounded"),), attempts=1)
+                                 (warning("w", "f", "rounded"),), attempts=1,
+                                 flow_run_id="run-a-posted")
     assert status[1].messages == (pos_error("r", "f", "totals differ"),)
     assert status[-1] == FleetDay("g-not-run", Territory.METROPOLE, "not_run", None, (), ())
 
@@ -511,14 +513,13 @@ def test_status_of_one_client_is_unchanged(cli_fleet: Engine) -> None:
         ("2026-11-27", "flagged")]
 
 
-def _fake_run_days(outcomes: dict[date, tuple[str, int]], calls: list[list[tuple[str, date]]]
-                   ) -> Any:
+def _fake_run_days(outcomes: dict[date, Outcome], calls: list[list[tuple[str, date]]]) -> Any:
     def run_days(client_days: Sequence[tuple[str, date]], progress: Any = None) -> list[DayRun]:
         calls.append(list(client_days))
         done = []
         for client_id, day in client_days:
-            state_name, code = outcomes.get(day, ("Posted", 0))
-            done.append(DayRun(client_id, day, state_name, f"{state_name.lower()} day", code))
+            outcome = outcomes.get(day, Outcome.POSTED)
+            done.append(DayRun(client_id, day, outcome, f"{outcome.state_name.lower()} day"))
             if progress is not None:
                 progress(done[-1])
         return done
@@ -530,18 +531,18 @@ def _fake_run_days(outcomes: dict[date, tuple[str, int]], calls: list[list[tuple
     ("outcomes", "expected"),
     [
         ({}, 0),
-        ({date(2026, 11, 25): ("Nothing to post", 0)}, 0),
-        ({date(2026, 11, 26): ("Flagged (POS)", EXIT_FLAGGED)}, EXIT_FLAGGED),
-        ({date(2026, 11, 26): ("Missing closure", EXIT_MISSING)}, EXIT_MISSING),
-        ({date(2026, 11, 24): ("Refused", EXIT_REFUSED),
-          date(2026, 11, 26): ("Flagged (ledger)", EXIT_FLAGGED)}, EXIT_REFUSED),
-        ({date(2026, 11, 25): ("Missing closure", EXIT_MISSING),
-          date(2026, 11, 26): ("Flagged (ledger)", EXIT_FLAGGED)}, EXIT_FLAGGED),
+        ({date(2026, 11, 25): Outcome.NOTHING_TO_POST}, 0),
+        ({date(2026, 11, 26): Outcome.POS_DATA_ERROR}, EXIT_FLAGGED),
+        ({date(2026, 11, 26): Outcome.MISSING}, EXIT_MISSING),
+        ({date(2026, 11, 24): Outcome.REFUSED,
+          date(2026, 11, 26): Outcome.MAPPING_ERROR}, EXIT_REFUSED),
+        ({date(2026, 11, 25): Outcome.MISSING,
+          date(2026, 11, 26): Outcome.MAPPING_ERROR}, EXIT_FLAGGED),
     ],
 )
 def test_rerun_runs_each_day_in_order_and_exits_with_the_worst(
     cli_fleet: Engine, monkeypatch: pytest.MonkeyPatch,
-    outcomes: dict[date, tuple[str, int]], expected: int,
+    outcomes: dict[date, Outcome], expected: int,
 ) -> None:
     calls: list[list[tuple[str, date]]] = []
     monkeypatch.setattr(cli, "run_days", _fake_run_days(outcomes, calls))
@@ -554,7 +555,7 @@ def test_rerun_runs_each_day_in_order_and_exits_with_the_worst(
     printed = [line for line in result.output.splitlines() if line.startswith("a-posted 2026")]
     assert [line.split(":")[0] for line in printed] == [f"a-posted {day}" for day in days]
     for day in days:
-        state_name = outcomes.get(day, ("Posted", 0))[0]
+        state_name = outcomes.get(day, Outcome.POSTED).state_name
         assert f"a-posted {day}: {state_name}: {state_name.lower()} day" in printed
 
 

@@ -111,22 +111,45 @@ def test_a_failed_flag_transaction_leaves_no_notification(
         assert repository.day_statuses(session, client_id) == []
 
 
-def test_each_run_of_a_day_is_a_new_notification_a_replay_is_not(
+def test_toporder_hears_of_an_alert_once_and_again_only_if_it_changed(
     engine: Engine, client_id: str,
 ) -> None:
     first = flag_day(engine, client_id)
-    second = flag_day(engine, client_id, now=T0 + timedelta(hours=1))  # a rerun of the day
-    assert first != second
+    # A rerun of the day with the same errors (a sweep, a catch-up): no new message.
+    alike = service.flag(engine, client_id, DAY, state="flagged", error_category=Category.POS,
+                         findings=(pos_error("balanced", "payments",
+                                             "debit 1525.00 ≠ credit 1525.50"),),
+                         closure_id=None, now=T0 + timedelta(hours=1))
+    assert alike is not None and alike.change == "repeated"
+    assert [r.event_id for r in outbox_rows(engine)] == [first]
+    # A rerun with other errors is a new alert: a new message, its attempt the third.
+    changed = service.flag(engine, client_id, DAY, state="flagged", error_category=Category.POS,
+                           findings=FINDINGS[1:], closure_id=None, now=T0 + timedelta(hours=2))
+    assert changed is not None and changed.change == "raised"
     integration = integration_id(engine, client_id)
-    assert second == notifications.event_id(integration, DAY, "flagged", 2)
+    third = notifications.event_id(integration, DAY, "flagged", 3)
+    assert [r.event_id for r in outbox_rows(engine)] == [first, third]
 
     # The same recording replayed (same attempt): the same event id, one message.
     with session_scope(engine) as session:
         again = notifications.enqueue_flagged(
             session, client_id, DAY, state="flagged", category=Category.POS, findings=(),
-            attempt=2, now=T0)
-    assert again == second
-    assert [r.event_id for r in outbox_rows(engine)] == [first, second]
+            attempt=3, now=T0)
+    assert again == third
+    assert [r.event_id for r in outbox_rows(engine)] == [first, third]
+
+
+def test_an_alert_resolved_is_raised_again_by_the_same_errors(
+    engine: Engine, client_id: str,
+) -> None:
+    """Posted (here: nothing to post) after an alert, then flagged alike: a new alert."""
+    flag_day(engine, client_id)
+    resolved = service.flag(engine, client_id, DAY, state="empty", error_category=None,
+                            findings=(), closure_id=None, now=T0 + timedelta(hours=1))
+    assert resolved is not None and resolved.change == "resolved"
+    assert resolved.alert.outcome == "POS_DATA_ERROR"
+    flag_day(engine, client_id, now=T0 + timedelta(hours=2))
+    assert len(outbox_rows(engine)) == 2
 
 
 def test_without_webhook_messages_wait_and_go_once_configured(

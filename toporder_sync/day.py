@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Literal, Protocol
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -47,6 +47,8 @@ from toporder_sync.core.model import ClientSettings, Entry, MethodMatch
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.outcome import Outcome
+from toporder_sync.service import AlertChange
 from toporder_sync.sources import (
     ClosureSource,
     FetchedClosure,
@@ -67,16 +69,13 @@ class Assess(Protocol):
 # A claim outlives a run that died without releasing it by this much, then lapses.
 CLAIM_LEASE = timedelta(minutes=15)
 
-Outcome = Literal["posted", "empty", "waiting", "missing", "flagged", "refused",
-                  "already_running"]
-
-
 @dataclass(frozen=True, slots=True)
 class DayResult:
     """What became of a client-day, with what a person needs to read it.
 
     ``findings`` are the errors of a flagged, missing or refused day, the warnings of a posted
     one. ``entry`` and ``posted`` are set for a posted day, ``entry`` alone for an empty one.
+    ``alert``: what the run did to the day's alert (raised, repeated, resolved), if anything.
     """
 
     client: ClientRecord
@@ -87,6 +86,7 @@ class DayResult:
     entry: Entry | None = None
     posted: PostResult | None = None
     deadline: datetime | None = None
+    alert: AlertChange | None = None
 
 
 def client_record(engine: Engine, client_id: str) -> ClientRecord:
@@ -113,7 +113,7 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
     admission = service.claim_and_admit(engine, client, business_date, run_id=run_id,
                                         now=now(), lease=lease, read_inbox=inbox_read)
     if admission is None:
-        return DayResult(client, business_date, "already_running")
+        return DayResult(client, business_date, Outcome.ALREADY_RUNNING)
     try:
         # The day's last transaction lets go of the claim as it commits.
         return _claimed_day(engine, client, business_date, admission, source=source,
@@ -128,7 +128,7 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                  run_id: str, now: Callable[[], datetime], assess: Assess) -> DayResult:
     client_id = client.client_id
     if admission.refusal is not None:  # recorded, and the claim let go of, on admission
-        return DayResult(client, business_date, "refused", Category.REFUSED,
+        return DayResult(client, business_date, Outcome.REFUSED, Category.REFUSED,
                          (refused("refused", "business_date", admission.refusal),))
     if inbox_read:  # with the claim (``admission.inbox``)
         fetched = from_inbox(client_id, business_date, admission.inbox)
@@ -164,15 +164,21 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
         raise RuntimeError(f"{client_id} {business_date}: no entry for a closure without errors")
     warnings = tuple(f for f in assessed.findings if not f.is_error)
     if not entry.lines:
-        service.flag(engine, client_id, business_date, state="empty", error_category=None,
-                     findings=warnings, closure_id=fetched.closure_id, matches=assessed.matches,
-                     now=now(), flow_run_id=run_id, release=True)
-        return DayResult(client, business_date, "empty", None, warnings, entry)
+        alert = service.flag(engine, client_id, business_date, state="empty",
+                             error_category=None, findings=warnings,
+                             closure_id=fetched.closure_id, matches=assessed.matches, now=now(),
+                             flow_run_id=run_id, release=True)
+        return DayResult(client, business_date, Outcome.NOTHING_TO_POST, None, warnings, entry,
+                         alert=alert)
     posted = service.post(engine, client_id, business_date, closure_id=fetched.closure_id,
                           entry=entry, matches=assessed.matches, warnings=warnings, now=now(),
                           flow_run_id=run_id, release=True)
     checkpoints.reached("after_commit")
-    return DayResult(client, business_date, "posted", None, warnings, entry, posted)
+    return DayResult(client, business_date,
+                     Outcome.POSTED_WITH_WARNINGS if warnings else Outcome.POSTED, None,
+                     warnings, entry, posted,
+                     alert=None if posted.resolved is None
+                     else AlertChange("resolved", posted.resolved))
 
 
 def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
@@ -181,20 +187,22 @@ def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, ru
     missing = pos_error("closure_missing", "closure", f"no closure received for {business_date}")
     deadline = calendar.closure_deadline(business_date, client.timezone, client.deadline_hour)
     waiting = now < deadline
-    service.flag(engine, client.client_id, business_date,
-                 state="waiting" if waiting else "missing",
-                 error_category=None if waiting else Category.POS, findings=(missing,),
-                 closure_id=None, now=now, flow_run_id=run_id, release=True)
-    return DayResult(client, business_date, "waiting" if waiting else "missing",
-                     None if waiting else Category.POS, (missing,), deadline=deadline)
+    alert = service.flag(engine, client.client_id, business_date,
+                         state="waiting" if waiting else "missing",
+                         error_category=None if waiting else Category.POS, findings=(missing,),
+                         closure_id=None, now=now, flow_run_id=run_id, release=True)
+    return DayResult(client, business_date, Outcome.WAITING if waiting else Outcome.MISSING,
+                     None if waiting else Category.POS, (missing,), deadline=deadline,
+                     alert=alert)
 
 
 def _flagged(engine: Engine, client: ClientRecord, business_date: date,
              fetched: FetchedClosure | None, category: Category, findings: tuple[Finding, ...],
              matches: tuple[MethodMatch, ...], *, run_id: str, now: datetime) -> DayResult:
-    service.flag(engine, client.client_id, business_date, state="flagged",
-                 error_category=category, findings=findings,
-                 closure_id=fetched.closure_id if fetched else None,
-                 matches=matches, now=now, flow_run_id=run_id, release=True)
-    return DayResult(client, business_date, "flagged", category,
-                     tuple(f for f in findings if f.is_error))
+    alert = service.flag(engine, client.client_id, business_date, state="flagged",
+                         error_category=category, findings=findings,
+                         closure_id=fetched.closure_id if fetched else None,
+                         matches=matches, now=now, flow_run_id=run_id, release=True)
+    outcome = Outcome.MAPPING_ERROR if category is Category.LEDGER else Outcome.POS_DATA_ERROR
+    return DayResult(client, business_date, outcome, category,
+                     tuple(f for f in findings if f.is_error), alert=alert)

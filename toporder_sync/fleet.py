@@ -2,8 +2,7 @@
 
 Used by the catch-up and dispatch flows (``flows/fleet.py``), which only run what this module
 selects and report what it counts. Selection reads the ledger through the repository; the rest
-is pure. The names of the client-day flow's final states live here too, because the summary
-counts by them: a state name is the interface between a client-day run and the fleet.
+is pure. A client-day's outcome is an ``outcome.Outcome``, never a state name read back.
 """
 
 from __future__ import annotations
@@ -19,31 +18,7 @@ from sqlalchemy import Engine
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord
-
-# Final state names of a client-day run.
-POSTED = "Posted"
-POSTED_WITH_WARNINGS = "Posted with warnings"
-NOTHING_TO_POST = "Nothing to post"
-WAITING = "Waiting for closure"
-ALREADY_RUNNING = "Already running"
-REFUSED = "Refused"
-MISSING = "Missing closure"
-NOT_RUN = "Not run"
-POS_DATA_ERROR = "POS data error"
-MAPPING_ERROR = "Mapping error"
-
-FLAGGED_STATES = frozenset({POS_DATA_ERROR, MAPPING_ERROR})
-
-# What a run counts as in a summary, in the order a summary lists them.
-OUTCOMES: tuple[str, ...] = (
-    "posted", "nothing to post", "flagged", "refused", "missing", "waiting", "already running",
-    "not run", "crashed",
-)
-# The same, most pressing first: what a run of several client-days says of them as a whole.
-_PRESSING: tuple[str, ...] = (
-    "crashed", "flagged", "missing", "refused", "not run", "already running", "waiting",
-    "posted", "nothing to post",
-)
+from toporder_sync.outcome import KINDS, PRESSING, Outcome, Verdict, fleet_verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,37 +33,25 @@ class ClientDays:
     """A client's days of a catch-up, in date order: they run one after the other."""
 
     client_id: str
+    territory: str
     business_dates: tuple[date, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class DayOutcome:
+    """What one run of a client-day came to, as a fleet run counts it.
+
+    ``run_id``: the Prefect flow run that stands for the day in the UI, when there is one."""
+
     client_id: str
     business_date: date
-    state_type: str
-    state_name: str
+    outcome: Outcome
     message: str
+    run_id: str | None = None
 
     @property
     def kind(self) -> str:
-        return outcome_of(self.state_type, self.state_name)
-
-
-def outcome_of(state_type: str, state_name: str) -> str:
-    """The summary line a final state counts on; anything unexpected counts as crashed."""
-    state_type = state_type.upper()
-    if state_type == "COMPLETED":
-        if state_name in (POSTED, POSTED_WITH_WARNINGS):
-            return "posted"
-        return {NOTHING_TO_POST: "nothing to post", WAITING: "waiting"}.get(state_name, "crashed")
-    if state_type == "CANCELLED":
-        return {ALREADY_RUNNING: "already running", NOT_RUN: "not run"}.get(state_name,
-                                                                            "crashed")
-    if state_type == "FAILED":
-        if state_name in FLAGGED_STATES:
-            return "flagged"
-        return {REFUSED: "refused", MISSING: "missing"}.get(state_name, "crashed")
-    return "crashed"
+        return self.outcome.kind
 
 
 def days_between(date_from: date, date_to: date) -> list[date]:
@@ -108,21 +71,19 @@ def catch_up_plan(clients: Sequence[ClientRecord], date_from: date,
     itself, so a catch-up reports them as refused instead of silently skipping them.
     """
     days = tuple(days_between(date_from, date_to))
-    return [ClientDays(c.client_id, days) for c in clients]
+    return [ClientDays(c.client_id, c.territory.value, days) for c in clients]
 
 
 def not_run(client_id: str, business_date: date, cause: DayOutcome) -> DayOutcome:
     """A day left alone because an earlier day of its client failed (``cause``)."""
-    return DayOutcome(client_id, business_date, "CANCELLED", NOT_RUN,
-                      f"{cause.business_date} ended {cause.state_name!r} first; "
+    return DayOutcome(client_id, business_date, Outcome.NOT_RUN,
+                      f"{cause.business_date} ended {cause.outcome.state_name!r} first; "
                       f"run the catch-up again from {cause.business_date}")
 
 
 def most_pressing(outcomes: Sequence[DayOutcome]) -> DayOutcome:
-    """The outcome that speaks for several client-days: the first of the most pressing kind,
-    a day posted with warnings before one posted without."""
-    return min(outcomes, key=lambda o: (_PRESSING.index(o.kind),
-                                        o.state_name != POSTED_WITH_WARNINGS))
+    """The outcome that speaks for several client-days: the first of the most pressing."""
+    return min(outcomes, key=lambda o: PRESSING.index(o.outcome))
 
 
 def dispatch_plan(due: Iterable[ClientRecord], waiting: Iterable[ClientRecord],
@@ -190,19 +151,25 @@ class Summary:
     outcomes: tuple[DayOutcome, ...]
 
     @property
-    def crashed(self) -> int:
-        return self.counts["crashed"]
+    def errors(self) -> int:
+        """Days that ended in an error for the data team (still unavailable, unexpected)."""
+        return self.counts["error"]
+
+    @property
+    def verdict(self) -> Verdict:
+        """The state a run of these client-days ends in (``outcome.fleet_verdict``)."""
+        return fleet_verdict(o.outcome for o in self.outcomes)
 
     @property
     def to_look_at(self) -> list[DayOutcome]:
-        """The client-days a person must look at (not posted), oldest first."""
-        return sorted((o for o in self.outcomes if o.kind not in ("posted", "nothing to post")),
+        """The client-days not done (not posted), oldest first."""
+        return sorted((o for o in self.outcomes if not o.outcome.done),
                       key=lambda o: (o.business_date, o.client_id))
 
     def line(self) -> str:
         """One line for the flow's state message: every non-zero count, flagged by state."""
         parts = []
-        for kind in OUTCOMES:
+        for kind in KINDS:
             if not self.counts[kind]:
                 continue
             text = f"{self.counts[kind]} {kind}"
@@ -213,18 +180,19 @@ class Summary:
         return f"{len(self.outcomes)} client-days: " + (", ".join(parts) or "none")
 
     def markdown(self, title: str) -> str:
-        rows = [f"| {kind} | {self.counts[kind]} |" for kind in OUTCOMES]
+        rows = [f"| {kind} | {self.counts[kind]} |" for kind in KINDS]
         rows[2:3] = [rows[2], *(f"| flagged: {name} | {n} |"
                                 for name, n in sorted(self.flagged.items()))]
-        text = f"# {title}\n\n{self.line()}\n\n| outcome | client-days |\n|---|---:|\n"
+        text = (f"# {title}: {self.verdict.state_name}\n\n{self.line()}\n\n"
+                "| outcome | client-days |\n|---|---:|\n")
         text += "\n".join(rows) + "\n"
         attention = self.to_look_at
         if attention:
-            text += ("\n## Days to look at\n\n| client | day | state | message |\n"
-                     "|---|---|---|---|\n")
+            text += ("\n## Days to look at\n\n| client | day | state | who must act | message |\n"
+                     "|---|---|---|---|---|\n")
             text += "\n".join(
-                f"| {o.client_id} | {o.business_date} | {o.state_name} | "
-                f"{o.message.replace('|', '/').replace(chr(10), ' ')} |"
+                f"| {o.client_id} | {o.business_date} | {o.outcome.state_name} | "
+                f"{o.outcome.who} | {o.message.replace('|', '/').replace(chr(10), ' ')} |"
                 for o in attention
             ) + "\n"
         return text
@@ -234,6 +202,6 @@ def summarize(outcomes: Iterable[DayOutcome]) -> Summary:
     kept = tuple(outcomes)
     return Summary(
         counts=Counter(o.kind for o in kept),
-        flagged=Counter(o.state_name for o in kept if o.kind == "flagged"),
+        flagged=Counter(o.outcome.state_name for o in kept if o.kind == "flagged"),
         outcomes=kept,
     )

@@ -2,15 +2,16 @@
 
 Promises:
 
-* Every day recorded ``flagged`` (category POS or ledger) or ``missing`` gets one notification,
-  written to the outbox in the transaction that records the day (``enqueue_flagged``, called by
-  ``service.flag``); ``waiting`` and ``refused`` days are not notified (nothing is wrong yet, or
-  nobody has anything to fix).
+* Every alert of a day, recorded ``flagged`` (category POS or ledger) or ``missing``, gets one
+  notification, written to the outbox in the transaction that records the day
+  (``enqueue_flagged``, called by ``service.flag``); ``waiting`` and ``refused`` days are not
+  notified (nothing is wrong yet, or nobody has anything to fix). A rerun that flags the day
+  again with the same errors raises no new alert (``service.alert_key``), hence no message:
+  Toporder hears of a problem once, and again only if it changed.
 * Its event id (the ``webhook-id`` header) is deterministic: a hash of the client's integration
   identifier, the business day, the state and the attempt number of the day, which the
   transaction that records the day holds under its lock. The same recording replayed (a
-  transaction rolled back, then retried) gives the same id and one message; every new run of
-  the day (a rerun, the next sweep) is a new attempt, hence a new notification. The
+  transaction rolled back, then retried) gives the same id and one message. The
   integration identifier, random per activation, keeps ids of a rebuilt ledger from colliding
   with ids Toporder has already seen.
 * A client without a webhook URL still gets its messages in the outbox: they stay ``pending``

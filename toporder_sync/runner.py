@@ -14,8 +14,9 @@ from datetime import date
 
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
+from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, Outcome
 
-EXIT_FLAGGED, EXIT_USAGE, EXIT_REFUSED, EXIT_MISSING = 1, 2, 3, 4
+__all__ = ["EXIT_FLAGGED", "EXIT_MISSING", "EXIT_REFUSED", "EXIT_USAGE", "DayRun", "run_days"]
 
 
 def quiet_prefect_defaults() -> None:
@@ -31,16 +32,16 @@ def quiet_prefect_defaults() -> None:
 class DayRun:
     client_id: str
     business_date: date
-    state_name: str
+    outcome: Outcome
     message: str
-    exit_code: int
 
+    @property
+    def state_name(self) -> str:
+        return self.outcome.state_name
 
-def exit_code(state_name: str | None, completed: bool) -> int:
-    if completed:
-        return 0
-    return {"Refused": EXIT_REFUSED, "Missing closure": EXIT_MISSING}.get(state_name or "",
-                                                                          EXIT_FLAGGED)
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
 
 
 def run_days(client_days: Sequence[tuple[str, date]],
@@ -50,6 +51,7 @@ def run_days(client_days: Sequence[tuple[str, date]],
     from prefect import tags
 
     from toporder_sync.flows.daily import post_client_day
+    from toporder_sync.tasks.daily import run_tags
     from toporder_sync.tasks.runtime import shared_clients
 
     engine = get_engine(database_url())
@@ -66,12 +68,12 @@ def run_days(client_days: Sequence[tuple[str, date]],
         for client_id, day in client_days:
             if client_id not in territories:
                 repository_error = f"unknown client {client_id!r}"
-                results.append(DayRun(client_id, day, "Refused", repository_error, EXIT_REFUSED))
+                results.append(DayRun(client_id, day, Outcome.REFUSED, repository_error))
                 continue
-            with tags(f"client:{client_id}", f"territory:{territories[client_id]}"):
+            with tags(*run_tags(client_id, territories[client_id].value, day)):
                 state = await post_client_day(client_id, day, return_state=True)
-            done = DayRun(client_id, day, state.name or state.type.value, state.message or "",
-                          exit_code(state.name, state.is_completed()))
+            done = DayRun(client_id, day, Outcome.of_state(state.type.value, state.name),
+                          state.message or "")
             results.append(done)
             if progress is not None:
                 progress(done)

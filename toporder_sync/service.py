@@ -9,9 +9,12 @@ functions it calls never commit, so a failure anywhere leaves nothing half writt
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import Connection, Engine
 
@@ -24,6 +27,7 @@ from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope, transaction
 from toporder_sync.ledger.repository import ClientRecord, PostResult
 from toporder_sync.ledger.tables import DayState
+from toporder_sync.outcome import Outcome
 from toporder_sync.pennylane import store as pennylane_store
 
 
@@ -128,6 +132,7 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     outbox for Pennylane in this same transaction (``pennylane.store.enqueue_posted``).
     ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction,
     as it commits: nothing is left for the run to do in the ledger once the day is posted.
+    An open alert of the day (``flag``) is closed, and given back as ``result.resolved``.
     The client is one the ledger knows, as the day's run has claimed the day (an unknown one
     fails on the day row's foreign key).
     """
@@ -137,6 +142,9 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
         repository.record_methods_seen(db, client_id, business_date, matches)
         result = repository.write_entry(db, day, closure_id=closure_id, entry=entry,
                                         now=now)
+        resolved = _resolve(db, day)
+        if resolved is not None:
+            result = replace(result, resolved=resolved)
         pennylane_store.enqueue_posted(db, client_id, result, now=now)
         checkpoints.reached("mid_write")
         repository.record_day(
@@ -148,22 +156,56 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """What recording a day did to its alert (``flag``, ``post``).
+
+    ``raised``: a new alert (Toporder is notified, the run emits the flagged event);
+    ``repeated``: the day's open alert again, with the same findings (nobody is told twice);
+    ``resolved``: the day is settled after an alert. ``alert`` is the alert concerned (for
+    ``resolved`` and ``repeated``, the run that raised it)."""
+
+    change: Literal["raised", "repeated", "resolved"]
+    alert: repository.Alert
+
+
+# The day states that raise an alert, by (state, error category): who must act on them.
+_ALERTING: dict[tuple[DayState, Category | None], Outcome] = {
+    ("flagged", Category.POS): Outcome.POS_DATA_ERROR,
+    ("flagged", Category.LEDGER): Outcome.MAPPING_ERROR,
+    ("missing", Category.POS): Outcome.MISSING,
+}
+
+
+def alert_key(outcome: Outcome, findings: Sequence[Finding]) -> str:
+    """The fingerprint of an alert: its outcome and its errors, in no particular order."""
+    errors = sorted((f.rule, f.field, f.message) for f in findings if f.is_error)
+    text = json.dumps([outcome.name, errors], ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState,
          error_category: Category | None, findings: Sequence[Finding], closure_id: int | None,
          matches: Sequence[MethodMatch] = (), now: datetime,
-         flow_run_id: str | None = None, release: bool = False) -> None:
-    """Record a day that is not posted (flagged or missing), with the methods it showed.
+         flow_run_id: str | None = None, release: bool = False) -> AlertChange | None:
+    """Record a day that is not posted (flagged, missing, waiting, empty), with the methods it
+    showed; what this did to the day's alert.
 
-    A ``flagged`` or ``missing`` day also gets its notification to Toporder written to the
-    outbox in this same transaction (``notifications.enqueue_flagged``): both or neither.
+    A ``flagged`` or ``missing`` day raises an alert unless its open alert has the same
+    outcome and errors (``alert_key``): a new alert gets its notification to Toporder written
+    to the outbox in this same transaction (``notifications.enqueue_flagged``), both or
+    neither; a repeated one gets none. An ``empty`` day resolves an open alert.
     ``release``: the run ``flow_run_id`` lets go of its claim of the day in this transaction.
     """
     with transaction(engine) as db:
-        # The client's writers take turns (as posting does), then the day row is locked by
-        # record_day's upsert.
+        # The client's writers take turns (as posting does): the day's alert read here stays
+        # the day's until this transaction ends.
         repository.lock_client(db, client_id)
         if matches:
             repository.record_methods_seen(db, client_id, business_date, matches)
+        alerting = _ALERTING.get((state, error_category))
+        previous = (repository.day_alert(db, client_id, business_date)
+                    if alerting is not None or state == "empty" else None)
         # record_day counts this run as one more attempt of the day, under the day's lock.
         attempt = repository.record_day(
             db, client_id, business_date, state=state, error_category=error_category,
@@ -172,9 +214,36 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
             closure_id=closure_id, flow_run_id=flow_run_id, now=now,
             release=flow_run_id if release else None,
         )
+        if alerting is None:
+            if state == "empty" and previous is not None and previous.key is not None:
+                repository.close_alert(db, client_id, business_date)
+                return AlertChange("resolved", previous)
+            return None
+        key = alert_key(alerting, findings)
+        if previous is not None and previous.key == key:
+            return AlertChange("repeated", previous)
+        repository.open_alert(db, client_id, business_date, key=key, outcome=alerting.name,
+                              run_id=flow_run_id)
         notifications.enqueue_flagged(db, client_id, business_date, state=state,
                                       category=error_category, findings=findings,
                                       attempt=attempt, now=now)
+        return AlertChange("raised", repository.Alert(key, alerting.name, flow_run_id))
+
+
+def _resolve(db: Connection, day: repository.DayRecord) -> repository.Alert | None:
+    """Close the day's open alert, if it has one: the alert it was."""
+    if day.alert is None or day.alert.key is None:
+        return None
+    repository.close_alert(db, day.client_id, day.business_date)
+    return day.alert
+
+
+def relink_run(engine: Engine, client_id: str, day: date, *, from_run: str,
+               to_run: str) -> None:
+    """The day recorded (and its alert raised) by run ``from_run`` now names ``to_run``: the
+    flow run that stands for the day in the UI (a catch-up's day, run in a task run)."""
+    with transaction(engine) as db:
+        repository.relink_run(db, client_id, day, from_run=from_run, to_run=to_run)
 
 
 def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: datetime,

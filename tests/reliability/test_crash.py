@@ -53,14 +53,14 @@ def _crash_and_rerun(engine: Engine, url: str, client: support.ClientRecord, day
     if reached and checkpoint == "after_commit":
         # the posting let go of the claim as it committed: the day is settled, the rerun
         # changes nothing
-        assert early.outcome == "posted", "a day posted is free as its posting commits"
+        assert early.outcome.kind == "posted", "a day posted is free as its posting commits"
         assert early.posted is not None and early.posted.status == "unchanged", early.posted
     elif reached:
-        assert early.outcome == "already_running", "a dead run's claim holds until it lapses"
+        assert early.outcome.kind == "already running", "a dead run's claim holds until it lapses"
     later = support.run(engine, client, day, run_id=f"rerun-{attempt}",  # type: ignore[arg-type]
                         now=support.AFTER_LEASE)
-    assert later.outcome in ("posted", "flagged"), later
-    return later.outcome, later.findings
+    assert later.outcome.kind in ("posted", "flagged"), later
+    return later.outcome.kind, later.findings
 
 
 def test_a_client_day_killed_at_any_checkpoint_is_rerun_to_the_same_ledger(
@@ -122,7 +122,8 @@ def test_a_relay_killed_after_a_delivery_delivers_it_again_and_marks_it_once(
                               faults=frozenset({"unbalanced"}))
         support.receive(engine, raw)
         delivered.append((client.client_id, raw))
-        assert support.run(engine, client, support.DAYS[n], run_id=f"r{n}").outcome == "flagged"
+        flagged = support.run(engine, client, support.DAYS[n], run_id=f"r{n}")
+        assert flagged.outcome.kind == "flagged"
     seen = tmp_path / "delivered.txt"
 
     def work(child_engine: Engine) -> None:

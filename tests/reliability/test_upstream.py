@@ -89,7 +89,7 @@ def test_http_faults_are_retried_or_raised_transient_never_half_stored(
             result = support.run(engine, client, day, run_id=f"pass-{rule.name}",
                                  source=source)
             tally.tried("upstream", f"HTTP {rule.name}, passing")
-            assert result.outcome == "posted", (rule.name, result)
+            assert result.outcome.kind == "posted", (rule.name, result)
             raw = sim.closure(client.integration_id, day)
             assert raw is not None and result.entry is not None
             with session_scope(engine) as session:
@@ -113,7 +113,7 @@ def test_http_faults_are_retried_or_raised_transient_never_half_stored(
             sim.set_faults()
             again = support.run(engine, client, day, run_id=f"after-{rule.name}",
                                 source=source)
-            assert again.outcome == "posted", again
+            assert again.outcome.kind == "posted", again
             _check(engine, f"HTTP {rule.name} persisting", [(client.client_id, day)])
     finally:
         sim.set_faults()
@@ -185,7 +185,7 @@ def test_a_postgres_connection_killed_mid_post_leaves_nothing_and_reposts(
                     lines_before, "no line of the killed post remains"
             result = support.run(engine, client, day, run_id=f"redo-{n}",
                                  now=support.AFTER_LEASE)
-            assert result.outcome == "posted", result
+            assert result.outcome.kind == "posted", result
             _check(engine, f"PostgreSQL killed at {point}", [(client.client_id, day)])
     finally:
         event.remove(engine, "before_cursor_execute", before_execute)

@@ -91,6 +91,10 @@ _T = TypeVar("_T")
 
 CLIENT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 INTEGRATION_ID_PREFIX = "tpo_"
+# A client's schedule unless told otherwise (``activate_client``, ``clients import``).
+DEFAULT_TIMEZONE = "Europe/Paris"
+DEFAULT_RUN_HOUR = 6
+DEFAULT_DEADLINE_HOUR = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,20 @@ class DayRecord:
     closure_id: int | None
     entry_id: int | None
     attempts: int
+    alert: Alert | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The alert a client-day raised last (``open_alert``): open while ``key`` is set.
+
+    ``outcome``: the ``toporder_sync.outcome.Outcome`` name it was raised as; ``run_id``: the
+    run that raised it (a Prefect flow run id).
+    """
+
+    key: str | None
+    outcome: str
+    run_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +167,8 @@ class PostResult:
     entry_id: int
     reversal_id: int | None
     number: int
+    # The day's open alert that this posting resolved (``service.post``).
+    resolved: Alert | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +193,7 @@ class DayStatus:
     flow_run_id: str | None
     attempts: int
     updated_at: datetime
+    alert: Alert | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +207,8 @@ class FleetDay:
     messages: tuple[Finding, ...]
     warnings: tuple[Finding, ...]
     attempts: int = 0
+    flow_run_id: str | None = None
+    alert: Alert | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +232,9 @@ def activate_client(
     name: str,
     activated_on: date,
     territory: Territory | str = Territory.METROPOLE,
-    timezone: str = "Europe/Paris",
-    run_hour: int = 6,
-    deadline_hour: int = 12,
+    timezone: str = DEFAULT_TIMEZONE,
+    run_hour: int = DEFAULT_RUN_HOUR,
+    deadline_hour: int = DEFAULT_DEADLINE_HOUR,
     now: datetime,
 ) -> ClientRecord:
     """Register a client and issue its unguessable integration id."""
@@ -232,7 +255,7 @@ def activate_client(
     insert = insert_for(session, ClientRow).values(
         client_id=client_id,
         name=name,
-        integration_id=INTEGRATION_ID_PREFIX + secrets.token_urlsafe(24),
+        integration_id=new_integration_id(),
         activated_on=activated_on,
         territory=territory.value,
         timezone=timezone,
@@ -248,6 +271,11 @@ def activate_client(
     if inserted is None:
         raise ConfigurationError(f"client_id {client_id!r} is already activated")
     return get_client(session, client_id)
+
+
+def new_integration_id() -> str:
+    """An unguessable integration identifier, the one Toporder's closures carry."""
+    return INTEGRATION_ID_PREFIX + secrets.token_urlsafe(24)
 
 
 def get_client(session: Session, client_id: str) -> ClientRecord:
@@ -545,7 +573,8 @@ def _ensure_day_statement(dialect: str) -> Executable:
     ensure = dialect_insert(dialect, _DAYS).values(_NEW_DAY)
     return ensure.on_conflict_do_update(
         index_elements=["client_id", "business_date"], set_={"state": _DAYS.c.state}
-    ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts)
+    ).returning(_DAYS.c.state, _DAYS.c.closure_id, _DAYS.c.entry_id, _DAYS.c.attempts,
+                *_ALERT_COLUMNS)
 
 
 def lock_client_day(
@@ -567,7 +596,7 @@ def lock_client_day(
     row = db.execute(_for_dialect(db, _ensure_day_statement),
                      {"client": client_id, "day": business_date, "now": now}).one()
     return DayRecord(client_id, business_date, row.state, row.closure_id, row.entry_id,
-                     row.attempts)
+                     row.attempts, _alert(row))
 
 
 def post_entry(
@@ -843,6 +872,7 @@ def day_statuses(
             flow_run_id=day.flow_run_id,
             attempts=day.attempts,
             updated_at=day.updated_at,
+            alert=_alert(day),
         )
         for day, number, piece_ref in session.execute(query)
     ]
@@ -871,9 +901,67 @@ def fleet_status(session: Session, business_date: date) -> list[FleetDay]:
             messages=tuple(_finding(item) for item in day.messages),
             warnings=tuple(_finding(item) for item in day.warnings),
             attempts=day.attempts,
+            flow_run_id=day.flow_run_id,
+            alert=_alert(day),
         )
         for client_id, territory, day in rows
     ]
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+_ALERT_COLUMNS = (_DAYS.c.alert_key, _DAYS.c.alert_outcome, _DAYS.c.alert_run_id)
+_DAY_ALERT = select(*_ALERT_COLUMNS).where(_DAYS.c.client_id == bindparam("client"),
+                                           _DAYS.c.business_date == bindparam("day"))
+_SET_ALERT = (
+    update(_DAYS)
+    .where(_DAYS.c.client_id == bindparam("client"), _DAYS.c.business_date == bindparam("day"))
+    .values(alert_key=bindparam("key"), alert_outcome=bindparam("outcome"),
+            alert_run_id=bindparam("run"))
+)
+_CLOSE_ALERT = (
+    update(_DAYS)
+    .where(_DAYS.c.client_id == bindparam("client"), _DAYS.c.business_date == bindparam("day"))
+    .values(alert_key=None)
+)
+
+
+def _alert(row: Any) -> Alert | None:
+    if row.alert_outcome is None:
+        return None
+    return Alert(row.alert_key, row.alert_outcome, row.alert_run_id)
+
+
+def day_alert(db: Executor, client_id: str, business_date: date) -> Alert | None:
+    """The alert the day raised last, open or resolved; None if it never raised one.
+
+    Read under the client's writers' lock (``lock_client``), it is the alert the day holds
+    until this transaction ends."""
+    row = db.execute(_DAY_ALERT, {"client": client_id, "day": business_date}).first()
+    return None if row is None else _alert(row)
+
+
+def open_alert(db: Executor, client_id: str, business_date: date, *, key: str, outcome: str,
+               run_id: str | None) -> None:
+    """Record the day's new open alert (the day row exists: its run recorded it)."""
+    db.execute(_SET_ALERT, {"client": client_id, "day": business_date, "key": key,
+                            "outcome": outcome, "run": run_id})
+
+
+def close_alert(db: Executor, client_id: str, business_date: date) -> None:
+    """The day's alert is resolved; which one it was, and its run, are kept."""
+    db.execute(_CLOSE_ALERT, {"client": client_id, "day": business_date})
+
+
+def relink_run(db: Executor, client_id: str, business_date: date, *, from_run: str,
+               to_run: str) -> None:
+    """Where the day names run ``from_run`` (its last run, the run of its alert), name
+    ``to_run`` instead."""
+    where = (_DAYS.c.client_id == client_id, _DAYS.c.business_date == business_date)
+    db.execute(update(_DAYS).where(*where, _DAYS.c.flow_run_id == from_run)
+               .values(flow_run_id=to_run))
+    db.execute(update(_DAYS).where(*where, _DAYS.c.alert_run_id == from_run)
+               .values(alert_run_id=to_run))
 
 
 # --- claims -----------------------------------------------------------------------------

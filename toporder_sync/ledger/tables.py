@@ -257,6 +257,10 @@ class ClientDayRow(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The day's open alert and the run that raised it (migration 0005): see repository.alert.
+    alert_key: Mapped[str | None] = mapped_column(String(64))
+    alert_outcome: Mapped[str | None] = mapped_column(String(32))
+    alert_run_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class MethodSeenRow(Base):
