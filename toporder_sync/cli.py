@@ -9,17 +9,20 @@ Prefect is imported only by the commands that run flows, so that the others answ
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from toporder_sync import cli_support, service
+from toporder_sync.cli_automations import automations_group
 from toporder_sync.cli_connect import push_secret, receiver, set_source, simulator
 from toporder_sync.cli_notifications import notifications_group, relay, set_webhook
 from toporder_sync.cli_pennylane import pennylane
@@ -28,7 +31,8 @@ from toporder_sync.core.model import Territory
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ERROR_CATEGORIES
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, run_days
+from toporder_sync.onboarding import clients_csv, registry
+from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, run_days
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +51,7 @@ def main() -> None:
 
 @main.group()
 def clients() -> None:
-    """Activate and list clients."""
+    """Activate, import and list clients."""
 
 
 @clients.command("activate")
@@ -58,10 +62,13 @@ def clients() -> None:
 @click.option("--territory", type=click.Choice([t.value for t in Territory]),
               default=Territory.METROPOLE.value, show_default=True,
               help="Fixes the VAT rates in force.")
-@click.option("--timezone", default="Europe/Paris", show_default=True, help="IANA timezone.")
-@click.option("--run-hour", type=click.IntRange(0, 23), default=6, show_default=True,
+@click.option("--timezone", default=repository.DEFAULT_TIMEZONE, show_default=True,
+              help="IANA timezone.")
+@click.option("--run-hour", type=click.IntRange(0, 23), default=repository.DEFAULT_RUN_HOUR,
+              show_default=True,
               help="Local hour of the daily run (it processes the previous business day).")
-@click.option("--deadline-hour", type=click.IntRange(0, 23), default=12, show_default=True,
+@click.option("--deadline-hour", type=click.IntRange(0, 23),
+              default=repository.DEFAULT_DEADLINE_HOUR, show_default=True,
               help="Local hour, the day after the business day, until which a missing closure "
                    "is waited for before the day is flagged missing.")
 def clients_activate(client: str, name: str, activated_on: date, territory: str,
@@ -84,19 +91,63 @@ def clients_activate(client: str, name: str, activated_on: date, territory: str,
 @clients.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def clients_list(as_json: bool) -> None:
-    """List clients: activation date, territory, timezone, run and deadline hours, active."""
+    """List clients: activation date, territory, source (push or pull), webhook URL (never a
+    secret), timezone, run and deadline hours, active."""
     with session_scope(cli_support.engine()) as session:
-        records = repository.list_clients(session)
+        records = registry.list_clients(session)
     rows = [{"client": r.client_id, "name": r.name, "activated_on": r.activated_on.isoformat(),
-             "territory": r.territory, "timezone": r.timezone, "run_hour": r.run_hour,
-             "deadline_hour": r.deadline_hour, "active": r.active}
+             "territory": r.territory, "source": r.source, "webhook_url": r.webhook_url,
+             "timezone": r.timezone, "run_hour": r.run_hour, "deadline_hour": r.deadline_hour,
+             "active": r.active}
             for r in records]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    _table([{**row, "active": "yes" if row["active"] else "no"} for row in rows],
-           ["client", "name", "activated_on", "territory", "timezone", "run_hour",
-            "deadline_hour", "active"])
+    _table([{**row, "active": "yes" if row["active"] else "no",
+             "webhook_url": row["webhook_url"] or ""} for row in rows],
+           ["client", "name", "activated_on", "territory", "source", "webhook_url", "timezone",
+            "run_hour", "deadline_hour", "active"])
+
+
+@clients.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def clients_import(file: Path) -> None:
+    """Create or update the clients of a CSV FILE, all in one transaction.
+
+    Columns (header row required): id, name, activation_date, and optionally territory,
+    timezone, run_hour, deadline_hour, source, webhook_url (empty or absent: the defaults of
+    `clients activate`, push, no webhook). A bad file is refused whole, nothing written: every
+    problem on stderr as FILE:LINE: column: rule, exit 2. Prints as CSV
+    id,integration_id,push_secret,webhook_secret each new client, and each existing one given
+    a secret now (hand them to Toporder: not shown again); then a count on stderr. Importing
+    the same file again changes nothing and prints no secret. See docs/onboarding.md.
+    """
+    parsed = clients_csv.parse(file.read_bytes())
+    if parsed.problems and not parsed.clients:
+        _refuse_clients_file(file, parsed.problems)  # nothing the ledger could add to
+    with cli_support.errors():
+        try:
+            with session_scope(cli_support.engine()) as session:
+                result = registry.import_clients(session, parsed, now=cli_support.now())
+        except registry.ImportRefused as refused:
+            _refuse_clients_file(file, refused.problems)
+    if result.issued:
+        issued = io.StringIO()
+        out = csv.writer(issued, lineterminator="\n")
+        out.writerow(["id", "integration_id", "push_secret", "webhook_secret"])
+        out.writerows([i.client_id, i.integration_id, i.push_secret or "", i.webhook_secret or ""]
+                      for i in result.issued)
+        click.echo(issued.getvalue(), nl=False)
+    click.echo(f"{result.created} created, {result.updated} updated, "
+               f"{result.unchanged} unchanged", err=True)
+
+
+
+def _refuse_clients_file(file: Path, problems: Sequence[clients_csv.Problem]) -> NoReturn:
+    for problem in problems:
+        click.echo(problem.describe(str(file)), err=True)
+    click.echo(f"{file}: refused, nothing written ({len(problems)} problem(s))", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 @clients.command("set-schedule")
@@ -397,6 +448,7 @@ clients.add_command(push_secret)
 main.add_command(receiver)
 main.add_command(simulator)
 main.add_command(notifications_group)
+main.add_command(automations_group)
 main.add_command(relay)
 clients.add_command(set_webhook)
 
@@ -409,3 +461,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     click.echo("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
         click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from toporder_sync.core import fec
 from toporder_sync.core.errors import RefusedError
 from toporder_sync.core.model import Entry, EntryLine
 from toporder_sync.day import client_record
-from toporder_sync.ledger import connections
+from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
 from toporder_sync.ledger.repository import store_closure
 from toporder_sync.ledger.tables import ClosureRow, EntryRow
@@ -102,7 +102,7 @@ def test_a_closure_reaches_only_the_client_it_names(ledger: Engine) -> None:
     # The pull API answering Alice's request with Bob's closure: flagged, nothing stored.
     source = PullSource(ledger, _WrongClosureApi(raw), clock=lambda: support.NOW)  # type: ignore[arg-type]
     result = support.run(ledger, alice, day, run_id="wrong-api", source=source)
-    assert result.outcome == "flagged" and result.findings[0].field == "integration_id"
+    assert result.outcome.kind == "flagged" and result.findings[0].field == "integration_id"
     assert _closures(ledger) == before and _entries(ledger, "alice") == 0
     tally.tried("security", "routing: API serving another client's closure")
     # A closure with Bob's identifier in Alice's inbox (a corrupted inbox): never posted.
@@ -110,11 +110,11 @@ def test_a_closure_reaches_only_the_client_it_names(ledger: Engine) -> None:
         store_closure(session, "alice", business_date=day, raw=raw, closure_number=1,
                       establishment_id="est-1", perpetual_total=None, now=support.NOW)
     result = support.run(ledger, alice, day, run_id="wrong-inbox")
-    assert result.outcome == "flagged"
+    assert result.outcome.kind == "flagged"
     assert ("integration_id", "integration_id") in {(f.rule, f.field) for f in result.findings}
     assert _entries(ledger, "alice") == 0
     tally.tried("security", "routing: another client's closure in the inbox")
-    assert support.run(ledger, bob, day, run_id="bob").outcome == "posted"
+    assert support.run(ledger, bob, day, run_id="bob").outcome.kind == "posted"
     found = tally.record(invariants.check(ledger), "security routing")
     assert not found, found.describe()
 
@@ -185,9 +185,17 @@ def test_fec_labels_that_look_like_formulas_stay_one_aligned_field() -> None:
         assert row.count("\t") == 17, row
     for label in nasty[:4]:
         assert f"\t{label}\t" in text, "the FEC keeps such labels whole, in their own field"
-    writers = [path for path in (ROOT / "toporder_sync").rglob("*.py")
-               if "csv.writer" in path.read_text() or "import csv" in path.read_text()]
-    assert writers == [], f"a CSV export exists: neutralise its labels: {writers}"
+    # The one CSV written is what `clients import` issues: client ids (a lowercase letter or a
+    # digit first), integration identifiers and secrets, none of which can start a formula.
+    writers = [path.relative_to(ROOT).as_posix()
+               for path in (ROOT / "toporder_sync").rglob("*.py")
+               if "csv.writer" in path.read_text()]
+    assert writers == ["toporder_sync/cli.py"], f"a CSV export exists: neutralise its labels: " \
+        f"{writers}"
+    tally.tried("security", "CSV of issued identifiers: no formula-like first character")
+    issued = ("a-client", repository.new_integration_id(), signing.new_secret())
+    assert repository.CLIENT_ID_PATTERN.pattern.startswith("^[a-z0-9]")
+    assert all(cell[0] not in "=+-@\t\r" for cell in issued), issued
 
 
 def test_canary_secrets_never_reach_logs_artifacts_or_notifications(
@@ -219,7 +227,7 @@ def test_canary_secrets_never_reach_logs_artifacts_or_notifications(
                               faults=frozenset({"unbalanced"}))
         support.receive(ledger, raw)
         flagged = support.run(ledger, client, support.DAYS[1], run_id="c2")
-        assert posted.outcome == "posted" and flagged.outcome == "flagged"
+        assert posted.outcome.kind == "posted" and flagged.outcome.kind == "flagged"
         handler = notifications.WebhookHandler(ledger, clock=lambda: support.NOW)
         try:
             sent = outbox.relay(ledger, {notifications.TOPIC: handler}, now=lambda: support.NOW)
