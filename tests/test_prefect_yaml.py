@@ -1,5 +1,6 @@
-"""prefect.yaml declares its deployments at entrypoints Prefect can load; only the relay is
-scheduled there (the fleet's schedules belong to `schedules sync`)."""
+"""prefect.yaml declares its deployments at entrypoints Prefect can load; none is scheduled
+there (the fleet's schedules belong to `schedules sync`), and the outbox's relay is no
+deployment: it is a service of its own (`toporder-sync relay`, docs/relay.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ EXPECTED = {
     "catch-up": ("catch-up", {"date_from", "date_to", "clients", "concurrency", "shard",
                               "shards", "posted_artifacts", "processes"}),
     "dispatch-daily": ("dispatch-daily", {"timezone", "hour", "concurrency", "shard", "shards"}),
-    "relay-outbox": ("relay-outbox", {"limit", "max_attempts"}),
 }
 
 
@@ -33,10 +33,17 @@ def test_every_deployment_entrypoint_loads_its_flow() -> None:
         assert set(flow.parameters.properties) == parameters
 
 
-def test_only_the_relay_is_scheduled_in_the_file() -> None:
+def test_nothing_is_scheduled_in_the_file() -> None:
     # `toporder-sync schedules sync` owns the dispatch schedules; a `schedules` key on a fleet
-    # deployment would make every `prefect deploy` replace them.
+    # deployment would make every `prefect deploy` replace them. The relay, once scheduled here
+    # every minute (a fresh process and a run each time, mostly for nothing), is a service now.
     project = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
-    scheduled = {d["name"]: d.get("schedules") for d in project["deployments"]
-                 if "schedules" in d or "schedule" in d}
-    assert scheduled == {"relay-outbox": [{"interval": 60}]}
+    scheduled = [d["name"] for d in project["deployments"] if "schedules" in d or "schedule" in d]
+    assert scheduled == []
+
+
+def test_the_relay_service_runs_the_relay_outbox_flow() -> None:
+    # Not deployed, but the flow of each round of `toporder-sync relay` (flows/relay.py).
+    flow = load_flow_from_entrypoint(f"{REPO / 'flows' / 'relay.py'}:relay_outbox")
+    assert flow.name == "relay-outbox"
+    assert set(flow.parameters.properties) == {"limit", "max_attempts"}

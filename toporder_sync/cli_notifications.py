@@ -5,8 +5,10 @@
   again, ``--new-secret`` replaces it).
 * ``notifications list`` shows the outbox; ``notifications retry`` puts messages back to
   pending, due now, with a fresh budget of attempts.
-* ``relay`` delivers the due messages: ``--once`` for cron and tests, else every
-  ``--interval`` seconds until interrupted.
+* ``relay`` is the relay service (docs/relay.md): it delivers each message as soon as it is
+  due, looking at the outbox every ``--interval`` seconds at most, until SIGINT or SIGTERM;
+  with PREFECT_API_URL set, each round that has due messages is a ``relay-outbox`` flow run.
+  ``--once`` delivers what is due now, then exits.
 
 Exit codes: 0 done (for ``relay``: whatever became of each delivery, see the outbox), 1 the
 ledger was unreachable for a moment (``relay --once``), 2 bad usage or configuration (a URL
@@ -15,15 +17,20 @@ that is not https), 3 unknown client or event id (nothing changed).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
+import os
+import signal
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, get_args
 
 import click
+from sqlalchemy import Engine
 
-from toporder_sync import cli_support, notifications, outbox
+from toporder_sync import cli_support, notifications, outbox, runner
 from toporder_sync.core.errors import RefusedError, TransientError
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import OutboxStatus
@@ -127,39 +134,93 @@ def notifications_retry(event_ids: Sequence[str], dead: bool) -> None:
 
 @click.command("relay")
 @click.option("--once", is_flag=True, help="Deliver the due messages once, then exit.")
-@click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds between two rounds (without --once).")
+@click.option("--interval", type=click.FloatRange(min=1), default=5.0, show_default=True,
+              help="Seconds between two looks at the outbox at most (without --once): a new "
+                   "message waits that long at most.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
               help="Messages delivered per round at most.")
 def relay(once: bool, interval: float, limit: int) -> None:
     """Deliver the outbox's due messages (notifications to Toporder…), at least once.
 
-    Failed deliveries are retried with backoff, then dead-lettered (`notifications list
-    --status dead`, `notifications retry --dead`). Several relays may run at once on
-    PostgreSQL; on SQLite run one.
+    Without --once, the relay service: it runs until SIGINT or SIGTERM, and idle it only asks
+    the ledger when the next message is due. With PREFECT_API_URL set, each round that has
+    due messages is a `relay-outbox` flow run on that server. Failed deliveries are retried
+    with backoff, then dead-lettered (`notifications list --status dead`, `notifications retry
+    --dead`). Several relays may run at once on PostgreSQL; on SQLite run one.
     """
     engine = cli_support.engine()
-    handlers = {topic: factory(engine) for topic, factory in outbox.HANDLER_FACTORIES.items()}
-    try:
-        while True:
-            try:
-                report = outbox.relay(engine, handlers, now=cli_support.now, limit=limit)
-            except TransientError as exc:
-                # The ledger is busy or unreachable for a moment: the messages wait in it.
-                click.echo(f"{cli_support.now().isoformat(timespec='seconds')}: {exc}", err=True)
-                if once:
-                    sys.exit(EXIT_FAILED)
-                time.sleep(interval)
-                continue
-            if once or report.claimed:
-                stamp = cli_support.now().isoformat(timespec="seconds")
-                click.echo(f"{stamp}: {report.claimed} due: "
-                           f"{report.sent} sent, {report.retried} to retry, "
-                           f"{report.deferred} waiting for a webhook, {report.dead} dead")
-            if once:
-                return
-            # A full round means more are due: go on at once rather than sleep.
-            if report.claimed < limit:
-                time.sleep(interval)
-    except KeyboardInterrupt:
-        click.echo("relay stopped", err=True)
+    if once:
+        try:
+            report = outbox.relay(engine, _handlers(engine), now=cli_support.now, limit=limit)
+        except TransientError as exc:
+            # The ledger is busy or unreachable for a moment: the messages wait in it.
+            _say_error(exc)
+            sys.exit(EXIT_FAILED)
+        _say(report)
+        return
+    on_prefect = bool(os.environ.get("PREFECT_API_URL"))
+    # A Ctrl-C before the service's own signal handlers are in place (while Prefect is
+    # imported) stops it just as well.
+    with contextlib.suppress(KeyboardInterrupt):
+        deliver = _prefect_rounds(limit) if on_prefect else _direct_rounds(engine, limit)
+        click.echo(f"relay: each message goes out when due; the outbox is looked at every "
+                   f"{interval:g} s at most"
+                   f"{', each round a relay-outbox flow run' if on_prefect else ''}. "
+                   "SIGINT or SIGTERM stops it.", err=True)
+        asyncio.run(_serve(engine, deliver, interval))
+    click.echo("relay stopped", err=True)
+
+
+def _handlers(engine: Engine) -> dict[str, outbox.Handler]:
+    return {topic: factory(engine) for topic, factory in outbox.HANDLER_FACTORIES.items()}
+
+
+Round = Callable[[], Awaitable[outbox.RelayReport]]
+
+
+def _direct_rounds(engine: Engine, limit: int) -> Round:
+    def deliver() -> outbox.RelayReport:
+        # Handlers made afresh for each round, as the relay-outbox flow makes them for each of
+        # its runs: a Pennylane token (a Secret block) changed since the last round is read
+        # again, and nothing is held between rounds.
+        return outbox.relay(engine, _handlers(engine), now=cli_support.now, limit=limit)
+
+    return functools.partial(asyncio.to_thread, deliver)
+
+
+def _prefect_rounds(limit: int) -> Round:
+    runner.quiet_prefect_defaults()
+    # Imported only now: Prefect (seconds of imports) only for a relay that runs flows.
+    from toporder_sync.flows.relay import relay_round
+
+    return functools.partial(relay_round, limit)
+
+
+async def _serve(engine: Engine, deliver: Round, interval: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def deliver_and_say() -> outbox.RelayReport:
+        report = await deliver()
+        if report.claimed:
+            _say(report)
+        return report
+
+    await outbox.relay_loop(engine, tuple(outbox.HANDLER_FACTORIES), deliver_and_say,
+                            stop=stop, interval=interval, now=cli_support.now,
+                            on_error=_say_error)
+
+
+def _say(report: outbox.RelayReport) -> None:
+    click.echo(f"{_stamp()}: {report.claimed} due: {report.sent} sent, {report.retried} to "
+               f"retry, {report.deferred} waiting for a webhook, {report.dead} dead")
+
+
+def _say_error(exc: TransientError) -> None:
+    click.echo(f"{_stamp()}: {exc}", err=True)
+
+
+def _stamp() -> str:
+    return cli_support.now().isoformat(timespec="seconds")

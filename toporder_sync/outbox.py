@@ -29,26 +29,38 @@ Promises:
   still at-least-once, but noisy).
 * ``last_error`` holds what went wrong in words; handlers never put secrets, signatures or
   headers in their exceptions, and nothing here logs a payload.
+* ``relay_loop`` is the long-lived relay (``toporder-sync relay``, docs/relay.md). Idle, it
+  costs one small indexed SELECT per look (``next_due``) and a sleep: it runs a round of
+  delivery only when a message is due, and a message enqueued while it sleeps goes out within
+  its ``interval``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import json
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, func, select, update
 from sqlalchemy.orm import Session
 
 from toporder_sync import checkpoints
 from toporder_sync.core.errors import ToporderSyncError, TransientError
-from toporder_sync.ledger.db import Executor, dialect_insert, dialect_name, session_scope
+from toporder_sync.ledger.db import (
+    Executor,
+    dialect_insert,
+    dialect_name,
+    session_scope,
+    transaction,
+)
 from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
 from toporder_sync.pennylane import handler as pennylane_handler
 
@@ -224,6 +236,58 @@ def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], 
                                max_attempts=max_attempts, rng=rng)
             counts[outcome] += 1
     return RelayReport(**counts)
+
+
+def next_due(db: Executor, topics: Sequence[str]) -> datetime | None:
+    """When the earliest pending message of ``topics`` falls due (maybe in the past); None if
+    none is pending.
+
+    One small SELECT, served by the (status, next_attempt_at) index: all the long-lived relay
+    asks of the ledger between rounds. A message claimed by a relay is not due before its
+    lease runs out.
+    """
+    if not topics:
+        return None
+    due: datetime | None = db.execute(
+        select(func.min(OutboxRow.next_attempt_at))
+        .where(OutboxRow.status == "pending", OutboxRow.topic.in_(topics))
+    ).scalar_one()
+    return due
+
+
+async def relay_loop(engine: Engine, topics: Sequence[str],
+                     deliver: Callable[[], Awaitable[RelayReport]], *, stop: asyncio.Event,
+                     interval: float, now: Callable[[], datetime],
+                     on_error: Callable[[TransientError], None]) -> None:
+    """Run ``deliver`` (one round of ``relay``) whenever a message of ``topics`` is due, until
+    ``stop`` is set.
+
+    Between rounds the loop asks ``next_due`` and sleeps until then, ``interval`` seconds at
+    most: a message enqueued meanwhile is due at once and waits that long at most. A round
+    that claimed messages is followed by another look at once (a full round leaves more due).
+    A round that claimed nothing (another relay took the messages first) or a transient
+    failure (reported to ``on_error``: the ledger, or the Prefect server that ``deliver`` runs
+    the round on, is unavailable) is followed by a wait of ``interval``, so that a due message
+    never makes the loop spin. A stop lets the round under way finish.
+    """
+    while not stop.is_set():
+        wait = interval
+        try:
+            due = await asyncio.to_thread(_next_due, engine, topics)
+            if due is not None and due <= now():
+                if (await deliver()).claimed:
+                    continue
+            elif due is not None:
+                wait = min(interval, (due - now()).total_seconds())
+        except TransientError as exc:
+            on_error(exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+
+
+def _next_due(engine: Engine, topics: Sequence[str]) -> datetime | None:
+    with transaction(engine) as connection:
+        return next_due(connection, topics)
 
 
 def _claim(engine: Engine, topics: Sequence[str], *, now: datetime,
