@@ -54,6 +54,9 @@ ACTIONS = {
     Outcome.MISSING: "Toporder must send the closure of this day.",
     Outcome.REFUSED: "Nothing to fix: this day must not be posted (yet).",
 }
+# What posting did to the day's entries, in a run's message (``PostResult.status``).
+_POSTED_AS = {"posted": "posted", "unchanged": "unchanged",
+              "replaced": "posted, replacing the day's earlier entry (reversed)"}
 FLAGGED_EVENT = "toporder.day.flagged"
 RESOLVED_EVENT = "toporder.day.resolved"
 
@@ -248,8 +251,9 @@ def verdict(result: day.DayResult, run_id: str | None) -> fleet.DayOutcome:
         case Outcome.POSTED | Outcome.POSTED_WITH_WARNINGS if (
                 result.entry is not None and result.posted is not None):
             entry, posted = result.entry, result.posted
-            message = (f"entry n°{posted.number} {posted.status} ({entry.piece_ref}, "
-                       f"{len(entry.lines)} lines, {entry.total_debit} EUR)")
+            message = (f"entry n°{posted.number} {_POSTED_AS[posted.status]} "
+                       f"({entry.piece_ref}, {len(entry.lines)} lines, "
+                       f"{entry.total_debit} EUR)")
             if result.findings:
                 message += f"; warnings: {report.summary(result.findings)}"
         case _ if outcome in ACTIONS:
@@ -278,8 +282,8 @@ async def announce(result: day.DayResult, done: fleet.DayOutcome) -> None:
     if alert is not None and alert.change == "repeated":
         lines += [f"Already reported by run {runtime.run_url(alert.alert.run_id)}.", ""]
     if result.entry is not None and result.posted is not None:
-        lines.append(report.entry_markdown(client_id, result.entry, result.posted.status,
-                                           result.posted.number, result.findings))
+        lines.append(report.entry_markdown(result.entry, result.posted.number,
+                                           result.findings))
     elif done.outcome in ACTIONS:
         lines.append(report.findings_table(result.findings))
     recent = await asyncio.to_thread(board.read_recent, engine(), client_id, the_day)
@@ -321,6 +325,8 @@ async def publish_client(client_id: str, business_date: date, markdown: str, des
 async def publish_board(business_date: date, errors: list[fleet.DayOutcome]) -> None:
     """A new version of the business day's board, from the ledger (and the run's errors)."""
     days = await asyncio.to_thread(board.read_day, engine(), business_date)
+    if not days and not errors:  # no client was active yet: no board
+        return
     made = board.board(business_date, days, errors, runtime.run_url)
     await acreate_table_artifact(list(made.rows) or [{"client": "", "state": "nothing to do"}],
                                  key=board.board_key(business_date),

@@ -95,7 +95,8 @@ def board(business_date: date, days: Sequence[FleetDay], errors: Sequence[DayOut
     rows.sort(key=lambda r: (_ORDER.get(r["who must act"], 9), r["client"]))
     needing = sum(1 for r in rows if r["who must act"] != str(Who.NOBODY))
     described = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
-    description = (f"**{business_date}**: {needing} client-days need somebody. "
+    need = "1 client-day needs" if needing == 1 else f"{needing} client-days need"
+    description = (f"**{business_date}**: {need} somebody. "
                    f"{len(days)} clients: {described or 'none'}.")
     return Board(business_date, tuple(rows), description)
 
@@ -120,11 +121,12 @@ def _row(client_id: str, outcome: Outcome, message: str, run: str) -> dict[str, 
 
 
 def read_recent(engine: Engine, client_id: str, business_date: date) -> list[DayStatus]:
-    """The client's days up to ``business_date``, the last ``RECENT_DAYS`` of them."""
+    """The client's last ``RECENT_DAYS`` days from ``RECENT_DAYS`` before ``business_date``:
+    those before it and any after (a day run again after later days were posted)."""
     with session_scope(engine) as session:
-        return repository.day_statuses(
-            session, client_id, date_from=business_date - timedelta(days=RECENT_DAYS - 1),
-            date_to=business_date)
+        days = repository.day_statuses(
+            session, client_id, date_from=business_date - timedelta(days=RECENT_DAYS - 1))
+    return days[-RECENT_DAYS:]
 
 
 def recent_markdown(days: Sequence[DayStatus], run_url: RunUrl) -> str:

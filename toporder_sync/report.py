@@ -24,8 +24,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def entry_markdown(client_id: str, entry: Entry, status: str, number: int,
-                   warnings: Sequence[Finding]) -> str:
+def entry_markdown(entry: Entry, number: int, warnings: Sequence[Finding]) -> str:
+    """The entry as a table under its number, journal and piece, then its warnings."""
     rows = "\n".join(
         f"| {line.account} | {_cell(line.account_label)} | {_cell(line.label)} | "
         f"{format_display(line.debit) if line.debit else ''} | "
@@ -33,7 +33,6 @@ def entry_markdown(client_id: str, entry: Entry, status: str, number: int,
         for line in entry.lines
     )
     text = (
-        f"# {client_id} {entry.date}: {status}\n\n"
         f"Entry n°{number} in journal {entry.journal}, piece {entry.piece_ref}: "
         f"{_cell(entry.label)}\n\n"
         "| account | account label | line | debit | credit |\n|---|---|---|---:|---:|\n"
