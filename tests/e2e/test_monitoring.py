@@ -16,14 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,10 +34,9 @@ from prefect.flow_engine import run_flow_async
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 from sqlalchemy import Engine, select
+from test_fleet_flows import deliver
 
-from e2e.conftest import BIN, _free_port
-from toporder_sync import service
-from toporder_sync.core.simulator import dumps, generate_series
+from e2e.conftest import prefect_server
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily
 from toporder_sync.ledger import repository
@@ -57,7 +50,6 @@ DAY = date(2026, 11, 20)
 # The 06:00 dispatch of Europe/Paris for DAY: 05:00 UTC the day after.
 MORNING = datetime(2026, 11, 21, 5, 0, tzinfo=UTC)
 NOW = MORNING
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @pytest.fixture(scope="module")
@@ -66,46 +58,17 @@ def prefect_pg_api(postgres_server: str, postgres_admin: Engine,
     """A ``prefect server start`` process whose database is PostgreSQL."""
     with postgres_admin.connect() as connection:
         connection.exec_driver_sql('CREATE DATABASE "prefect_monitoring"')
-    home = tmp_path_factory.mktemp("prefect-pg-home")
-    port = _free_port()
     server_db = postgres_server.replace("postgresql+psycopg", "postgresql+asyncpg")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "PREFECT_UI_ENABLED": "false",
-           "PREFECT_API_DATABASE_CONNECTION_URL": f"{server_db}/prefect_monitoring"}
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"prefect server did not start:\n{(home / 'server.log').read_text()}")
-        time.sleep(0.5)
-    try:
-        with temporary_settings({PREFECT_API_URL: api}):
-            yield api
-            EventsWorker.drain_all()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    with prefect_server(tmp_path_factory.mktemp("prefect-pg-home"),
+                        PREFECT_API_DATABASE_CONNECTION_URL=f"{server_db}/prefect_monitoring"
+                        ) as api, temporary_settings({PREFECT_API_URL: api}):
+        yield api
+        EventsWorker.drain_all()
 
 
 @pytest.fixture
-def ledger(postgres_server: str, postgres_admin: Engine, monkeypatch: pytest.MonkeyPatch,
-           tmp_path: Path) -> Engine:
+def ledger(postgres_server: str, postgres_admin: Engine,
+           monkeypatch: pytest.MonkeyPatch) -> Engine:
     with postgres_admin.connect() as connection:
         connection.exec_driver_sql('CREATE DATABASE "ledger_monitoring"')
     url = f"{postgres_server}/ledger_monitoring"
@@ -122,14 +85,6 @@ def activate(engine: Engine, client_id: str, *, deadline_hour: int = 12) -> str:
                                             activated_on=date(2026, 11, 1),
                                             deadline_hour=deadline_hour, now=NOW)
     return client.integration_id
-
-
-def deliver(engine: Engine, integration_id: str, start: date, days: int,
-            faults: dict[date, frozenset[str]] | None = None) -> None:
-    for document in generate_series(integration_id=integration_id, establishment_id="est-1",
-                                    establishment_name="Chez nous", start=start, days=days,
-                                    perpetual_start=Decimal("1000.00"), faults_by_day=faults):
-        service.receive(engine, dumps(document), "simulator", now=NOW)
 
 
 async def run_as_deployment(flow: Any, parameters: dict[str, Any]) -> Any:
