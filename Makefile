@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: demo check lint typecheck test install reliability bench bench-quick
+.PHONY: demo check lint typecheck test install reliability bench bench-quick screenshots
 
 install: $(VENV)/.installed
 
@@ -57,3 +57,9 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench.run --quick
+
+# Not part of check: pictures of the Prefect UI after the demo (docs/screenshots/README.md).
+# Starts its own throwaway prefect server with the UI, runs the demo against it and photographs
+# four pages with Debian's headless Chromium, which it needs: apt-get install chromium.
+screenshots: install
+	$(BIN)/python docs/screenshots/take.py --out docs/screenshots

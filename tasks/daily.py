@@ -42,7 +42,7 @@ from toporder_sync import board, day, fleet, report, service
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, TransientError
 from toporder_sync.ledger.repository import ClientRecord
-from toporder_sync.outcome import PROJECT_TAG, Outcome
+from toporder_sync.outcome import NEEDS_ACTION_TAG, PROJECT_TAG, Outcome
 from toporder_sync.sources import ClosureSource
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
@@ -110,14 +110,22 @@ def state_of(done: fleet.DayOutcome) -> State[Any]:
 def run_tags(client: ClientRecord | str, territory: str | None, business_date: date | None,
              outcome: Outcome | None = None) -> list[str]:
     """The tags of a client-day's flow run, whatever ran it: the project, the client, its
-    territory and day, and who must act once the outcome needs somebody."""
+    territory and day, and who must act once the outcome needs somebody.
+
+    A run needing somebody also carries ``needs-action:<day>``: the UI's tag filter matches
+    runs with any of the tags it is given, so the days of one morning that need somebody are
+    found by one tag, not by two."""
     client_id = client if isinstance(client, str) else client.client_id
     tags = [PROJECT_TAG, f"client:{client_id}"]
     if territory:
         tags.append(f"territory:{territory}")
     if business_date is not None:
         tags.append(f"day:{business_date.isoformat()}")
-    return tags + list(outcome.tags if outcome else ())
+    if outcome is not None and outcome.needs_action:
+        tags += outcome.tags
+        if business_date is not None:
+            tags.append(f"{NEEDS_ACTION_TAG}:{business_date.isoformat()}")
+    return tags
 
 
 # A day of a catch-up that takes longer than this is abandoned as an unexpected error (its

@@ -202,15 +202,15 @@ async def settle_runs(client_id: str, business_date: date) -> None:
     """The day's earlier runs no longer say it needs somebody: it is settled.
 
     They keep their state (a person may still read what went wrong) but lose their
-    ``needs-action`` and ``needs:<who>`` tags for ``resolved``, so that the filter of the runs
-    needing action finds only what still does."""
+    ``needs-action``, ``needs-action:<day>`` and ``needs:<who>`` tags for ``resolved``, so
+    that the filters of the runs needing action find only what still does."""
     day_tags = [f"client:{client_id}", f"day:{business_date.isoformat()}", NEEDS_ACTION_TAG]
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=day_tags)))
         for run in runs:
             kept = [tag for tag in run.tags
-                    if tag != NEEDS_ACTION_TAG and not tag.startswith("needs:")]
+                    if not tag.startswith((NEEDS_ACTION_TAG, "needs:"))]
             await client.update_flow_run(run.id, tags=[*kept, RESOLVED_TAG])
 
 

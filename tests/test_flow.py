@@ -269,8 +269,8 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     assert (red.name, again.name) == ("Mapping error", "Mapping error")
     assert "(already reported)" in (again.message or "")
     red_run = asyncio.run(_flow_run(red))
-    assert {"needs-action", "needs:accountant", "toporder-sync", "day:2026-11-27",
-            f"client:{client_id}"} <= set(red_run.tags), red_run.tags
+    assert {"needs-action", "needs:accountant", "needs-action:2026-11-27", "toporder-sync",
+            "day:2026-11-27", f"client:{client_id}"} <= set(red_run.tags), red_run.tags
     with session_scope(engine) as session:
         notified = [n for n in outbox.list_messages(session, client_id=client_id)
                     if n.message.topic == "day.flagged"]
@@ -287,7 +287,8 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     # The red runs stay red, but no longer say the day needs somebody.
     for settled in (red, again):
         tags = set(asyncio.run(_flow_run(settled)).tags)
-        assert "resolved" in tags and not {"needs-action", "needs:accountant"} & tags, tags
+        assert "resolved" in tags and not {"needs-action", "needs:accountant",
+                                           "needs-action:2026-11-27"} & tags, tags
     [resolved] = _wait_for_events("toporder.day.resolved", since, 1)
     assert resolved.payload["was"] == "Mapping error"
     assert resolved.payload["was_run_url"].endswith(str(red_run.id))

@@ -116,8 +116,9 @@ def _message(day: FleetDay | DayStatus) -> str:
 
 
 def _row(client_id: str, outcome: Outcome, message: str, run: str) -> dict[str, str]:
+    # The message last: the UI's table is read left to right and the message is the longest.
     return {"client": client_id, "state": outcome.state_name, "who must act": str(outcome.who),
-            "message": message, "run": run, "was": ""}
+            "run": run, "was": "", "message": message}
 
 
 def read_recent(engine: Engine, client_id: str, business_date: date) -> list[DayStatus]:

@@ -162,7 +162,9 @@ def test_the_ui_tells_who_must_act_on_each_client_day(prefect_pg_api: str,
     fixed_id = str(fixed.state_details.flow_run_id)
 
     # One filter: the client-days of the morning that need somebody, whatever ran them.
-    needing = asyncio.run(runs_tagged("needs-action", f"day:{DAY}"))
+    needing = asyncio.run(runs_tagged(f"needs-action:{DAY}"))
+    assert {r.id for r in needing} == {
+        r.id for r in asyncio.run(runs_tagged("needs-action", f"day:{DAY}"))}
     assert sorted((r.name, r.state.name) for r in needing) == [
         ("bravo 2026-11-20", "POS data error"), ("bravo 2026-11-20", "POS data error"),
         ("delta 2026-11-20", "Missing closure")]
