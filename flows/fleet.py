@@ -86,10 +86,10 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     except Exception as exc:  # one client-day never stops the others
         # e.g. the server answering 503 while creating the flow run
         return [_crashed(client_day.client_id, client_day.business_date, exc)]
+    run_id = state.state_details.flow_run_id
     return [fleet.DayOutcome(client_day.client_id, client_day.business_date,
                              Outcome.of_state(state.type.value, state.name),
-                             state.message or "", str(state.state_details.flow_run_id or "")
-                             or None)]
+                             state.message or "", str(run_id) if run_id else None)]
 
 
 def _outside_any_run() -> None:
