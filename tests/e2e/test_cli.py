@@ -152,7 +152,8 @@ def test_demo_runs_against_the_simulator_on_a_fresh_folder(cli: Cli) -> None:
     assert "2 sent, 0 to retry, 0 waiting, 0 dead" in result.stdout
     # The rest of the story: refused, unknown method mapped then rerun, files.
     assert "before the activation date" in result.stdout
-    assert "reran its day: Posted: entry" in result.stdout and "replaced" in result.stdout
+    assert "reran its day: Posted: entry" in result.stdout
+    assert "replacing the day's earlier entry (reversed)" in result.stdout
     demo = cli.workdir / "demo"
     assert len(list(demo.glob("closures/*.json"))) == 27
     assert len(sorted(demo.glob("*-FEC.txt"))) == 4
