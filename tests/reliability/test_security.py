@@ -236,8 +236,7 @@ def test_canary_secrets_never_reach_logs_artifacts_or_notifications(
         assert sent.sent == 1, sent
         assert posted.entry is not None and posted.posted is not None
         artifacts = [
-            report.entry_markdown("canary", posted.entry, posted.posted.status,
-                                  posted.posted.number, posted.findings),
+            report.entry_markdown(posted.entry, posted.posted.number, posted.findings),
             report.failure_markdown("canary", support.DAYS[1], "POS data error",
                                     flagged.findings, "resend"),
         ]
