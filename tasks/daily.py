@@ -12,10 +12,11 @@ task run (``client_days`` below) go through the same three steps, so a day reads
 whichever way it ran.
 
 Why a catch-up runs task runs and the daily dispatch flow runs: measured on prefect 3.9.1 against
-a PostgreSQL-backed server, a subflow run costs the server ~0.25 CPU-s, a task run ~0.03 (the
-README's "Fitting a morning"). The daily runs keep one flow run per client-day, as their own
-deployment runs are; a catch-up of thousands of past days runs each client's days as one task
-run of its flow run, named ``<client> <first day> to <last day>``, its days in date order. A
+a PostgreSQL-backed server, a subflow run costs the server ~0.25 CPU-s, a task run ~0.03
+(docs/operations.md, "Fitting a morning"). The daily runs keep one flow run per client-day, as
+their own deployment runs are; a catch-up of thousands of past days runs each client's days as
+one task run of its flow run, named ``<client> <first day> to <last day>``, its days in date
+order. A
 day of a catch-up that needs somebody, waits for its closure or resolves an alert also gets a
 flow run of its own in its final state (``runtime.record_flow_run``), with the same name, tags,
 state and artifact as a ``post-client-day`` run: every client-day a person must look at is
@@ -30,6 +31,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from functools import cache
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import MarkdownArtifact, acreate_table_artifact
@@ -326,7 +328,7 @@ async def publish_client(client_id: str, business_date: date, markdown: str, des
     """A new version of the client's keyed artifact, on the run that stands for the day."""
     await MarkdownArtifact(
         key=board.client_key(client_id), markdown=markdown, description=description,
-        flow_run_id=None if flow_run_id is None else runtime.as_uuid(flow_run_id),
+        flow_run_id=None if flow_run_id is None else UUID(flow_run_id),
     ).acreate()
 
 

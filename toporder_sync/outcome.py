@@ -49,7 +49,7 @@ class Who(StrEnum):
                 Who.DATA_TEAM: "for the data team"}[self]
 
 
-# Exit codes of ``toporder-sync run``/``rerun`` (README, "Command line").
+# Exit codes of ``toporder-sync run``/``rerun`` (docs/cli.md).
 EXIT_DONE, EXIT_FLAGGED, EXIT_USAGE, EXIT_REFUSED, EXIT_MISSING = 0, 1, 2, 3, 4
 
 # The tag every run needing somebody carries, beside its ``needs:<who>`` tag.
