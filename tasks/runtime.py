@@ -161,10 +161,6 @@ def frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def as_uuid(run_id: str) -> UUID:
-    return UUID(run_id)
-
-
 # How the ledger names a task run that ran a client-day (a catch-up's ``client-days``), as
 # opposed to a flow run, named by its bare id.
 TASK_RUN_PREFIX = "task-run:"

@@ -25,6 +25,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine
 
+from toporder_sync import report
 from toporder_sync.fleet import DayOutcome
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
@@ -88,7 +89,8 @@ def board(business_date: date, days: Sequence[FleetDay], errors: Sequence[DayOut
         if outcome.needs_action or outcome is Outcome.WAITING:
             # The red run is the one that raised the alert, not a later identical rerun.
             run_id = alert.run_id if alert is not None and alert.key else day.flow_run_id
-            rows.append(_row(day.client_id, outcome, _message(day), run_url(run_id)))
+            rows.append(_row(day.client_id, outcome, report.summary(day.messages),
+                                 run_url(run_id)))
     for error in erred.values():  # clients the ledger does not list for that day
         counts[error.outcome.state_name] += 1
         rows.append(_row(error.client_id, error.outcome, error.message, run_url(error.run_id)))
@@ -107,12 +109,6 @@ _ORDER = {str(Who.TOPORDER): 0, str(Who.ACCOUNTANT): 1, str(Who.DATA_TEAM): 2,
 
 def _category(day: FleetDay | DayStatus) -> str | None:
     return None if day.error_category is None else day.error_category.value
-
-
-def _message(day: FleetDay | DayStatus) -> str:
-    shown = "; ".join(f"{f.field}: {f.message}" for f in day.messages[:3])
-    more = len(day.messages) - 3
-    return shown + (f" (and {more} more)" if more > 0 else "")
 
 
 def _row(client_id: str, outcome: Outcome, message: str, run: str) -> dict[str, str]:
