@@ -203,6 +203,8 @@ def _flagged(engine: Engine, client: ClientRecord, business_date: date,
                          error_category=category, findings=findings,
                          closure_id=fetched.closure_id if fetched else None,
                          matches=matches, now=now, flow_run_id=run_id, release=True)
-    outcome = Outcome.MAPPING_ERROR if category is Category.LEDGER else Outcome.POS_DATA_ERROR
+    outcome = Outcome.of_day("flagged", category.value, False)
+    if outcome is None:  # the table gives every flagged day an outcome
+        raise RuntimeError(f"no outcome for a day flagged {category}")
     return DayResult(client, business_date, outcome, category,
                      tuple(f for f in findings if f.is_error), alert=alert)

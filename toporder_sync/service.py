@@ -169,14 +169,6 @@ class AlertChange:
     alert: repository.Alert
 
 
-# The day states that raise an alert, by (state, error category): who must act on them.
-_ALERTING: dict[tuple[DayState, Category | None], Outcome] = {
-    ("flagged", Category.POS): Outcome.POS_DATA_ERROR,
-    ("flagged", Category.LEDGER): Outcome.MAPPING_ERROR,
-    ("missing", Category.POS): Outcome.MISSING,
-}
-
-
 def alert_key(outcome: Outcome, findings: Sequence[Finding]) -> str:
     """The fingerprint of an alert: its outcome and its errors, in no particular order."""
     errors = sorted((f.rule, f.field, f.message) for f in findings if f.is_error)
@@ -203,7 +195,10 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
         repository.lock_client(db, client_id)
         if matches:
             repository.record_methods_seen(db, client_id, business_date, matches)
-        alerting = _ALERTING.get((state, error_category))
+        # A day somebody must act on raises an alert (``outcome``'s table says who).
+        recorded = Outcome.of_day(state, None if error_category is None
+                                  else error_category.value, False)
+        alerting = recorded if recorded is not None and recorded.needs_action else None
         previous = (repository.day_alert(db, client_id, business_date)
                     if alerting is not None or state == "empty" else None)
         # record_day counts this run as one more attempt of the day, under the day's lock.
