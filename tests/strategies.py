@@ -20,11 +20,13 @@ from toporder_sync.core.model import LineKind, MethodAmount, Territory, Ticket, 
 from toporder_sync.core.money import ZERO
 from toporder_sync.core.simulator import CASH, METHODS, DrawerCount, build_from_tickets
 
-# Any method name a client may type: the realistic ones, and arbitrary text that UTF-8 can
-# carry (no lone surrogates).
+# Any character of a text the ledger can store: what UTF-8 can carry (no lone surrogates)
+# but NUL, which PostgreSQL refuses (``core.bounds``).
+_CHARACTERS = st.characters(codec="utf-8", exclude_characters="\x00")
+# Any method name a client may type: the realistic ones, and arbitrary text.
 methods: st.SearchStrategy[str] = st.one_of(
     st.sampled_from(METHODS),
-    st.text(st.characters(codec="utf-8"), min_size=1, max_size=30),
+    st.text(_CHARACTERS, min_size=1, max_size=30),
 )
 
 _OFFSETS = tuple(timezone(timedelta(hours=hours)) for hours in (-4, 0, 1, 2, 4))
@@ -60,7 +62,9 @@ def _ticket(
 @st.composite
 def _closure(draw: st.DrawFn, territory: Territory) -> dict[str, Any]:
     rates = tuple(sorted(rates_in_force(territory)))
-    business_date = draw(st.dates(date(2020, 1, 1), date(2035, 12, 31)))
+    # Days already over at the tests' fixed instant (2026-11-28 in UTC): a closure of a day
+    # further ahead is refused at receipt (``core.bounds.DAYS_AHEAD``).
+    business_date = draw(st.dates(date(2020, 1, 1), date(2026, 11, 27)))
     opened_at = datetime.combine(
         business_date, time(draw(st.integers(5, 12))), tzinfo=draw(st.sampled_from(_OFFSETS))
     )
@@ -76,9 +80,9 @@ def _closure(draw: st.DrawFn, territory: Territory) -> dict[str, Any]:
     )
     return build_from_tickets(
         tickets,
-        integration_id=draw(st.text(min_size=1, max_size=40)),
-        establishment_id=draw(st.text(min_size=1, max_size=20)),
-        establishment_name=draw(st.text(min_size=1, max_size=60)),
+        integration_id=draw(st.text(_CHARACTERS, min_size=1, max_size=40)),
+        establishment_id=draw(st.text(_CHARACTERS, min_size=1, max_size=20)),
+        establishment_name=draw(st.text(_CHARACTERS, min_size=1, max_size=60)),
         number=number,
         business_date=business_date,
         opened_at=opened_at,

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from samples import sample_bytes, sample_document
+from sqlalchemy import Engine, select
 
-from toporder_sync.core.errors import RefusedError
+from toporder_sync import service
+from toporder_sync.core.errors import Category, ClosureRejected, RefusedError
 from toporder_sync.core.model import Entry, PreviousClosure
+from toporder_sync.day import client_record, run_day
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import (
+    ClientRecord,
     DayStatus,
     StoreResult,
     day_statuses,
@@ -24,6 +30,9 @@ from toporder_sync.ledger.repository import (
     record_day,
     store_closure,
 )
+from toporder_sync.ledger.tables import ClientRow, ClosureRow
+from toporder_sync.outcome import Outcome
+from toporder_sync.sources import InboxSource
 
 DAY = date(2026, 11, 27)
 RAW = '{"schema": "toporder.closure/v1", "établissement": "Le Petit Zinc"}\n'.encode()
@@ -204,3 +213,102 @@ def test_previous_closure_is_unknown_without_number_or_perpetual_total(
     _post(engine, client_id, stored.closure_id, make_entry(day), now)
     with session_scope(engine) as session:
         assert previous_closure(session, client_id, "est-1", DAY) is None
+
+
+# --- bounds at the door (issue 22) --------------------------------------------------------
+# The red team's inputs: each passed reading, then crashed storing or every run of its day.
+# Refused at receipt now, nothing stored, naming the field and the rule, on both backends.
+
+SAMPLE = "valid-metropole.json"
+LONG_NUMBER = "9" * 5000
+
+
+def _sample(change: Callable[[dict[str, Any]], None]) -> bytes:
+    """The worked example with ``change`` made, sent as ASCII JSON (``\\u0000`` escapes)."""
+    document = sample_document(SAMPLE)
+    change(document)
+    return json.dumps(document).encode("ascii")
+
+
+def _setting(part: str, key: str | int, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        node = document[part]
+        if isinstance(key, int):
+            node[key]["method"] = value
+        else:
+            node[key] = value
+    return change
+
+
+@pytest.fixture
+def petit_zinc(engine: Engine, client_id: str) -> ClientRecord:
+    """``petit-zinc`` under the integration identifier of the worked example."""
+    with session_scope(engine) as session:
+        row = session.get(ClientRow, client_id)
+        assert row is not None
+        row.integration_id = sample_document(SAMPLE)["integration_id"]
+    return client_record(engine, client_id)
+
+
+def _closures(engine: Engine, client_id: str) -> list[int | None]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(ClosureRow.closure_number)
+                                    .where(ClosureRow.client_id == client_id)))
+
+
+RED_TEAM: list[tuple[str, bytes, str, str]] = [
+    # id, raw bytes, rule, field named
+    ("number-2^63", _sample(_setting("closure", "number", 2**63)), "bounds.integer",
+     "closure.number"),
+    ("number-10^30", _sample(_setting("closure", "number", 10**30)), "bounds.integer",
+     "closure.number"),
+    ("number-5000-digits", sample_bytes(SAMPLE).replace(
+        b'"number": 412', b'"number": ' + LONG_NUMBER.encode()), "bounds.digits",
+     "closure.number"),
+    ("5000-digits-elsewhere", sample_bytes(SAMPLE).replace(
+        b'"sold": "50.00"', b'"sold": ' + LONG_NUMBER.encode()), "bounds.digits",
+     "gift_cards.sold"),
+    ("nul-in-identifier", _sample(_setting("establishment", "id", "TOP-\u00001042")),
+     "bounds.text", "establishment.id"),
+    ("nul-in-name", _sample(_setting("establishment", "name", "Le Petit\u0000Zinc")),
+     "bounds.text", "establishment.name"),
+    ("nul-in-method", _sample(_setting("payments", 1, "Swile\u0000")), "bounds.text",
+     "payments[1].method"),
+    ("surrogate-in-name", _sample(_setting("establishment", "name", "Le Petit \ud800Zinc")),
+     "bounds.text", "establishment.name"),
+    ("business-date-9999", _sample(_setting("closure", "business_date", "9999-12-31")),
+     "bounds.date", "closure.business_date"),
+    ("business-date-after-receipt", _sample(_setting("closure", "business_date", "2026-12-01")),
+     "bounds.date", "closure.business_date"),
+    ("opened-at-9999", _sample(_setting("closure", "opened_at", "9999-12-31T23:59:59-14:00")),
+     "bounds.date", "closure.opened_at"),
+]
+
+
+@pytest.mark.parametrize(("raw", "rule", "field"), [c[1:] for c in RED_TEAM],
+                         ids=[c[0] for c in RED_TEAM])
+def test_what_the_ledger_cannot_hold_is_refused_at_receipt_with_nothing_stored(
+    engine: Engine, petit_zinc: ClientRecord, now: datetime, raw: bytes, rule: str, field: str
+) -> None:
+    with pytest.raises(ClosureRejected) as caught:
+        service.receive(engine, raw, "redteam.json", now=now)
+    assert [(f.category, f.rule, f.field) for f in caught.value.findings] == [
+        (Category.POS, rule, field)], caught.value.findings
+    assert _closures(engine, petit_zinc.client_id) == []
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63 - 1])
+def test_a_closure_number_of_64_bits_is_stored_and_its_day_posted(
+    engine: Engine, petit_zinc: ClientRecord, now: datetime, number: int
+) -> None:
+    raw = _sample(_setting("closure", "number", number))
+    received = service.receive(engine, raw, "big-number.json", now=now)
+    assert received.created and _closures(engine, petit_zinc.client_id) == [number]
+    result = run_day(engine, petit_zinc, DAY, source=InboxSource(engine), run_id="big",
+                     now=lambda: now)
+    assert result.outcome is Outcome.POSTED, result
+    assert result.entry is not None and result.entry.piece_ref == f"Z{number}"
+    with session_scope(engine) as session:
+        previous = previous_closure(session, petit_zinc.client_id, "TOP-1042",
+                                    DAY + timedelta(days=1))
+    assert previous is not None and previous.number == number

@@ -53,3 +53,45 @@ def test_missing_headers_and_rotation() -> None:
         signing.verify(old, {signing.ID_HEADER: "evt_1"}, b"x", now=NOW)
     with pytest.raises(signing.SignatureError, match="not a Unix time"):
         signing.verify(old, {**headers, signing.TIMESTAMP_HEADER: "soon"}, b"x", now=NOW)
+
+
+STAMP = str(int(NOW.timestamp()))
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    (signing.TIMESTAMP_HEADER, f" {STAMP} "),
+    (signing.TIMESTAMP_HEADER, "+" + STAMP),
+    (signing.TIMESTAMP_HEADER, f"{STAMP[:4]}_{STAMP[4:]}"),
+    (signing.TIMESTAMP_HEADER, "0" + STAMP),
+    (signing.TIMESTAMP_HEADER, "".join(chr(0x660 + int(d)) for d in STAMP)),  # Arabic-Indic
+    (signing.TIMESTAMP_HEADER, STAMP + "\n"),
+    (signing.TIMESTAMP_HEADER, "9" * 400),
+    (signing.TIMESTAMP_HEADER, "9" * 13),
+    (signing.ID_HEADER, "evt 1"),
+    (signing.ID_HEADER, "evt_\u00e9"),
+    (signing.ID_HEADER, "e" * 129),
+    (signing.SIGNATURE_HEADER, "v1,\u00e9"),
+    (signing.SIGNATURE_HEADER, "v1,AAAA " * 200),
+])
+def test_malformed_headers_are_a_signature_error_and_nothing_else(name: str,
+                                                                  value: str) -> None:
+    """Each would pass the signature check (it signs exactly what the header says), or crash
+    it, if its form were not checked first."""
+    message = value if name == signing.ID_HEADER else "evt_1"
+    headers = signing.sign(SECRET, message, b"{}", now=NOW)
+    if name == signing.SIGNATURE_HEADER:
+        headers[name] = value + headers[name]
+    else:
+        headers[name] = value
+    with pytest.raises(signing.SignatureError, match="malformed"):
+        signing.verify(SECRET, headers, b"{}", now=NOW)
+
+
+def test_the_longest_well_formed_headers_still_verify() -> None:
+    message = "!" + "~" * (signing.MAX_ID_LENGTH - 1)
+    headers = signing.sign(SECRET, message, b"{}", now=NOW)
+    rotated = headers[signing.SIGNATURE_HEADER]
+    padding = signing.MAX_SIGNATURE_LENGTH - len(rotated) - 1
+    headers[signing.SIGNATURE_HEADER] = "v1a," + "A" * (padding - 4) + " " + rotated
+    assert len(headers[signing.SIGNATURE_HEADER]) == signing.MAX_SIGNATURE_LENGTH
+    assert signing.verify(SECRET, headers, b"{}", now=NOW) == message

@@ -23,7 +23,7 @@ from toporder_sync.core import calendar
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import Category, Finding, RefusedError, refused
 from toporder_sync.core.model import ClientSettings, Entry, MethodMatch, PreviousClosure
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import repository, webhooks
 from toporder_sync.ledger.db import session_scope, transaction
 from toporder_sync.ledger.repository import ClientRecord, PostResult
 from toporder_sync.ledger.tables import DayState
@@ -47,8 +47,12 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime) -> Receiv
     (``ClosureRejected``), an unknown integration identifier, a day before activation
     (``RefusedError``). Everything else about the closure is checked when its day is run, so
     that the day is flagged with the right category and Toporder is told.
+
+    ``message_id``: the push's ``webhook-id`` (the receiver), recorded in the same transaction
+    as the closure; an id already received with another body is refused, nothing stored
+    (``webhooks.WebhookIdReused``). A file (the ``receive`` command) has none.
     """
-    routing = route(load_document(raw, source), source)
+    routing = route(load_document(raw, source), source, now=now)
     with session_scope(engine) as session:
         client = repository.client_by_integration_id(session, routing.integration_id)
         if client is None:
@@ -58,6 +62,9 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime) -> Receiv
                 f"{source}: {routing.business_date} is before {client.client_id}'s activation "
                 f"date {client.activated_on}: sales dated before activation are never received"
             )
+        if message_id is not None:
+            webhooks.record_message(session, client.client_id, message_id,
+                                    sha256=hashlib.sha256(raw).hexdigest(), now=now)
         stored = repository.store_closure(
             session, client.client_id, business_date=routing.business_date, raw=raw,
             closure_number=routing.number, establishment_id=routing.establishment_id,

@@ -7,6 +7,14 @@ to Toporder. Both use the scheme of https://www.standardwebhooks.com: the signed
 separated by spaces while a key is rotated). A secret is ``whsec_`` + base64 of 32 random bytes.
 A signature is checked in constant time, and refused outside a window around now (replays of an
 old request fail even with a valid signature).
+
+The headers are read strictly, before any signature is computed, so that what is signed is
+exactly what the headers say and nothing malformed reaches the arithmetic: ``webhook-id`` is 1
+to ``MAX_ID_LENGTH`` printable ASCII characters without spaces (the ledger's column);
+``webhook-timestamp`` 1 to ``MAX_TIMESTAMP_DIGITS`` ASCII digits, without sign, spaces,
+underscores or leading zero (the form ``sign`` writes: ``str(int(t)) == t``); and
+``webhook-signature`` at most ``MAX_SIGNATURE_LENGTH`` printable ASCII characters, signatures
+separated by single spaces. Anything else is a ``SignatureError``, like a wrong signature.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,6 +35,16 @@ TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
 # A signed request older or newer than this (seconds) is refused, whatever its signature.
 TOLERANCE = 300
+# The longest id the ledger records (``webhook_messages.webhook_id``).
+MAX_ID_LENGTH = 128
+# Unix seconds until the year 33658: a bound that keeps any timestamp a float holds exactly.
+MAX_TIMESTAMP_DIGITS = 12
+# Room for a dozen signatures while keys rotate (one ``v1,`` signature is 47 characters).
+MAX_SIGNATURE_LENGTH = 1024
+
+_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
+_TIMESTAMP = re.compile(rf"[1-9][0-9]{{0,{MAX_TIMESTAMP_DIGITS - 1}}}")
+_SIGNATURES = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 
 
 class SignatureError(ToporderSyncError):
@@ -68,14 +87,22 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: datetim
     if not message_id or not stamp or not offered:
         raise SignatureError(f"missing header: {ID_HEADER}, {TIMESTAMP_HEADER} and "
                              f"{SIGNATURE_HEADER} are required")
-    try:
-        timestamp = int(stamp)
-    except ValueError:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds") from None
+    # fullmatch, as "$" would let a trailing newline through.
+    if not _ID.fullmatch(message_id):
+        raise SignatureError(f"malformed {ID_HEADER}: 1 to {MAX_ID_LENGTH} printable ASCII "
+                             "characters, no space")
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise SignatureError(f"malformed {TIMESTAMP_HEADER}: not a Unix time in seconds "
+                             f"(1 to {MAX_TIMESTAMP_DIGITS} ASCII digits, no leading zero)")
+    if len(offered) > MAX_SIGNATURE_LENGTH or not _SIGNATURES.fullmatch(offered):
+        raise SignatureError(f"malformed {SIGNATURE_HEADER}: at most {MAX_SIGNATURE_LENGTH} "
+                             "printable ASCII characters, signatures separated by a space")
+    timestamp = int(stamp)
     if abs(now.timestamp() - timestamp) > tolerance:
         raise SignatureError(f"{TIMESTAMP_HEADER} is more than {tolerance} s away from now "
                              "(a replay, or a clock out of step)")
     expected = signature(secret, message_id, timestamp, body)
+    # The candidates are ASCII (checked above), as compare_digest requires of a str.
     if not any(hmac.compare_digest(expected, candidate)
                for candidate in offered.split(" ") if candidate.startswith("v1,")):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match the body")

@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from toporder_sync.core import bounds
 from toporder_sync.core.errors import ConfigurationError, TransientError
 
 API_URL_ENV = "TOPORDER_API_URL"
@@ -246,7 +247,9 @@ def _complete_json(response: httpx.Response) -> bytes:
             and "content-encoding" not in response.headers and int(declared) != len(body)):
         raise _Retry(f"truncated body: {len(body)} bytes of {declared}")
     try:
-        json.loads(body)
+        # A number too long to convert (5,000 digits) is whole JSON all the same: the reader's
+        # to refuse (``core.bounds``), not a garbled body to fetch again.
+        json.loads(body, parse_int=bounds.parse_int, parse_float=bounds.parse_float)
     except (UnicodeDecodeError, ValueError):
         raise _Retry(f"body of {len(body)} bytes is not JSON (truncated or garbled)") from None
     return body

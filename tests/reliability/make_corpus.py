@@ -161,6 +161,22 @@ CASES: dict[str, tuple[Callable[[Doc], bytes], dict[str, str]]] = {
     "method-zero-width": _method("Carte Bancaire", "Carte\u200bBancaire", "511500"),
     "huge": (lambda d: b"", {"expect": "refused", "rule": "size", "field": "$",
                              "generate": "huge"}),
+    # Bounds at the door (docs/reliability.md): what the ledger could not store or compute with.
+    "number-beyond-64-bits": (_text(lambda t: t.replace('"number": 412',
+                                                        f'"number": {2**63}', 1)),
+                              _refused("bounds.integer", "closure.number")),
+    "number-5000-digits": (_text(lambda t: t.replace('"number": 412',
+                                                     f'"number": {"9" * 5000}', 1)),
+                           _refused("bounds.digits", "closure.number")),
+    "nul-in-identifier": (_text(lambda t: t.replace('"TOP-1042"', '"TOP-\\u00001042"', 1)),
+                          _refused("bounds.text", "establishment.id")),
+    "nul-in-method": (_text(lambda t: t.replace('"Swile"', '"Swile\\u0000"', 1)),
+                      _refused("bounds.text", "payments[1].method")),
+    "surrogate-in-name": (_text(lambda t: t.replace('"Le Petit Zinc"',
+                                                    '"Le Petit \\ud800Zinc"', 1)),
+                          _refused("bounds.text", "establishment.name")),
+    "business-date-9999": (_edit(_set("closure.business_date", "9999-12-31")),
+                           _refused("bounds.date", "closure.business_date")),
 }
 
 

@@ -3,8 +3,10 @@
 Promises: no amount ever passes through a float (JSON numbers are read as ``Decimal`` and then
 refused by the schema where an amount is expected); NaN, Infinity, a duplicated key, a byte
 order mark, invalid UTF-8, a document over ``MAX_CLOSURE_BYTES``, an unknown field or a wrong
-``schema`` tag are refused; each problem names the path of the offending field
-(``payments[1].amount``). Problems found here are POS errors: Toporder must resend.
+``schema`` tag are refused; so is a value the ledger or a later step could not hold (a number
+too long or beyond 64 bits, a NUL or an unpaired surrogate in a text, a year far off:
+``bounds``), whatever path the document takes. Each problem names the path of the offending
+field (``payments[1].amount``). Problems found here are POS errors: Toporder must resend.
 
 A valid document, nearly every one, is decoded and recognised by a compiled check of the JSON
 Schema in one go (``_read``); only a document that refuses goes through ``load_document`` and
@@ -30,6 +32,7 @@ import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from toporder_sync.core import bounds
 from toporder_sync.core.errors import ClosureRejected, Finding, pos_error
 from toporder_sync.core.model import (
     CashCount,
@@ -86,12 +89,16 @@ def _text(raw: bytes, source: str) -> str:
 
 
 def load_document(raw: bytes, source: str) -> dict[str, Any]:
-    """Decode strict UTF-8 JSON into a dict; numbers become Decimal or int, never float."""
+    """Decode strict UTF-8 JSON into a dict; numbers become Decimal or int, never float.
+
+    A document holding a value out of ``bounds`` is refused with every such value named.
+    """
     text = _text(raw, source)
     try:
         document = json.loads(
             text,
-            parse_float=Decimal,
+            parse_int=bounds.parse_int,
+            parse_float=bounds.parse_float,
             parse_constant=_reject_constant,
             object_pairs_hook=_unique_keys,
         )
@@ -106,6 +113,9 @@ def load_document(raw: bytes, source: str) -> dict[str, Any]:
                        ) from exc
     if not isinstance(document, dict):
         raise _refusal(source, "json", "the document must be a JSON object")
+    out_of_bounds = bounds.findings(document)
+    if out_of_bounds:
+        raise ClosureRejected(source, out_of_bounds)
     return document
 
 
@@ -120,8 +130,10 @@ class Routing:
     perpetual_total: Decimal | None
 
 
-def route(document: dict[str, Any], source: str) -> Routing:
-    """Read the routing fields of a loaded document, leniently for everything else."""
+def route(document: dict[str, Any], source: str, *, now: datetime | None = None) -> Routing:
+    """Read the routing fields of a document ``load_document`` gave, leniently for everything
+    else; given ``now``, a business date after it (``bounds.business_date_problem``) is refused.
+    """
     integration_id = document.get("integration_id")
     closure = document.get("closure")
     closure = closure if isinstance(closure, dict) else {}
@@ -136,6 +148,10 @@ def route(document: dict[str, Any], source: str) -> Routing:
             day = date.fromisoformat(business_date)
         except ValueError:
             findings.append(pos_error("routing", "closure.business_date", "not a calendar date"))
+        else:
+            ahead = None if now is None else bounds.business_date_problem(day, now)
+            if ahead is not None:
+                findings.append(pos_error(bounds.DATE_RULE, "closure.business_date", ahead))
     if findings:
         raise ClosureRejected(source, findings)
     establishment = document.get("establishment")
@@ -241,7 +257,9 @@ def _read(raw: bytes, source: str) -> tuple[dict[str, Any], list[TicketParts]] |
     of strings are ever passed, and no other JSON value equals a string: equal pairs are equal
     text. Every other object becomes a dict, so the compiled check never takes an object for
     an array; a value that is not an object's pairs, or an unhashable one (an array), makes
-    the closure "not valid".
+    the closure "not valid". So does a value out of ``bounds``: the schema carries them (a
+    number too long to convert is left a ``bounds.LongNumber``, which no schema type takes),
+    and ``load_document`` then names it.
     """
     text = _text(raw, source)
     check = _compiled().document
@@ -254,7 +272,8 @@ def _read(raw: bytes, source: str) -> tuple[dict[str, Any], list[TicketParts]] |
         return record
 
     try:
-        decoded = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant,
+        decoded = json.loads(text, parse_int=bounds.parse_int,
+                             parse_float=bounds.parse_float, parse_constant=_reject_constant,
                              object_pairs_hook=tuple)
         document = _object(_pairs(decoded), _DOCUMENT_ARRAYS)
         check(document)
@@ -349,6 +368,12 @@ def _schema_message(error: ValidationError) -> str:
         case "type" if isinstance(instance, Decimal | int) and not isinstance(instance, bool):
             return (f"{instance} is a JSON number; amounts and rates are strings "
                     '(e.g. "1100.00")')
+        case "pattern" if error.validator_value == bounds.TEXT_PATTERN and isinstance(
+                instance, str):
+            return f"the text {bounds.text_problem(instance)}"
+        case "pattern" if error.validator_value == bounds.YEAR_PATTERN:
+            return (f"{instance!r} does not start with a year from {bounds.FIRST_YEAR} to "
+                    f"{bounds.LAST_YEAR}")
         case "pattern":
             return f"{instance!r} is not a decimal string with at most two decimals"
         case "additionalProperties":
