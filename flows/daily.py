@@ -51,6 +51,7 @@ async def post_client_day(client_id: str, business_date: date | None = None) -> 
     except Exception as exc:  # turned into the run's final state
         done = t.verdict_of_error(client_id, business_date, exc, run_id)
         await runtime.label_run(None, t.run_tags(client_id, None, business_date, done.outcome))
+        t.announce_error(done)
         if business_date is not None and not runtime.in_fleet_run():
             await t.publish_board(business_date, [done])
         return t.state_of(done)

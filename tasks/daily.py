@@ -44,7 +44,7 @@ from toporder_sync import board, day, fleet, report, service
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, TransientError
 from toporder_sync.ledger.repository import ClientRecord
-from toporder_sync.outcome import NEEDS_ACTION_TAG, PROJECT_TAG, Outcome
+from toporder_sync.outcome import NEEDS_ACTION_TAG, PROJECT_TAG, Outcome, Who
 from toporder_sync.sources import ClosureSource
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
@@ -55,12 +55,16 @@ ACTIONS = {
                            "the day.",
     Outcome.MISSING: "Toporder must send the closure of this day.",
     Outcome.REFUSED: "Nothing to fix: this day must not be posted (yet).",
+    Outcome.UNEXPECTED_ERROR: "The data team must find the cause (the run's log has the "
+                              "traceback), fix it, then rerun the day.",
 }
 # What posting did to the day's entries, in a run's message (``PostResult.status``).
 _POSTED_AS = {"posted": "posted", "unchanged": "unchanged",
               "replaced": "posted, replacing the day's earlier entry (reversed)"}
 FLAGGED_EVENT = "toporder.day.flagged"
 RESOLVED_EVENT = "toporder.day.resolved"
+# A client-day failed on an internal error: the data team must act (automations/).
+ERROR_EVENT = "toporder.day.error"
 
 
 ClientAndSource = Callable[[], tuple[ClientRecord, ClosureSource]]
@@ -101,6 +105,20 @@ def verdict_of_error(client_id: str, business_date: date | None, exc: Exception,
     get_run_logger().error("%s %s: unexpected error", client_id, business_date, exc_info=exc)
     return fleet.DayOutcome(client_id, the_day, Outcome.UNEXPECTED_ERROR,
                             f"{type(exc).__name__}: {exc}", run_id)
+
+
+def announce_error(done: fleet.DayOutcome) -> None:
+    """The event of a client-day that raised instead of ending in an outcome (still
+    unavailable after its retries, or a bug before its day was claimed): the data team's."""
+    emit_event(ERROR_EVENT,
+               resource={"prefect.resource.id": f"toporder.client.{done.client_id}",
+                         "prefect.resource.name": done.client_id},
+               related=([] if done.run_id is None else
+                        [{"prefect.resource.id": f"prefect.flow-run.{done.run_id}",
+                          "prefect.resource.role": "flow-run"}]),
+               payload={"client": done.client_id, "business_date": done.business_date.isoformat(),
+                        "state": done.outcome.state_name, "message": done.message,
+                        "run_url": runtime.run_url(done.run_id)})
 
 
 def state_of(done: fleet.DayOutcome) -> State[Any]:
@@ -191,14 +209,13 @@ async def _catch_up_day(client_id: str, territory: str, business_date: date, run
     try:
         result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
                                                  run_id, read_client), DAY_TIMEOUT)
-    except TimeoutError as exc:
-        return await _recorded(verdict_of_error(
-            client_id, business_date,
-            TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s"), None), territory,
-            None)
     except Exception as exc:  # turned into the day's final state
-        return await _recorded(verdict_of_error(client_id, business_date, exc, None),
+        if isinstance(exc, TimeoutError):
+            exc = TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s")
+        done = await _recorded(verdict_of_error(client_id, business_date, exc, None),
                                territory, None)
+        announce_error(done)
+        return done
     done = verdict(result, None)
     resolved = result.alert is not None and result.alert.change == "resolved"
     if not (done.outcome.needs_action or done.outcome is Outcome.WAITING or resolved):
@@ -247,6 +264,9 @@ def days_state(outcomes: list[fleet.DayOutcome]) -> State[Any]:
 def verdict(result: day.DayResult, run_id: str | None) -> fleet.DayOutcome:
     """What the client-day came to, with the message its final state carries."""
     client_id, the_day, outcome = result.client.client_id, result.business_date, result.outcome
+    if result.error is not None:  # recorded in the ledger as ``error``; the traceback is here
+        get_run_logger().error("%s %s: unexpected error", client_id, the_day,
+                               exc_info=result.error)
     match outcome:
         case Outcome.ALREADY_RUNNING:
             message = (f"another run of {client_id} {the_day} is in progress; this one "
@@ -311,7 +331,9 @@ async def announce(result: day.DayResult, done: fleet.DayOutcome) -> None:
     common = {"client": client_id, "business_date": the_day.isoformat(),
               "state": done.outcome.state_name, "message": done.message,
               "run_url": runtime.run_url(done.run_id)}
-    if alert.change == "raised":
+    if alert.change == "raised" and done.outcome.who is Who.DATA_TEAM:
+        emit_event(ERROR_EVENT, resource=resource, related=related, payload=common)
+    elif alert.change == "raised":
         emit_event(FLAGGED_EVENT, resource=resource, related=related, payload={
             **common, "category": (result.category or Category.POS).value,
             "who": str(done.outcome.who),
@@ -343,6 +365,7 @@ async def publish_board(business_date: date, errors: list[fleet.DayOutcome]) -> 
                                  description=made.description)
 
 
-__all__ = ["FLAGGED_EVENT", "RESOLVED_EVENT", "announce", "client_days", "days_state",
+__all__ = ["ERROR_EVENT", "FLAGGED_EVENT", "RESOLVED_EVENT", "announce", "announce_error",
+           "client_days", "days_state",
            "post_day", "publish_board", "publish_client", "run_tags", "state_of", "verdict",
            "verdict_of_error"]

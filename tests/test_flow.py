@@ -7,6 +7,7 @@ the ledger rows, idempotent reruns, and that only transient failures are retried
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -210,11 +211,17 @@ def test_a_transient_failure_is_retried_and_the_day_posted(
     assert "database is locked; retry 1/4 in" in caplog.text  # retried in the run, logged
 
 
-def test_an_unexpected_error_fails_the_run_at_once(
+def test_an_unexpected_error_fails_the_run_at_once_and_records_the_day(
     ledger: Any, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A bug on a stored closure: the run fails once (never retried), the day is recorded
+    ``error`` with the error's type and message, the data team's event is emitted, Toporder is
+    not told; after the fix, a rerun posts the day and resolves it."""
+    engine, _ = ledger
+    since = datetime.now(UTC)
     deliver(ledger, "valid-metropole.json")
     calls: list[int] = []
+    real_post = service.post
 
     def broken_post(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
@@ -223,7 +230,26 @@ def test_an_unexpected_error_fails_the_run_at_once(
     monkeypatch.setattr(service, "post", broken_post)
     state = run()
     assert (state.type.value, state.name) == ("FAILED", "Unexpected error")
-    assert "KeyError" in (state.message or "") and len(calls) == 1
+    assert "KeyError: 'a bug'" in (state.message or "") and len(calls) == 1
+    red_run = asyncio.run(_flow_run(state))
+    assert {"needs-action", "needs:data-team"} <= set(red_run.tags), red_run.tags
+    with session_scope(engine) as session:
+        [recorded] = [d for d in repository.day_statuses(session, "petit-zinc")
+                      if d.business_date == DAY]
+        notified = outbox.list_messages(session, client_id="petit-zinc")
+    assert recorded.state == "error"
+    assert [(m.rule, m.field, m.message) for m in recorded.messages] == [
+        ("internal_error", "run", "KeyError: 'a bug'")]
+    assert notified == [], "an internal error is not Toporder's to fix"
+    [error] = _wait_for_events("toporder.day.error", since, 1)
+    assert error.payload["state"] == "Unexpected error"
+    assert error.payload["run_url"].endswith(str(red_run.id))
+
+    monkeypatch.setattr(service, "post", real_post)
+    fixed = run()
+    assert fixed.name == "Posted" and "resolves Unexpected error" in (fixed.message or "")
+    [resolved] = _wait_for_events("toporder.day.resolved", since, 1)
+    assert resolved.payload["was"] == "Unexpected error"
 
 
 @pytest.mark.parametrize(("error", "retried"), [
@@ -306,3 +332,13 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     [row] = board.data if isinstance(board.data, list) else json.loads(board.data)
     assert row["state"] == "Resolved: Posted" and str(red_run.id) in row["was"]
     assert row["run"].endswith(str(fixed.state_details.flow_run_id))
+
+
+def test_flush_events_relies_on_a_prefect_method_an_upgrade_must_keep() -> None:
+    """``runtime.flush_events`` calls ``EventsWorker.drain_all``, inherited from Prefect's
+    internal service class: this fails loudly if an upgrade renames it or its parameters."""
+    from prefect.events.worker import EventsWorker
+
+    parameters = inspect.signature(EventsWorker.drain_all).parameters
+    assert {"timeout", "at_exit"} <= set(parameters), parameters
+    runtime.flush_events(timeout=5)  # nothing emitted yet in this process, or all of it sent

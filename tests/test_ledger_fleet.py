@@ -61,8 +61,8 @@ from toporder_sync.ledger.repository import (
     set_schedule,
 )
 from toporder_sync.ledger.tables import Base, ClientDayRow, DayState, UtcDateTime
-from toporder_sync.outcome import Outcome
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, DayRun
+from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, Outcome
+from toporder_sync.runner import DayRun
 
 DAY = date(2026, 11, 27)
 T0 = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
@@ -469,7 +469,7 @@ def test_status_of_a_date_as_json_lists_every_client_and_counts(cli_fleet: Engin
     assert report["business_date"] == "2026-11-27"
     assert report["counts"] == {
         "clients": 7, "posted": 1, "empty": 0, "flagged": 2, "flagged_pos": 1,
-        "flagged_ledger": 1, "refused": 1, "missing": 1, "waiting": 1, "received": 0,
+        "flagged_ledger": 1, "refused": 1, "missing": 1, "error": 0, "waiting": 1, "received": 0,
         "not_run": 1,
     }
     assert [(c["client_id"], c["state"], c["error_category"]) for c in report["clients"]] == [

@@ -39,6 +39,7 @@ from toporder_sync.day import DayResult, client_and_source, client_record, run_d
 from toporder_sync.ledger.db import make_engine, session_scope
 from toporder_sync.ledger.repository import activate_client, get_client
 from toporder_sync.ledger.tables import ClientDayRow
+from toporder_sync.outcome import Outcome
 from toporder_sync.sources import ClosureSource, FetchedClosure, InboxSource
 
 START = date(2026, 11, 2)
@@ -164,8 +165,8 @@ def test_the_claim_is_let_go_of_when_the_posting_raises(
         raise RuntimeError("the posting broke")
 
     monkeypatch.setattr(service, "post", broken)
-    with pytest.raises(RuntimeError, match="the posting broke"):
-        _run(ledger, counter, START, "run-1")
+    failed = _run(ledger, counter, START, "run-1")  # recorded as an internal error
+    assert failed.outcome is Outcome.UNEXPECTED_ERROR and isinstance(failed.error, RuntimeError)
     assert _claim(ledger, START) == (None, None)
     monkeypatch.undo()
     again = _run(ledger, counter, START, "run-2")

@@ -1,9 +1,11 @@
 """The ``toporder-sync`` command line: clients, mappings, closures, runs, status, FEC, demo.
 
-Exit codes: 0 done (for ``run``: the day is posted); 1 the day is flagged (POS or ledger-side
-error) or a closure was refused; 2 bad usage or configuration; 3 the day was refused (before
-activation, not over yet); 4 no closure was received for the day. ``rerun`` of several days
-exits with the worst of them: refused, then flagged, then missing.
+Exit codes (``toporder_sync.outcome``, docs/cli.md): 0 done (for ``run``: the day is posted or
+had nothing to post); 1 the day is flagged (POS or ledger-side error) or a closure was refused;
+2 bad usage or configuration; 3 the day was refused (before activation, not over yet); 4 no
+closure was received for the day; 5 the closure is still awaited; 6 another run holds the day;
+7 an internal error; 8 unavailable after retries. ``rerun`` of several days exits with the most
+pressing of them (``_worst_exit_code``). No command prints a traceback unless ``--debug``.
 Prefect is imported only by the commands that run flows, so that the others answer at once.
 """
 
@@ -24,6 +26,7 @@ import click
 from toporder_sync import cli_support, service
 from toporder_sync.cli_automations import automations_group
 from toporder_sync.cli_connect import push_secret, receiver, set_source, simulator
+from toporder_sync.cli_days import days
 from toporder_sync.cli_notifications import notifications_group, relay, set_webhook
 from toporder_sync.cli_pennylane import pennylane
 from toporder_sync.cli_schedules import schedules
@@ -32,19 +35,36 @@ from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ERROR_CATEGORIES
 from toporder_sync.onboarding import clients_csv, registry
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, run_days
+from toporder_sync.outcome import (
+    EXIT_ALREADY_RUNNING,
+    EXIT_FLAGGED,
+    EXIT_INTERNAL,
+    EXIT_MISSING,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    EXIT_WAITING,
+)
+from toporder_sync.runner import DEBUG_ENV, run_days
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=cli_support.GuardedGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="toporder-sync")
-def main() -> None:
+@click.option("--debug", is_flag=True,
+              help="Show the traceback of an internal error (or TOPORDER_SYNC_DEBUG=1).")
+def main(debug: bool) -> None:
     """Post each client's daily Toporder closure as one balanced sales-journal entry.
 
     The ledger is the SQLAlchemy URL in TOPORDER_SYNC_DATABASE_URL (default: the SQLite file
-    ./toporder-sync.db).
+    ./toporder-sync.db). Exit codes: 0 done; 1 flagged (or a closure refused); 2 bad usage or
+    configuration; 3 refused; 4 missing closure; 5 waiting for the closure; 6 already running;
+    7 internal error; 8 unavailable, try again later (docs/cli.md).
     """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 # --- clients ---------------------------------------------------------------------------------
@@ -287,8 +307,9 @@ def rerun(client: str, date_from: date, date_to: date) -> None:
     """Run CLIENT's days from --from to --to, one flow run per day, oldest first.
 
     Each day is idempotent (an unchanged day stays as it is) and days before the activation are
-    refused by the flow. Exit 0 when every day is posted (or had nothing to post); otherwise 3
-    if a day was refused, else 1 if one was flagged, else 4 if a closure is missing.
+    refused by the flow. Exit 0 when every day is posted (or had nothing to post); otherwise the
+    first of: 7 internal error, 8 unavailable, 3 refused, 1 flagged, 4 missing, 6 already
+    running, 5 waiting.
     """
     if date_to < date_from:
         raise click.UsageError(f"--to {date_to} is before --from {date_from}")
@@ -305,9 +326,15 @@ def rerun(client: str, date_from: date, date_to: date) -> None:
     sys.exit(_worst_exit_code([result.exit_code for result in results]))
 
 
+# The exit code of a batch of days, first found first: the data team's errors, then a request
+# partly wrong (refused days), then what Toporder or the accountant must do, then what waits.
+_WORST_FIRST = (EXIT_INTERNAL, EXIT_UNAVAILABLE, EXIT_REFUSED, EXIT_FLAGGED, EXIT_MISSING,
+                EXIT_ALREADY_RUNNING, EXIT_WAITING)
+
+
 def _worst_exit_code(codes: list[int]) -> int:
-    """The exit code of a batch of days: refused, then flagged, then missing outrank success."""
-    for code in (EXIT_REFUSED, EXIT_FLAGGED, EXIT_MISSING):
+    """The exit code of a batch of days (``_WORST_FIRST``); 0 when every day is done."""
+    for code in _WORST_FIRST:
         if code in codes:
             return code
     return max(codes, default=0)
@@ -390,7 +417,7 @@ def _fleet_status(business_date: date, as_json: bool) -> None:
 def fleet_counts(fleet: list[repository.FleetDay]) -> dict[str, int]:
     """Clients per state of one day, flagged days also per category (``flagged_pos``…)."""
     keys = ["posted", "empty", "flagged", *(f"flagged_{c}" for c in ERROR_CATEGORIES),
-            "refused", "missing", "waiting", "received", "not_run"]
+            "refused", "missing", "error", "waiting", "received", "not_run"]
     counts = dict.fromkeys(["clients", *keys], 0)
     counts["clients"] = len(fleet)
     for day in fleet:
@@ -419,6 +446,9 @@ def export_fec(client: str, date_from: date, date_to: date, out: Path) -> None:
     """Write CLIENT's entries between two days as an FEC file (art. A47 A-1 LPF)."""
     from toporder_sync.core.fec import FecEntry, write_fec
 
+    if not out.parent.is_dir():
+        raise click.BadParameter(f"the folder {str(out.parent)!r} does not exist; create it "
+                                 "first", param_hint="--out")
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
         repository.get_client(session, client)
         stored = repository.entries_between(session, client, date_from, date_to)
@@ -450,6 +480,7 @@ main.add_command(simulator)
 main.add_command(notifications_group)
 main.add_command(automations_group)
 main.add_command(relay)
+main.add_command(days)
 clients.add_command(set_webhook)
 
 

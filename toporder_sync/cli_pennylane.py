@@ -28,10 +28,10 @@ from toporder_sync import cli_support, outbox
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import session_scope
+from toporder_sync.outcome import EXIT_FLAGGED
 from toporder_sync.pennylane import TOPIC, store
 from toporder_sync.pennylane.store import PushStatus
 from toporder_sync.pennylane.tokens import TokenRef, load_token
-from toporder_sync.runner import EXIT_FLAGGED
 
 # One push delivers at most this many messages: a bound, not a batch size.
 MAX_DELIVERIES = 100_000

@@ -23,7 +23,8 @@ from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
 from toporder_sync.ledger.repository import ClientRecord
-from toporder_sync.runner import EXIT_USAGE, quiet_prefect_defaults
+from toporder_sync.outcome import EXIT_USAGE
+from toporder_sync.runner import quiet_prefect_defaults
 
 _DEPLOYMENT = click.option("--deployment", default=sched.DEPLOYMENT, show_default=True,
                            help="The dispatch deployment, as FLOW_NAME/DEPLOYMENT_NAME.")

@@ -21,7 +21,8 @@ the orchestrator does. The last transaction of a day, the one that records what 
 (posted, refused, flagged, empty, waiting, missing), lets go of the claim as it commits: a run
 that dies after it leaves the day free, and a rerun finds it settled. The claim of a run that
 raised is released in a transaction of its own; a run that dies before its last commit holds
-the day until its lease lapses.
+the day until its lease lapses: 90 s (``CLAIM_LEASE``), which the live run renews while the day
+runs (``service.ClaimKeeper``), or until ``toporder-sync days release`` frees it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from toporder_sync.core.errors import (
     Category,
     ClosureRejected,
     Finding,
+    TransientError,
+    internal_error,
     pos_error,
     refused,
 )
@@ -66,8 +69,11 @@ class Assess(Protocol):
                  ) -> pipeline.Assessment: ...
 
 
-# A claim outlives a run that died without releasing it by this much, then lapses.
-CLAIM_LEASE = timedelta(minutes=15)
+# A claim outlives a run that died without releasing it by this much, then lapses; a live run
+# renews it every third of it (``service.ClaimKeeper``). 90 s: a renewal may wait SQLite's
+# 30 s busy timeout for the ledger's write lock and still land in time, and one renewal
+# failing outright is survived; a day whose run was killed is free again within 90 s.
+CLAIM_LEASE = timedelta(seconds=90)
 
 @dataclass(frozen=True, slots=True)
 class DayResult:
@@ -76,6 +82,7 @@ class DayResult:
     ``findings`` are the errors of a flagged, missing or refused day, the warnings of a posted
     one. ``entry`` and ``posted`` are set for a posted day, ``entry`` alone for an empty one.
     ``alert``: what the run did to the day's alert (raised, repeated, resolved), if anything.
+    ``error``: for an ``UNEXPECTED_ERROR``, the exception, for the run's log.
     """
 
     client: ClientRecord
@@ -87,6 +94,7 @@ class DayResult:
     posted: PostResult | None = None
     deadline: datetime | None = None
     alert: AlertChange | None = None
+    error: Exception | None = None
 
 
 def client_record(engine: Engine, client_id: str) -> ClientRecord:
@@ -114,13 +122,22 @@ def run_day(engine: Engine, client: ClientRecord, business_date: date, *,
                                         now=now(), lease=lease, read_inbox=inbox_read)
     if admission is None:
         return DayResult(client, business_date, Outcome.ALREADY_RUNNING)
+    keeper = service.ClaimKeeper(engine, client.client_id, business_date, run_id=run_id,
+                                 now=now, lease=lease)  # the lease, renewed while the day runs
     try:
         # The day's last transaction lets go of the claim as it commits.
         return _claimed_day(engine, client, business_date, admission, source=source,
                             inbox_read=inbox_read, run_id=run_id, now=now, assess=assess)
+    except TransientError:  # retried whole by the caller: nothing to record
+        service.release(engine, client.client_id, business_date, run_id=run_id)
+        raise
+    except Exception as exc:  # a bug or a misconfiguration: the day gets its verdict
+        return _internal_error(engine, client, business_date, exc, run_id=run_id, now=now())
     except BaseException:
         service.release(engine, client.client_id, business_date, run_id=run_id)
         raise
+    finally:
+        keeper.stop()
 
 
 def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
@@ -179,6 +196,24 @@ def _claimed_day(engine: Engine, client: ClientRecord, business_date: date,
                      warnings, entry, posted,
                      alert=None if posted.resolved is None
                      else AlertChange("resolved", posted.resolved))
+
+
+def _internal_error(engine: Engine, client: ClientRecord, business_date: date,
+                    exc: Exception, *, run_id: str, now: datetime) -> DayResult:
+    """Record the day as ``error`` (the error's type and message, for the data team), letting go
+    of the claim, so that no run leaves its day silently ``received``; a rerun after the fix
+    proceeds as usual. Toporder is not told: the closure is not at fault. When even that record
+    fails, the claim is let go of and the run's error raised, as before."""
+    finding = internal_error(exc)
+    try:
+        alert = service.flag(engine, client.client_id, business_date, state="error",
+                             error_category=None, findings=(finding,), closure_id=None,
+                             now=now, flow_run_id=run_id, release=True)
+    except Exception:
+        service.release(engine, client.client_id, business_date, run_id=run_id)
+        raise exc from None
+    return DayResult(client, business_date, Outcome.UNEXPECTED_ERROR, Category.INTERNAL,
+                     (finding,), alert=alert, error=exc)
 
 
 def _no_closure(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,

@@ -40,7 +40,8 @@ from toporder_sync.core.model import Territory
 from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.ledger.tables import ClosureSourceKind
-from toporder_sync.runner import EXIT_FLAGGED, EXIT_MISSING, DayRun, run_days
+from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING
+from toporder_sync.runner import DayRun, run_days
 from toporder_sync.simulator_server import (
     FaultRule,
     Simulation,

@@ -49,8 +49,14 @@ class Who(StrEnum):
                 Who.DATA_TEAM: "for the data team"}[self]
 
 
-# Exit codes of ``toporder-sync run``/``rerun`` (docs/cli.md).
+# Exit codes of ``toporder-sync`` (docs/cli.md), one per outcome of ``run``/``rerun``:
+# 0 done (posted, nothing to post); 1 flagged (POS data or mapping error; for ``receive``, a
+# closure refused); 2 bad usage or configuration; 3 refused (before activation, not over yet);
+# 4 missing closure; 5 waiting for the closure; 6 already running (another run holds the day);
+# 7 internal error (a bug: the data team must look; any command); 8 unavailable (the ledger,
+# Toporder or Pennylane did not answer, after retries: try again later).
 EXIT_DONE, EXIT_FLAGGED, EXIT_USAGE, EXIT_REFUSED, EXIT_MISSING = 0, 1, 2, 3, 4
+EXIT_WAITING, EXIT_ALREADY_RUNNING, EXIT_INTERNAL, EXIT_UNAVAILABLE = 5, 6, 7, 8
 
 # The tag every run needing somebody carries, beside its ``needs:<who>`` tag.
 NEEDS_ACTION_TAG = "needs-action"
@@ -78,22 +84,23 @@ class Outcome(Enum):
                                 "posted", "posted")
     NOTHING_TO_POST = _Row("COMPLETED", "Nothing to post", Who.NOBODY, EXIT_DONE,
                            "nothing to post", "empty")
-    WAITING = _Row("CANCELLED", "Waiting for closure", Who.NOBODY, EXIT_DONE, "waiting",
+    WAITING = _Row("CANCELLED", "Waiting for closure", Who.NOBODY, EXIT_WAITING, "waiting",
                    "waiting")
-    ALREADY_RUNNING = _Row("CANCELLED", "Already running", Who.NOBODY, EXIT_FLAGGED,
+    ALREADY_RUNNING = _Row("CANCELLED", "Already running", Who.NOBODY, EXIT_ALREADY_RUNNING,
                            "already running", None)
     REFUSED = _Row("CANCELLED", "Refused", Who.NOBODY, EXIT_REFUSED, "refused", "refused")
-    NOT_RUN = _Row("CANCELLED", "Not run", Who.DATA_TEAM, EXIT_FLAGGED, "not run", None)
+    NOT_RUN = _Row("CANCELLED", "Not run", Who.DATA_TEAM, EXIT_INTERNAL, "not run", None)
     POS_DATA_ERROR = _Row("FAILED", "POS data error", Who.TOPORDER, EXIT_FLAGGED, "flagged",
                           "flagged")
     MAPPING_ERROR = _Row("FAILED", "Mapping error", Who.ACCOUNTANT, EXIT_FLAGGED, "flagged",
                          "flagged")
     MISSING = _Row("FAILED", "Missing closure", Who.TOPORDER, EXIT_MISSING, "missing",
                    "missing")
-    STILL_UNAVAILABLE = _Row("FAILED", "Still unavailable", Who.DATA_TEAM, EXIT_FLAGGED,
+    STILL_UNAVAILABLE = _Row("FAILED", "Still unavailable", Who.DATA_TEAM, EXIT_UNAVAILABLE,
                              "error", None)
-    UNEXPECTED_ERROR = _Row("FAILED", "Unexpected error", Who.DATA_TEAM, EXIT_FLAGGED, "error",
-                            None)
+    # Recorded in the ledger as the day state ``error``, with the error's type and message.
+    UNEXPECTED_ERROR = _Row("FAILED", "Unexpected error", Who.DATA_TEAM, EXIT_INTERNAL, "error",
+                            "error")
 
     @property
     def state_type(self) -> str:
@@ -153,7 +160,7 @@ _BY_STATE: Mapping[tuple[str, str], Outcome] = {
 }
 _BY_LEDGER_STATE: Mapping[str, Outcome] = {
     o.value.ledger_state: o for o in (Outcome.NOTHING_TO_POST, Outcome.WAITING, Outcome.REFUSED,
-                                      Outcome.MISSING)
+                                      Outcome.MISSING, Outcome.UNEXPECTED_ERROR)
     if o.value.ledger_state is not None
 }
 

@@ -7,6 +7,7 @@ that do not run flows start at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,9 +15,12 @@ from datetime import date
 
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
-from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, EXIT_USAGE, Outcome
+from toporder_sync.outcome import Outcome
 
-__all__ = ["EXIT_FLAGGED", "EXIT_MISSING", "EXIT_REFUSED", "EXIT_USAGE", "DayRun", "run_days"]
+__all__ = ["DEBUG_ENV", "DayRun", "run_days"]
+
+# Set by ``toporder-sync --debug``: tracebacks are shown.
+DEBUG_ENV = "TOPORDER_SYNC_DEBUG"
 
 
 def quiet_prefect_defaults() -> None:
@@ -26,6 +30,31 @@ def quiet_prefect_defaults() -> None:
     # Prefect's local mode starts a server in ~15 s on an idle 2-core machine; its default
     # 20 s limit fails a first run on a busy one.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+class _WithoutTraceback(logging.Formatter):
+    """A console formatter that leaves tracebacks out: a command prints none unless asked to
+    (``--debug``); the run's logs on the Prefect server keep them for the data team."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text:  # a copy: the other handlers keep the traceback
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None,
+                                            "exc_text": None})
+        return self._inner.format(record)
+
+
+def console_without_tracebacks() -> None:
+    """Prefect's console handler (on the root logger) prints no traceback from now on."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if (isinstance(handler, PrefectConsoleHandler)
+                and not isinstance(handler.formatter, _WithoutTraceback)):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +79,12 @@ def run_days(client_days: Sequence[tuple[str, date]],
     quiet_prefect_defaults()
     from prefect import tags
 
+    if os.environ.get(DEBUG_ENV, "") in ("", "0"):
+        console_without_tracebacks()
+
     from toporder_sync.flows.daily import post_client_day
     from toporder_sync.tasks.daily import run_tags
-    from toporder_sync.tasks.runtime import shared_clients
+    from toporder_sync.tasks.runtime import flush_events, shared_clients
 
     engine = get_engine(database_url())
     upgrade(engine)
@@ -79,4 +111,12 @@ def run_days(client_days: Sequence[tuple[str, date]],
                 progress(done)
         return results
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    finally:
+        # The caller's result lines come last: what Prefect still has to send goes now, and
+        # the one line it still logs at exit in local mode ("Stopping temporary server", INFO
+        # on the ``prefect`` logger) is left out.
+        flush_events()
+        prefect_logger = logging.getLogger("prefect")
+        prefect_logger.setLevel(max(prefect_logger.getEffectiveLevel(), logging.WARNING))

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from sqlalchemy import Connection, Engine
@@ -30,6 +34,8 @@ from toporder_sync.ledger.tables import DayState
 from toporder_sync.outcome import Outcome
 from toporder_sync.pennylane import store as pennylane_store
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -40,10 +46,12 @@ class Received:
     sha256: str
 
 
-def receive(engine: Engine, raw: bytes, source: str, *, now: datetime) -> Received:
+def receive(engine: Engine, raw: bytes, source: str, *, now: datetime,
+            message_id: str | None = None) -> Received:
     """Store a delivered closure in its client's inbox, raw and untouched.
 
-    Refused, with nothing stored: a document that is not strict JSON or cannot be routed
+    Refused, with nothing stored: a document that is not strict JSON, holds a value the ledger
+    could not hold (``core.bounds``: a business day after ``now`` included) or cannot be routed
     (``ClosureRejected``), an unknown integration identifier, a day before activation
     (``RefusedError``). Everything else about the closure is checked when its day is run, so
     that the day is flagged with the right category and Toporder is told.
@@ -261,3 +269,85 @@ def release(engine: Engine, client_id: str, day: date, *, run_id: str) -> None:
     """Let go of the client-day if ``run_id`` holds it (nothing happens otherwise)."""
     with transaction(engine) as db:
         repository.release_day(db, client_id, day, run_id=run_id)
+
+
+def claim_of(engine: Engine, client_id: str, day: date) -> repository.Claim | None:
+    """Who holds the client-day, if anyone (RefusedError for an unknown client)."""
+    with transaction(engine) as db:
+        return repository.day_claim(db, client_id, day)
+
+
+def claims(engine: Engine, client_id: str | None = None) -> list[repository.Claim]:
+    """The claimed client-days, lapsed claims included (``repository.claims``)."""
+    with transaction(engine) as db:
+        return repository.claims(db, client_id)
+
+
+def free(engine: Engine, claim: repository.Claim, *, lapsed_by: datetime | None = None) -> bool:
+    """Let go of ``claim`` for its run, found dead, or (``lapsed_by``) whose lease had run out by
+    then; False when the run no longer holds the day, or renewed its lease meanwhile."""
+    with transaction(engine) as db:
+        return repository.release_day(db, claim.client_id, claim.business_date,
+                                      run_id=claim.run_id, lapsed_by=lapsed_by)
+
+
+class ClaimKeeper:
+    """Renews a live run's claim of its client-day, every third of its lease, until stopped.
+
+    A claim's lease is short (``day.CLAIM_LEASE``), so that a run killed without letting go
+    (SIGKILL, a crashed worker) holds its day briefly; the run's process, while alive, keeps
+    its claim from lapsing with this thread. The first renewal comes a third of a lease after
+    the claim: a day that ends before (nearly all of them) costs a thread started and stopped,
+    no transaction. Each renewal is one short transaction of its own, extending the lease only
+    if the run still holds the day (``repository.renew_claim``): one that finds the claim gone
+    (released by the run's last transaction, or taken over) stops renewing, and a renewal that
+    fails (the ledger unreachable) is logged and tried again at the next one, never raised
+    into the run. Renewals are due at fixed times from the claim, so that one waiting its turn
+    for the ledger (SQLite's busy timeout) does not push the next ones back. A claim found
+    taken over by another run (after a lapse, or freed by hand) is logged as a warning; one
+    found let go of (the run's last transaction, just before the keeper was stopped) is not.
+    """
+
+    def __init__(self, engine: Engine, client_id: str, day: date, *, run_id: str,
+                 now: Callable[[], datetime], lease: timedelta) -> None:
+        self._renew = partial(self._renew_once, engine, client_id, day, run_id, now, lease)
+        self._interval = lease.total_seconds() / 3
+        self._stopped = threading.Event()
+        self._what = f"{client_id} {day} (run {run_id})"
+        self.renewals = 0
+        self._thread = threading.Thread(target=self._keep, name=f"claim {client_id} {day}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """No more renewals. One under way is waited for, a third of a lease at most: past
+        that it may still commit, harmlessly (it renews only a claim the run still holds)."""
+        self._stopped.set()
+        self._thread.join(self._interval)
+
+    def _keep(self) -> None:
+        due = time.monotonic() + self._interval
+        while not self._stopped.wait(max(0.0, due - time.monotonic())):
+            due += self._interval
+            try:
+                held, holder = self._renew()
+            except Exception as exc:  # the ledger did not answer: next time, maybe
+                log.warning("claim of %s not renewed: %s", self._what, exc)
+                continue
+            if not held:
+                if holder is not None:
+                    log.warning("claim of %s lost: taken over by run %s; the run goes on, "
+                                "no longer renewing it", self._what, holder)
+                return
+            self.renewals += 1
+
+    @staticmethod
+    def _renew_once(engine: Engine, client_id: str, day: date, run_id: str,
+                    now: Callable[[], datetime], lease: timedelta) -> tuple[bool, str | None]:
+        """Whether the run still held the day (now renewed), and which run holds it."""
+        with transaction(engine, durable=False) as db:
+            if repository.renew_claim(db, client_id, day, run_id=run_id, now=now(),
+                                      lease=lease):
+                return True, run_id
+            claim = repository.day_claim(db, client_id, day)
+            return False, None if claim is None else claim.run_id

@@ -4,12 +4,17 @@ a SQLite ledger file, a real Prefect server."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from samples import encode, sample_document
 
-from e2e.conftest import Cli
+from e2e.conftest import BIN, Cli
+from toporder_sync.outcome import EXIT_INTERNAL, EXIT_WAITING
 
 DAY = "2026-11-27"
 
@@ -157,3 +162,51 @@ def test_demo_runs_against_the_simulator_on_a_fresh_folder(cli: Cli) -> None:
     demo = cli.workdir / "demo"
     assert len(list(demo.glob("closures/*.json"))) == 27
     assert len(sorted(demo.glob("*-FEC.txt"))) == 4
+
+
+def _merged(cli: Cli, *args: str) -> tuple[int, list[str]]:
+    """Exit code and every line printed, stdout and stderr merged in the order printed."""
+    result = subprocess.run([str(BIN / "toporder-sync"), *args], cwd=cli.workdir, env=cli.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=600)
+    return result.returncode, [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_each_outcome_of_run_has_its_exit_code_and_the_result_line_is_last(cli: Cli) -> None:
+    # A business day whose closure is still awaited: yesterday, locally, before 23:00.
+    utc_now = datetime.now(UTC)
+    zone = "UTC" if 1 <= utc_now.hour <= 21 else "Etc/GMT+6"
+    yesterday = (utc_now.astimezone(ZoneInfo(zone)).date() - timedelta(days=1)).isoformat()
+    cli("clients", "activate", "attente", "--name", "En attente", "--on", "2026-11-01",
+        "--timezone", zone, "--deadline-hour", "23")
+    code, lines = _merged(cli, "run", "attente", "--date", yesterday)
+    assert code == EXIT_WAITING, lines
+    assert lines[-1].startswith(f"attente {yesterday}: Waiting for closure: "), lines
+
+    # A bug before the day's story: the client's timezone no longer exists.
+    activate(cli)
+    with sqlite3.connect(cli.workdir / "ledger.db") as ledger:
+        ledger.execute("UPDATE clients SET timezone = 'Nowhere/Atlantis' "
+                       "WHERE client_id = 'petit-zinc'")
+    code, lines = _merged(cli, "run", "petit-zinc", "--date", DAY)
+    assert code == EXIT_INTERNAL, lines
+    assert lines[-1].startswith(f"petit-zinc {DAY}: Unexpected error: "), lines
+    assert not any("Traceback" in line for line in lines), lines
+
+
+def test_an_error_is_one_line_and_a_documented_exit_code(cli: Cli) -> None:
+    activate(cli)
+    missing_folder = cli("export", "fec", "petit-zinc", "--from", "2026-11-01", "--to",
+                         "2026-11-30", "--out", "no/such/folder/fec.txt", check=2)
+    assert "'no/such/folder' does not exist" in missing_folder.stderr
+    assert "Traceback" not in missing_folder.stderr
+    with sqlite3.connect(cli.workdir / "ledger.db") as ledger:
+        ledger.execute("UPDATE client_days SET messages = 'not json' WHERE 1 = 1")
+        ledger.execute("INSERT INTO client_days (client_id, business_date, state, messages, "
+                       "warnings, attempts, updated_at) VALUES ('petit-zinc', '2026-11-20', "
+                       "'flagged', 'not json', '[]', 1, '2026-11-21 00:00:00')")
+    broken = cli("status", "petit-zinc", check=EXIT_INTERNAL)
+    [line] = broken.stderr.strip().splitlines()
+    assert line.startswith("error: status: ") and "--debug" in line
+    debugged = cli("--debug", "status", "petit-zinc", check=None)
+    assert debugged.returncode == 1 and "Traceback" in debugged.stderr

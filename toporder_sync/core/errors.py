@@ -8,7 +8,9 @@ names, a message a person can act on, and a ``Category`` that says who must act:
 * ``WARNING``: the day is posted anyway, but someone must look (a method sent to 471000, a gap
   in closure numbers);
 * ``REFUSED``: the day must not run at all (before activation, not over yet): nobody has
-  anything to fix, the request itself was wrong.
+  anything to fix, the request itself was wrong;
+* ``INTERNAL``: the run failed on something unexpected (a bug, a misconfiguration): neither the
+  closure nor a mapping is at fault; the data team must look (``internal_error``).
 
 Transient failures (I/O, a locked database, HTTP 429/5xx) are a third kind of problem, the only
 one ever retried: they are raised as ``TransientError``, never recorded as findings.
@@ -28,6 +30,7 @@ class Category(StrEnum):
     LEDGER = "ledger"
     WARNING = "warning"
     REFUSED = "refused"
+    INTERNAL = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,20 @@ def warning(rule: str, field: str, message: str) -> Finding:
 
 def refused(rule: str, field: str, message: str) -> Finding:
     return Finding(Category.REFUSED, rule, field, message)
+
+
+# How much of an unexpected error's message a finding keeps.
+_MAX_ERROR_MESSAGE = 500
+
+
+def internal_error(exc: BaseException) -> Finding:
+    """The finding of a run that failed unexpectedly: the error's type and message, as text any
+    database stores (no NUL, no lone surrogate), cut to ``_MAX_ERROR_MESSAGE`` characters."""
+    text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > _MAX_ERROR_MESSAGE:
+        text = text[:_MAX_ERROR_MESSAGE - 1] + "…"
+    return Finding(Category.INTERNAL, "internal_error", "run", text)
 
 
 def error_category(findings: Iterable[Finding]) -> Category | None:

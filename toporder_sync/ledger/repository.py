@@ -1020,21 +1020,82 @@ def _claim_statement(dialect: str) -> Executable:
     ).returning(_DAYS.c.client_id)
 
 
-_RELEASE_DAY = (
-    update(_DAYS)
-    .where(
-        _DAYS.c.client_id == bindparam("client"),
-        _DAYS.c.business_date == bindparam("day"),
-        _DAYS.c.claimed_by == bindparam("run"),
-    )
-    .values(claimed_by=None, claimed_until=None)
+_HELD_BY_RUN = (
+    _DAYS.c.client_id == bindparam("client"),
+    _DAYS.c.business_date == bindparam("day"),
+    _DAYS.c.claimed_by == bindparam("run"),
 )
+_RELEASE_DAY = update(_DAYS).where(*_HELD_BY_RUN).values(claimed_by=None, claimed_until=None)
+_RELEASE_LAPSED_DAY = _RELEASE_DAY.where(or_(_DAYS.c.claimed_until.is_(None),
+                                             _DAYS.c.claimed_until < bindparam("lapsed_by")))
+_RENEW_CLAIM = update(_DAYS).where(*_HELD_BY_RUN).values(claimed_until=bindparam("until"))
 
 
-def release_day(db: Executor, client_id: str, business_date: date, *, run_id: str) -> bool:
-    """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise)."""
-    result = db.execute(_RELEASE_DAY, {"client": client_id, "day": business_date, "run": run_id})
+def release_day(db: Executor, client_id: str, business_date: date, *, run_id: str,
+                lapsed_by: datetime | None = None) -> bool:
+    """Let go of the client-day if ``run_id`` holds it; True if it did (a no-op otherwise).
+
+    ``lapsed_by``: only if the lease has run out by then (a renewal meanwhile keeps the claim).
+    """
+    parameters: dict[str, Any] = {"client": client_id, "day": business_date, "run": run_id}
+    if lapsed_by is None:
+        result = db.execute(_RELEASE_DAY, parameters)
+    else:
+        result = db.execute(_RELEASE_LAPSED_DAY, {**parameters, "lapsed_by": lapsed_by})
     return cast("CursorResult[Any]", result).rowcount == 1
+
+
+def renew_claim(db: Executor, client_id: str, business_date: date, *, run_id: str,
+                now: datetime, lease: timedelta) -> bool:
+    """Extend ``run_id``'s claim of the client-day to ``now + lease``; False, changing nothing,
+    if the run no longer holds it (released, or taken over after its lease ran out).
+
+    Unlike ``claim_day`` it never takes a day: a renewal arriving after the run's last
+    transaction let go of the day leaves it free.
+    """
+    if lease <= timedelta(0):
+        raise ValueError(f"a lease must be positive, not {lease}")
+    result = db.execute(_RENEW_CLAIM, {"client": client_id, "day": business_date,
+                                       "run": run_id, "until": now + lease})
+    return cast("CursorResult[Any]", result).rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Run ``run_id`` holds the client-day until ``until`` (then its lease has run out)."""
+
+    client_id: str
+    business_date: date
+    run_id: str
+    until: datetime | None
+
+    def lapsed(self, now: datetime) -> bool:
+        return self.until is None or self.until < now
+
+
+_CLAIM_COLUMNS = (_DAYS.c.client_id, _DAYS.c.business_date, _DAYS.c.claimed_by,
+                  _DAYS.c.claimed_until)
+_CLAIMED = _DAYS.c.claimed_by.is_not(None)
+
+
+def day_claim(db: Executor, client_id: str, business_date: date) -> Claim | None:
+    """Who holds the client-day, if anyone (RefusedError for an unknown client)."""
+    _require_client(db, client_id, _CLIENT)
+    row = db.execute(select(*_CLAIM_COLUMNS).where(
+        _DAYS.c.client_id == client_id, _DAYS.c.business_date == business_date, _CLAIMED,
+    )).first()
+    return None if row is None else Claim(*row)
+
+
+def claims(db: Executor, client_id: str | None = None) -> list[Claim]:
+    """The claimed client-days (of one client, RefusedError if unknown), by client and day;
+    lapsed claims included."""
+    query = select(*_CLAIM_COLUMNS).where(_CLAIMED)
+    if client_id is not None:
+        _require_client(db, client_id, _CLIENT)
+        query = query.where(_DAYS.c.client_id == client_id)
+    rows = db.execute(query.order_by(_DAYS.c.client_id, _DAYS.c.business_date))
+    return [Claim(*row) for row in rows]
 
 
 # --- helpers ----------------------------------------------------------------------------
