@@ -1,5 +1,7 @@
 """The fake Toporder over real HTTP on 127.0.0.1: deterministic closures, faults chosen by the
-seed, bearer auth, and the error-notification endpoint (signatures, dedupe by webhook-id)."""
+seed, bearer auth, and the error-notification endpoint (signatures, dedupe by webhook-id); and
+the same simulator playing Toporder for a ledger's fleet (SQLite and PostgreSQL): each client's
+territory, its own webhook secret, the relay's notifications delivered, the push secret."""
 
 from __future__ import annotations
 
@@ -10,16 +12,25 @@ from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+from test_outbox import flag_day
 
-from toporder_sync import signing
+from toporder_sync import notifications, outbox, signing
+from toporder_sync.cli import main
 from toporder_sync.core.errors import ConfigurationError
+from toporder_sync.core.model import Territory
 from toporder_sync.core.money import parse_amount
 from toporder_sync.core.simulator import CARD, RENAMED_CARD, dumps, generate_closure
+from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.receiver import create_app as receiver_app
 from toporder_sync.simulator_server import (
     FaultRule,
     Simulation,
     SimulatorConfig,
     create_app,
+    ledger_integrations,
     serve_in_thread,
 )
 
@@ -182,3 +193,129 @@ def test_fault_rules_parse(text: str, expected: FaultRule) -> None:
 def test_bad_fault_rules_are_refused(text: str) -> None:
     with pytest.raises(ConfigurationError):
         FaultRule.parse(text)
+
+
+# --- a fleet: the simulator reads the ledger's clients -------------------------------------
+
+# The rates of core/simulator.py's venues by territory (CGI art. 278 ff., 296, 297).
+METROPOLE_RATES = {"20", "10", "5.5", "2.1"}
+DOM_RATES = {"8.5", "2.1", "1.75", "1.05"}
+
+
+@pytest.fixture
+def fleet(engine: Engine) -> dict[str, str]:
+    """Two clients: ``bistro`` in metropolitan France, ``epicerie`` in Martinique (DOM);
+    client -> integration identifier."""
+    ids = {}
+    with session_scope(engine) as session:
+        for client_id, territory, timezone in (
+                ("bistro", Territory.METROPOLE, "Europe/Paris"),
+                ("epicerie", Territory.DOM, "America/Martinique")):
+            ids[client_id] = repository.activate_client(
+                session, client_id, name=client_id.title(), activated_on=START,
+                territory=territory, timezone=timezone, now=NOW).integration_id
+    return ids
+
+
+@pytest.fixture
+def toporder(engine: Engine, fleet: dict[str, str]) -> Iterator[tuple[Simulation, str]]:
+    """The simulator playing Toporder for the fleet's ledger; (simulation, base URL)."""
+    simulation = Simulation(SimulatorConfig(start=START, venue="shop", token=TOKEN),
+                            clock=lambda: NOW, integrations=ledger_integrations(engine))
+    running = serve_in_thread(create_app(simulation))
+    yield simulation, running.base_url
+    running.stop()
+
+
+def set_webhooks(engine: Engine, base_url: str, fleet: dict[str, str]) -> dict[str, str]:
+    """``clients set-webhook`` for each client, to the simulator; client -> its secret."""
+    secrets = {}
+    with session_scope(engine) as session:
+        for client_id, integration in fleet.items():
+            secrets[client_id] = notifications.set_webhook(
+                session, client_id, f"{base_url}/webhooks/{integration}", now=NOW) or ""
+    return secrets
+
+
+def test_each_client_of_the_ledger_gets_closures_of_its_territory(
+        toporder: tuple[Simulation, str], fleet: dict[str, str]) -> None:
+    _, base_url = toporder
+    bistro = get(base_url, fleet["bistro"], DAY).json()
+    epicerie = get(base_url, fleet["epicerie"], DAY).json()
+
+    assert {s["vat_rate"] for s in bistro["sales"]} <= METROPOLE_RATES
+    assert {s["vat_rate"] for s in epicerie["sales"]} <= DOM_RATES
+    assert "8.5" in {s["vat_rate"] for s in epicerie["sales"]}
+    assert bistro["closure"]["closed_at"].endswith("+01:00")
+    assert epicerie["closure"]["closed_at"].endswith("-04:00")
+    # An identifier no client has is unknown, as at Toporder: not served as a default client.
+    unknown = get(base_url, "tpo_nobody", DAY)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_integration")
+
+
+def test_each_clients_notifications_are_checked_with_its_own_secret(
+        toporder: tuple[Simulation, str], engine: Engine, fleet: dict[str, str]) -> None:
+    simulation, base_url = toporder
+    bistro, epicerie = fleet["bistro"], fleet["epicerie"]
+    body = b'{"type": "day.flagged"}'
+    # Before `clients set-webhook` the client has no secret: not an acceptable delivery.
+    assert notify(base_url, bistro, body).status_code == 503
+
+    secrets = set_webhooks(engine, base_url, fleet)
+
+    assert notify(base_url, bistro, body, secret=secrets["bistro"]).status_code == 200
+    assert notify(base_url, bistro, body, message="evt_2",
+                  secret=secrets["epicerie"]).status_code == 401
+    assert notify(base_url, epicerie, body, message="evt_3",
+                  secret=secrets["epicerie"]).status_code == 200
+    assert notify(base_url, "tpo_nobody", body, message="evt_4",
+                  secret=secrets["bistro"]).status_code == 404
+    # A new secret (`set-webhook --new-secret`) is taken at once; the old one no longer works.
+    with session_scope(engine) as session:
+        renewed = notifications.set_webhook(session, "bistro", f"{base_url}/webhooks/{bistro}",
+                                            now=NOW, new_secret=True)
+    assert renewed is not None
+    assert notify(base_url, bistro, body, message="evt_5", secret=renewed).status_code == 200
+    assert notify(base_url, bistro, body, message="evt_6",
+                  secret=secrets["bistro"]).status_code == 401
+    assert sorted((w.integration_id, w.webhook_id) for w in simulation.webhooks.values()) == \
+        sorted([(bistro, "evt_1"), (epicerie, "evt_3"), (bistro, "evt_5")])
+
+
+def test_the_relay_delivers_each_clients_flagged_days_to_the_simulator(
+        toporder: tuple[Simulation, str], engine: Engine, fleet: dict[str, str]) -> None:
+    simulation, base_url = toporder
+    set_webhooks(engine, base_url, fleet)
+    events = {flag_day(engine, "bistro", DAY): fleet["bistro"],
+              flag_day(engine, "epicerie", DAY - timedelta(days=1)): fleet["epicerie"]}
+
+    handler = notifications.WebhookHandler(engine, clock=lambda: NOW)
+    try:
+        report = outbox.relay(engine, {notifications.TOPIC: handler}, now=lambda: NOW)
+    finally:
+        handler.close()
+
+    assert report == outbox.RelayReport(claimed=2, sent=2)
+    assert {w.webhook_id: w.integration_id for w in simulation.webhooks.values()} == events
+    with session_scope(engine) as session:
+        assert {e.status for e in outbox.list_messages(session)} == {"sent"}
+
+
+def test_simulator_push_signs_with_the_push_secret_the_ledger_issued(
+        engine: Engine, ledger_url: str, fleet: dict[str, str]) -> None:
+    with session_scope(engine) as session:
+        connections.issue_push_secret(session, "epicerie")
+    receiver = serve_in_thread(receiver_app(engine))
+    try:
+        result = CliRunner().invoke(main, [
+            "simulator", "--start", str(START), "push", fleet["epicerie"],
+            "--receiver", receiver.base_url, "--from", str(START), "--to", str(DAY)],
+            env={"TOPORDER_SYNC_DATABASE_URL": ledger_url, "TOPORDER_PUSH_SECRET": None})
+    finally:
+        receiver.stop()
+    assert result.exit_code == 0, result.output
+    assert result.output.count("HTTP 201") == 3
+    # With a ledger, a territory or a webhook secret of its own would contradict the clients'.
+    refused = CliRunner().invoke(main, ["simulator", "--territory", "dom"],
+                                 env={"TOPORDER_SYNC_DATABASE_URL": ledger_url})
+    assert refused.exit_code == 2

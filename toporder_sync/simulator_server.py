@@ -2,19 +2,26 @@
 
 What it promises:
 
-* ``GET /v1/integrations/{id}/closures/{day}`` serves, for any integration identifier, the
-  closure of ``core/simulator.py`` for that day: deterministic per identifier and day, numbers
-  +1 and perpetual total carried from ``start`` (the day the register started; earlier days
-  and days not over yet are 404). The venue (restaurant, bakery, bar, shop) is drawn from the
-  identifier unless one is given. With a ``token``, requests need ``Authorization: Bearer``.
+* It plays Toporder for a whole fleet when given the ledger's clients (``ledger_integrations``):
+  each integration identifier is served as its client, with the client's territory (hence its
+  VAT rates) and timezone, and the secrets the ledger issued to it (``clients set-webhook``,
+  ``clients push-secret``), read when first needed and read again when a signature fails (the
+  client may have been given a new secret since). An identifier the ledger does not know is
+  404, as at Toporder: a simulator reading another ledger than the fleet's says so at once.
+  Without a ledger, any identifier is served with the configuration's ``territory`` and
+  ``timezone`` and its notifications checked with ``webhook_secret`` (or with the identifier's
+  own key, given by ``set_webhook_secret``).
+* ``GET /v1/integrations/{id}/closures/{day}`` serves the closure of ``core/simulator.py`` for
+  that day: deterministic per identifier and day, numbers +1 and perpetual total carried from
+  ``start`` (the day the register started; earlier days and days not over yet are 404). The
+  venue (restaurant, bakery, bar, shop) is drawn from the identifier unless one is given. With
+  a ``token``, requests need ``Authorization: Bearer``.
 * ``push`` sends the same closures to a receiver, signed (Standard Webhooks, ``signing.sign``)
   with the client's push secret; the message id is derived from the body, so a resend of one
   closure is recognisable as such.
 * ``POST /webhooks/{id}`` takes Toporder's side of error notifications: the signature is checked
-  with ``webhook_secret`` (or with the identifier's own key, given by ``set_webhook_secret``, as
-  Toporder keeps the secret each client's ``clients set-webhook`` issued), a ``webhook-id`` seen
-  before is acknowledged without being recorded again, and ``GET /webhooks`` lists what was
-  received.
+  with the identifier's webhook secret (above), a ``webhook-id`` seen before is acknowledged
+  without being recorded again, and ``GET /webhooks`` lists what was received.
 * Faults are chosen by ``FaultRule``s, each deciding from a hash of (seed, fault, identifier,
   day, request number), never from a clock or a process-salted random: the same seed gives the
   same faults on the same requests, so tests are deterministic. HTTP faults (``429``, ``5xx``,
@@ -41,6 +48,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import Engine, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,9 +57,11 @@ from starlette.types import Receive, Scope, Send
 
 from toporder_sync import signing
 from toporder_sync.core import simulator
-from toporder_sync.core.errors import ConfigurationError
+from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import ZERO, parse_amount
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.tables import ClientRow
 from toporder_sync.toporder_api import INTEGRATION_HEADER
 
 HTTP_FAULTS = ("429", "5xx", "timeout", "truncated", "garbled")
@@ -119,6 +129,53 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Integration:
+    """What Toporder knows of one integration identifier: its client's territory and timezone,
+    and the secrets the ledger issued to the client (None: not issued)."""
+
+    integration_id: str
+    territory: Territory
+    timezone: str
+    webhook_secret: str | None = field(default=None, repr=False)
+    push_secret: str | None = field(default=None, repr=False)
+
+
+# Looks an integration identifier up; None if no client has it.
+Integrations = Callable[[str], Integration | None]
+
+
+class UnknownIntegration(RefusedError):
+    def __init__(self, integration_id: str) -> None:
+        super().__init__(f"no client of the ledger has the integration identifier "
+                         f"{integration_id!r}")
+
+
+class NoWebhookSecret(ConfigurationError):
+    def __init__(self, integration_id: str) -> None:
+        super().__init__(f"no webhook secret for {integration_id!r}: the ledger issues one with "
+                         "`toporder-sync clients set-webhook` (without a ledger: "
+                         "`simulator --webhook-secret`)")
+
+
+def ledger_integrations(engine: Engine) -> Integrations:
+    """The ledger's clients as Toporder knows them, read in a short transaction each time."""
+
+    def look_up(integration_id: str) -> Integration | None:
+        with session_scope(engine) as session:
+            row = session.execute(
+                select(ClientRow.territory, ClientRow.timezone, ClientRow.webhook_secret,
+                       ClientRow.push_secret)
+                .where(ClientRow.integration_id == integration_id)
+            ).one_or_none()
+        if row is None:
+            return None
+        return Integration(integration_id, Territory(row.territory), row.timezone,
+                           row.webhook_secret, row.push_secret)
+
+    return look_up
+
+
+@dataclass(frozen=True, slots=True)
 class ServedRequest:
     """One request to the closures API, as the simulator answered it."""
 
@@ -154,9 +211,12 @@ class Simulation:
     """The state of one fake Toporder: its registers, request counts, webhooks received."""
 
     def __init__(self, config: SimulatorConfig,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 integrations: Integrations | None = None) -> None:
         self.config = config
         self.clock = clock
+        self._integrations = integrations
+        self._known: dict[str, Integration] = {}
         self._lock = threading.Lock()
         self._perpetual: dict[str, list[Decimal]] = {}
         self._counts: dict[tuple[str, date], int] = {}
@@ -168,6 +228,28 @@ class Simulation:
     def set_faults(self, *faults: FaultRule) -> None:
         with self._lock:
             self.config = replace(self.config, faults=faults)
+
+    # --- integrations --------------------------------------------------------------------
+
+    def integration(self, integration_id: str, *, fresh: bool = False) -> Integration | None:
+        """The client behind ``integration_id``: looked up once (again if ``fresh``); None if
+        the ledger has no such identifier. Without a ledger, every identifier is a client of
+        the configuration's territory, timezone and webhook secret."""
+        if self._integrations is None:
+            return Integration(integration_id, self.config.territory, self.config.timezone,
+                               self.config.webhook_secret)
+        with self._lock:
+            known = self._known.get(integration_id)
+        if known is not None and not fresh:
+            return known
+        # Outside the lock: a slow ledger must not hold up the requests of other clients.
+        found = self._integrations(integration_id)
+        with self._lock:
+            if found is None:
+                self._known.pop(integration_id, None)
+            else:
+                self._known[integration_id] = found
+        return found
 
     # --- closures ------------------------------------------------------------------------
 
@@ -194,29 +276,39 @@ class Simulation:
                          if self.strikes_day(name, integration_id, day))
 
     def closure(self, integration_id: str, day: date) -> bytes | None:
-        """The closure of that day as Toporder would serve it, or None before ``start``."""
+        """The closure of that day as Toporder would serve it, or None before ``start``.
+
+        Raises ``UnknownIntegration`` if the ledger has no such identifier.
+        """
+        known = self.integration(integration_id)
+        if known is None:
+            raise UnknownIntegration(integration_id)
+        return self.closure_of(known, day)
+
+    def closure_of(self, integration: Integration, day: date) -> bytes | None:
         start = self.config.start
         if day < start:
             return None
         offset = (day - start).days
         with self._lock:
-            perpetuals = self._perpetual.setdefault(integration_id, [])
+            perpetuals = self._perpetual.setdefault(integration.integration_id, [])
             while len(perpetuals) < offset:
-                self._document(integration_id, start + timedelta(days=len(perpetuals)),
+                self._document(integration, start + timedelta(days=len(perpetuals)),
                                perpetuals)
-            return simulator.dumps(self._document(integration_id, day, perpetuals))
+            return simulator.dumps(self._document(integration, day, perpetuals))
 
-    def _document(self, integration_id: str, day: date,
+    def _document(self, integration: Integration, day: date,
                   perpetuals: list[Decimal]) -> dict[str, Any]:
+        integration_id = integration.integration_id
         offset = (day - self.config.start).days
         venue = self.venue(integration_id)
         tag = hashlib.sha256(integration_id.encode()).hexdigest()[:8]
         document = simulator.generate_closure(
             integration_id=integration_id, establishment_id=f"est-{tag}",
             establishment_name=f"Simulated {venue} {tag}", business_date=day, venue=venue,
-            territory=self.config.territory, number=offset + 1,
+            territory=integration.territory, number=offset + 1,
             perpetual_before=perpetuals[offset - 1] if offset else ZERO,
-            timezone=self.config.timezone, faults=self.content_faults(integration_id, day),
+            timezone=integration.timezone, faults=self.content_faults(integration_id, day),
         )
         if len(perpetuals) == offset:
             perpetuals.append(parse_amount(document["closure"]["grand_total"]["perpetual"]))
@@ -235,14 +327,45 @@ class Simulation:
     # --- webhooks ------------------------------------------------------------------------
 
     def set_webhook_secret(self, integration_id: str, secret: str) -> None:
-        """Check the notifications of ``integration_id`` with its own key from now on."""
+        """Check the notifications of ``integration_id`` with this key from now on."""
         with self._lock:
             self._webhook_secrets[integration_id] = secret
 
-    def webhook_secret(self, integration_id: str) -> str | None:
-        """The key of ``integration_id``'s notifications: its own, else ``webhook_secret``."""
+    def webhook_secret(self, integration_id: str, *, fresh: bool = False) -> str | None:
+        """The key of ``integration_id``'s notifications: the one given by
+        ``set_webhook_secret``, else its client's (``integration``); ``fresh`` reads the
+        ledger again. Raises ``UnknownIntegration`` if the ledger has no such identifier."""
         with self._lock:
-            return self._webhook_secrets.get(integration_id, self.config.webhook_secret)
+            given = self._webhook_secrets.get(integration_id)
+        if given is not None:
+            return given
+        known = self.integration(integration_id, fresh=fresh)
+        if known is None:
+            raise UnknownIntegration(integration_id)
+        return known.webhook_secret
+
+    def verify_webhook(self, integration_id: str, headers: Mapping[str, str],
+                       body: bytes) -> str:
+        """The ``webhook-id`` of a notification signed with ``integration_id``'s secret.
+
+        Raises ``UnknownIntegration``, ``NoWebhookSecret`` or ``signing.SignatureError``.
+        """
+        secret = self.webhook_secret(integration_id)
+        if self._integrations is not None and not self._signed_with(secret, headers, body):
+            # The client may have been issued a new secret since it was read: read it again.
+            secret = self.webhook_secret(integration_id, fresh=True)
+        if secret is None:
+            raise NoWebhookSecret(integration_id)
+        return signing.verify(secret, headers, body, now=self.clock())
+
+    def _signed_with(self, secret: str | None, headers: Mapping[str, str], body: bytes) -> bool:
+        if secret is None:
+            return False
+        try:
+            signing.verify(secret, headers, body, now=self.clock())
+        except signing.SignatureError:
+            return False
+        return True
 
     def next_delivery(self, webhook_id: str) -> int:
         with self._lock:
@@ -270,6 +393,10 @@ def _error(status: int, rule: str, message: str, **headers: str) -> JSONResponse
                         headers=headers or None)
 
 
+def _unknown(integration_id: str) -> JSONResponse:
+    return _error(404, "unknown_integration", str(UnknownIntegration(integration_id)))
+
+
 class _CutResponse(Response):
     """Declares the whole body's Content-Length, sends half of it, then drops the connection."""
 
@@ -294,14 +421,22 @@ def create_app(simulation: Simulation) -> Starlette:
             day = date.fromisoformat(request.path_params["business_date"])
         except ValueError:
             return _error(400, "business_date", "not a date YYYY-MM-DD")
+        known = await asyncio.to_thread(simulation.integration, integration_id)
         number = simulation.next_request(integration_id, day)
-        status, fault, response = await _answer(integration_id, day, number)
+        status: int
+        fault: str | None
+        response: Response
+        if known is None:
+            status, fault, response = 404, None, _unknown(integration_id)
+        else:
+            status, fault, response = await _answer(known, day, number)
         simulation.record(ServedRequest(integration_id, day, number, status, fault,
                                         time.monotonic()))
         return response
 
-    async def _answer(integration_id: str, day: date,
+    async def _answer(known: Integration, day: date,
                       number: int) -> tuple[int, str | None, Response]:
+        integration_id = known.integration_id
         strikes = simulation.strikes_request
         key = f"{integration_id}/{day}"
         if simulation.strikes_day("missing", integration_id, day):
@@ -322,7 +457,7 @@ def create_app(simulation: Simulation) -> Starlette:
             await asyncio.sleep(rule.delay)
         if day >= simulation.clock().date():
             return 404, fault, _error(404, "not_found", "the business day is not over yet")
-        raw = await asyncio.to_thread(simulation.closure, integration_id, day)
+        raw = await asyncio.to_thread(simulation.closure_of, known, day)
         if raw is None:
             return 404, fault, _error(404, "not_found", "the register had not started")
         if strikes("truncated", key, number):
@@ -332,14 +467,17 @@ def create_app(simulation: Simulation) -> Starlette:
         return 200, fault, Response(raw, media_type="application/json")
 
     async def webhook(request: Request) -> JSONResponse:
-        secret = simulation.webhook_secret(request.path_params["integration_id"])
-        if secret is None:
-            return _error(503, "not_configured", "the simulator was given no webhook secret")
+        integration_id = request.path_params["integration_id"]
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
             return _error(413, "too_large", f"at most {MAX_WEBHOOK_BYTES} bytes")
         try:
-            webhook_id = signing.verify(secret, request.headers, body, now=simulation.clock())
+            webhook_id = await asyncio.to_thread(simulation.verify_webhook, integration_id,
+                                                 request.headers, body)
+        except UnknownIntegration:
+            return _unknown(integration_id)
+        except NoWebhookSecret as exc:
+            return _error(503, "not_configured", str(exc))
         except signing.SignatureError as exc:
             return _error(401, "unauthenticated", str(exc))
         if simulation.webhook_failure(webhook_id, simulation.next_delivery(webhook_id)):
