@@ -37,8 +37,8 @@ from pandera.typing import Series
 from toporder_sync.core import pipeline
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import ClientSettings, Closure
-from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.schemas.tables import Text
+from toporder_sync.simulator import dumps, generate_series
 
 INTEGRATION_ID = "tpo_bench"
 FIRST_DAY = date(2026, 11, 2)

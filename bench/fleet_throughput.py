@@ -109,10 +109,10 @@ def fill_ledger(clients: int, days: int, url: str | None = None,
                 prefix: str = "bench", start: date = FIRST_DAY) -> list[str]:
     """Activate ``clients`` simulated clients (``prefix-00000``…) and store ``days`` closures
     of each from ``start``, in the ledger of ``url`` (default: TOPORDER_SYNC_DATABASE_URL)."""
-    from toporder_sync.core.simulator import dumps, generate_series
     from toporder_sync.ledger import repository
     from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
     from toporder_sync.service import receive
+    from toporder_sync.simulator import dumps, generate_series
 
     engine = get_engine(url or database_url())
     upgrade(engine)

@@ -22,8 +22,12 @@ from prefect import flow
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from toporder_sync import outbox
+from toporder_sync import (
+    notifications,  # noqa: F401 (registers its outbox handler)
+    outbox,
+)
 from toporder_sync.core.errors import TransientError
+from toporder_sync.pennylane import sink  # noqa: F401 (registers its outbox handler)
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import engine
 

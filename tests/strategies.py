@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from toporder_sync.core.accounts import rates_in_force
 from toporder_sync.core.model import LineKind, MethodAmount, Territory, Ticket, TicketLine
 from toporder_sync.core.money import ZERO
-from toporder_sync.core.simulator import CASH, METHODS, DrawerCount, build_from_tickets
+from toporder_sync.simulator import CASH, METHODS, DrawerCount, build_from_tickets
 
 # Any character of a text the ledger can store: what UTF-8 can carry (no lone surrogates)
 # but NUL, which PostgreSQL refuses (``core.bounds``).

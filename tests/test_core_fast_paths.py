@@ -24,9 +24,9 @@ from toporder_sync.core import closure as reading
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import cents, from_cents
-from toporder_sync.core.simulator import FAULTS, dumps, generate_closure
 from toporder_sync.core.validate import validate_closure
 from toporder_sync.schemas import PaymentsTable
+from toporder_sync.simulator import FAULTS, dumps, generate_closure
 
 Doc = dict[str, Any]
 

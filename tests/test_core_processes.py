@@ -19,8 +19,8 @@ from toporder_sync import core_processes
 from toporder_sync.core import pipeline
 from toporder_sync.core.errors import Category
 from toporder_sync.core.model import ClientSettings, Territory
-from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.core_processes import CoreProcesses
+from toporder_sync.simulator import dumps, generate_series
 
 pytestmark = pytest.mark.skipif(not core_processes.fork_available(),
                                 reason="worker processes are forked on Linux only")

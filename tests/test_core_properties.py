@@ -22,9 +22,9 @@ from toporder_sync.core.accounts import RATES_BY_VALUE
 from toporder_sync.core.mapping import default_account
 from toporder_sync.core.model import ClientSettings, Territory
 from toporder_sync.core.pipeline import process
-from toporder_sync.core.simulator import dumps
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
+from toporder_sync.simulator import dumps
 
 ZERO = Decimal("0.00")
 

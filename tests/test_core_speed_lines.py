@@ -33,8 +33,8 @@ from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.errors import ClosureRejected
 from toporder_sync.core.model import Closure, LineKind, MethodAmount, Territory, TicketLine
 from toporder_sync.core.money import parse_amount, parse_rate
-from toporder_sync.core.simulator import FAULTS, dumps, generate_closure
 from toporder_sync.core.validate import _LineRecords, validate_closure
+from toporder_sync.simulator import FAULTS, dumps, generate_closure
 
 Doc = dict[str, Any]
 

@@ -36,12 +36,12 @@ from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import Engine
 
 from toporder_sync import automations, core_processes, day, fleet, service
-from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
 from toporder_sync.ledger import repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.outcome import Outcome
+from toporder_sync.simulator import dumps, generate_series
 from toporder_sync.tasks import daily as t
 from toporder_sync.tasks import runtime
 

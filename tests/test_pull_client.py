@@ -25,12 +25,12 @@ from starlette.routing import Route
 
 from toporder_sync import service
 from toporder_sync.core.errors import ClosureRejected, ConfigurationError, TransientError
-from toporder_sync.core.simulator import dumps, generate_closure
 from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import make_engine, session_scope
 from toporder_sync.ledger.tables import ClosureRow
-from toporder_sync.simulator_server import (
-    FaultRule,
+from toporder_sync.simulator import dumps, generate_closure
+from toporder_sync.simulator.faults import FaultRule
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     create_app,

@@ -35,7 +35,7 @@ from toporder_sync.ledger.db import (
 )
 from toporder_sync.ledger.tables import ClosureRow, WebhookMessageRow
 from toporder_sync.receiver import create_app
-from toporder_sync.simulator_server import (
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     message_id,

@@ -27,10 +27,10 @@ from samples import sample_bytes
 from toporder_sync.core import validate as validating
 from toporder_sync.core.closure import parse_closure
 from toporder_sync.core.model import Closure, Territory
-from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.schemas.columns import Columns, array_of, to_numpy
 from toporder_sync.schemas.compiled import passes
 from toporder_sync.schemas.tables import Text
+from toporder_sync.simulator import dumps, generate_series
 
 Mutation = Callable[[pd.DataFrame, str], pd.DataFrame]
 

@@ -25,7 +25,7 @@ from strategies import closures
 from toporder_sync.core.accounts import rates_in_force
 from toporder_sync.core.model import LineKind, MethodAmount, Territory, Ticket, TicketLine
 from toporder_sync.core.money import parse_amount, parse_rate
-from toporder_sync.core.simulator import (
+from toporder_sync.simulator import (
     CARD,
     CASH,
     FAULTS,

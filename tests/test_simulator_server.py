@@ -21,12 +21,12 @@ from toporder_sync.cli import main
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import parse_amount
-from toporder_sync.core.simulator import CARD, RENAMED_CARD, dumps, generate_closure
 from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.receiver import create_app as receiver_app
-from toporder_sync.simulator_server import (
-    FaultRule,
+from toporder_sync.simulator import CARD, RENAMED_CARD, dumps, generate_closure
+from toporder_sync.simulator.faults import FaultRule
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     create_app,
@@ -78,7 +78,7 @@ def test_closures_are_valid_deterministic_and_continue_day_to_day(serve: Serve) 
     assert [get(base_url, "tpo_alpha", d).content for d in reversed(days)] == bodies[::-1]
     assert get(base_url, "tpo_beta", days[0]).content != bodies[0]
     documents = [json.loads(b) for b in bodies]
-    # What is served is the core simulator's closure (whose validity test_simulator checks),
+    # What is served is simulator.closures' closure (whose validity test_simulator checks),
     # numbered from the start and carrying the perpetual total.
     assert bodies[1] == dumps(generate_closure(
         integration_id="tpo_alpha", establishment_id=documents[1]["establishment"]["id"],
@@ -197,7 +197,7 @@ def test_bad_fault_rules_are_refused(text: str) -> None:
 
 # --- a fleet: the simulator reads the ledger's clients -------------------------------------
 
-# The rates of core/simulator.py's venues by territory (CGI art. 278 ff., 296, 297).
+# The rates of simulator/till.py's venues by territory (CGI art. 278 ff., 296, 297).
 METROPOLE_RATES = {"20", "10", "5.5", "2.1"}
 DOM_RATES = {"8.5", "2.1", "1.75", "1.05"}
 

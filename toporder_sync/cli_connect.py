@@ -4,7 +4,7 @@
 * ``clients push-secret CLIENT [--rotate]``: prints the key Toporder signs pushed closures
   with, issuing it the first time (this is how it is handed to Toporder).
 * ``receiver``: serves ``POST /v1/closures`` (see :mod:`toporder_sync.receiver`).
-* ``simulator``: a fake Toporder on 127.0.0.1 (see :mod:`toporder_sync.simulator_server`);
+* ``simulator``: a fake Toporder on 127.0.0.1 (see :mod:`toporder_sync.simulator.server`);
   ``simulator push`` sends its closures to a receiver, signed. Given a ledger (``--database``
   or TOPORDER_SYNC_DATABASE_URL), it plays Toporder for that ledger's fleet: each client's
   territory, timezone, webhook secret and push secret as the ledger holds them.
@@ -23,12 +23,12 @@ import click
 from toporder_sync import cli_support, signing
 from toporder_sync.core.errors import RefusedError
 from toporder_sync.core.model import Territory
-from toporder_sync.core.simulator import VENUES
 from toporder_sync.ledger import connections
 from toporder_sync.ledger.db import get_engine, session_scope, upgrade
+from toporder_sync.simulator import VENUES
 
 if TYPE_CHECKING:
-    from toporder_sync.simulator_server import Simulation
+    from toporder_sync.simulator.server import Simulation
 
 
 @click.command("set-source")
@@ -111,9 +111,9 @@ def simulator(ctx: click.Context, port: int, database: str | None, seed: int,
     timezone, and its notifications are checked with the webhook secret `clients set-webhook`
     issued to it.
     """
-    from toporder_sync.simulator_server import (
+    from toporder_sync.simulator.faults import FaultRule
+    from toporder_sync.simulator.server import (
         DEFAULT_START,
-        FaultRule,
         Simulation,
         SimulatorConfig,
         ledger_integrations,
@@ -147,7 +147,7 @@ def simulator(ctx: click.Context, port: int, database: str | None, seed: int,
         return
     import uvicorn
 
-    from toporder_sync.simulator_server import create_app
+    from toporder_sync.simulator.server import create_app
 
     click.echo(f"fake Toporder on http://127.0.0.1:{port} for {serves} (closures from "
                f"{config.start}, seed {seed}, {len(config.faults)} fault rule(s))")
@@ -170,7 +170,7 @@ def simulator_push(simulation: Simulation, integration_id: str, receiver_url: st
                    secret: str | None, date_from: date, date_to: date) -> None:
     """Push INTEGRATION_ID's closures of --from to --to to a receiver, signed; exit 1 if one
     was not accepted."""
-    from toporder_sync.simulator_server import push
+    from toporder_sync.simulator.server import push
 
     if date_to < date_from:
         raise click.UsageError(f"--to {date_to} is before --from {date_from}")

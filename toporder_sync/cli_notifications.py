@@ -34,6 +34,7 @@ from toporder_sync import cli_support, notifications, outbox, runner
 from toporder_sync.core.errors import RefusedError, TransientError
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import OutboxStatus
+from toporder_sync.pennylane import sink  # noqa: F401 (registers its outbox handler)
 
 # The ledger could not be reached for a moment (``relay --once``): try again later.
 EXIT_FAILED = 1

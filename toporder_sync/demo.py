@@ -2,7 +2,7 @@
 
 Everything runs on the embedded defaults, with nothing to set up: a fresh SQLite ledger in the
 demo folder, Prefect's local mode, and in this process, each on a free port of 127.0.0.1, the
-simulated Toporder (``simulator_server``, fixed seed) and the push receiver (``receiver``).
+simulated Toporder (``simulator.server``, fixed seed) and the push receiver (``receiver``).
 Two clients are ``pull`` clients: the flow fetches their closures from the simulator's API
 (``TOPORDER_API_URL``/``TOPORDER_API_TOKEN`` are set for this process). Two are ``push``
 clients: the simulator posts their closures to the receiver, signed with the push secret the
@@ -41,9 +41,10 @@ from toporder_sync.ledger import connections, repository
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.ledger.tables import ClosureSourceKind
 from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING
+from toporder_sync.pennylane import sink  # noqa: F401 (registers its outbox handler)
 from toporder_sync.runner import DayRun, run_days
-from toporder_sync.simulator_server import (
-    FaultRule,
+from toporder_sync.simulator.faults import FaultRule
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     create_app,

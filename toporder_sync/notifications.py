@@ -51,6 +51,7 @@ from toporder_sync.outbox import (
     DeliveryRefused,
     Message,
     enqueue,
+    register,
     wake,
 )
 
@@ -245,3 +246,6 @@ def retry_after(response: httpx.Response, *, now: datetime) -> timedelta | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(when - now, timedelta(0))
+
+
+register(TOPIC, WebhookHandler)

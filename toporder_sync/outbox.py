@@ -29,6 +29,10 @@ Promises:
   still at-least-once, but noisy).
 * ``last_error`` holds what went wrong in words; handlers never put secrets, signatures or
   headers in their exceptions, and nothing here logs a payload.
+* Each topic's ``Handler`` is registered by the module that defines it (``register``, at that
+  module's import: ``notifications`` for ``day.flagged``, ``pennylane.sink`` for
+  ``pennylane.entry``). This module imports none of them, so the handlers can build on it
+  without an import cycle; whoever runs the relay imports the handler modules first.
 * ``relay_loop`` is the long-lived relay (``toporder-sync relay``, docs/relay.md). Idle, it
   costs one small indexed SELECT per look (``next_due``) and a sleep: it runs a round of
   delivery only when a message is due, and a message enqueued while it sleeps goes out within
@@ -47,6 +51,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, func, select, update
@@ -62,7 +67,6 @@ from toporder_sync.ledger.db import (
     transaction,
 )
 from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
-from toporder_sync.pennylane import handler as pennylane_handler
 
 log = logging.getLogger(__name__)
 
@@ -159,19 +163,31 @@ class Handler(Protocol):
         ...
 
 
-def _webhook_handler(engine: Engine) -> Handler:
-    # Imported here: notifications builds on this module (Message, the errors), so importing it
-    # at the top would be circular.
-    from toporder_sync.notifications import WebhookHandler
+# topic -> factory of its handler. Each handler's module registers it where it is defined
+# (``register``, at its import): the handlers build on this module, so this module imports none
+# of them and no import cycle remains. Whoever runs the relay imports the handler modules first
+# (the relay command and flow, the demo); a topic nobody registered is simply not claimed.
+_handler_factories: dict[str, Callable[[Engine], Handler]] = {}
+HANDLER_FACTORIES: Mapping[str, Callable[[Engine], Handler]] = MappingProxyType(
+    _handler_factories
+)
 
-    return WebhookHandler(engine)
+
+def register(topic: str, factory: Callable[[Engine], Handler]) -> None:
+    """Name ``factory`` as the maker of ``topic``'s handler; a handler module calls it once.
+
+    A topic has one handler: a second, different factory for it is a programming error (two
+    relays would deliver the topic's messages differently depending on what they imported).
+    """
+    known = _handler_factories.get(topic)
+    if known is not None and _name(known) != _name(factory):
+        raise ValueError(f"topic {topic!r} already has a handler ({_name(known)}), "
+                         f"not {_name(factory)}")
+    _handler_factories[topic] = factory
 
 
-# topic -> factory of its handler, for the relay command and flow.
-HANDLER_FACTORIES: dict[str, Callable[[Engine], Handler]] = {
-    "day.flagged": _webhook_handler,
-    "pennylane.entry": pennylane_handler,
-}
+def _name(factory: Callable[..., object]) -> str:
+    return f"{factory.__module__}.{getattr(factory, '__qualname__', repr(factory))}"
 
 
 def new_event_id() -> str:

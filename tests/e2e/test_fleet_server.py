@@ -28,8 +28,8 @@ import pytest
 
 from e2e.conftest import BIN, Cli
 from toporder_sync.core.calendar import previous_business_day
-from toporder_sync.core.simulator import dumps, generate_series
 from toporder_sync.fleet import in_shard
+from toporder_sync.simulator import dumps, generate_series
 
 REPO = Path(__file__).resolve().parents[2]
 FIRST_DAY, DAYS = date(2026, 11, 16), 3

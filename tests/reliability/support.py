@@ -12,8 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from toporder_sync import checkpoints, day, service
-from toporder_sync.core import simulator
+from toporder_sync import checkpoints, day, service, simulator
 from toporder_sync.ledger.db import make_engine, session_scope
 from toporder_sync.ledger.repository import ClientRecord, activate_client
 from toporder_sync.sources import ClosureSource, InboxSource

@@ -19,7 +19,7 @@ import racing
 from sqlalchemy import Engine, func, select
 
 from reliability import invariants, support, tally
-from toporder_sync.core import simulator
+from toporder_sync import simulator
 from toporder_sync.ledger.db import make_engine, session_scope
 from toporder_sync.ledger.tables import EntryRow
 

@@ -58,7 +58,7 @@ from toporder_sync.ledger import connections
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.receiver import create_app
-from toporder_sync.simulator_server import message_id, serve_in_thread
+from toporder_sync.simulator.server import message_id, serve_in_thread
 from toporder_sync.toporder_api import INTEGRATION_HEADER
 
 ROOT = Path(__file__).parent.parent.parent

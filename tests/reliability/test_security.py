@@ -39,7 +39,7 @@ from toporder_sync.ledger.db import make_engine, session_scope, upgrade
 from toporder_sync.ledger.repository import store_closure
 from toporder_sync.ledger.tables import ClosureRow, EntryRow
 from toporder_sync.receiver import create_app as receiver_app
-from toporder_sync.simulator_server import (
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     create_app,

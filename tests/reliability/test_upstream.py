@@ -25,8 +25,8 @@ from reliability import invariants, support, tally
 from toporder_sync.core.errors import TransientError
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClosureRow, EntryLineRow, EntryRow
-from toporder_sync.simulator_server import (
-    FaultRule,
+from toporder_sync.simulator.faults import FaultRule
+from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
     create_app,

@@ -29,8 +29,14 @@ from sqlalchemy.orm import Session
 
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.outbox import DeliveryDeferred, DeliveryFailed, DeliveryRefused, Message
-from toporder_sync.pennylane import store
+from toporder_sync.outbox import (
+    DeliveryDeferred,
+    DeliveryFailed,
+    DeliveryRefused,
+    Message,
+    register,
+)
+from toporder_sync.pennylane import TOPIC, store
 from toporder_sync.pennylane.client import (
     EntryLinePayload,
     EntryPayload,
@@ -181,3 +187,6 @@ def _describe(entry: EntryToPush) -> str:
     kind = "reversal" if entry.kind == "reversal" else "entry"
     return (f"Pennylane push of {entry.client_id}'s {kind} {entry.journal} n°{entry.number} "
             f"({entry.piece_number}, {entry.business_date})")
+
+
+register(TOPIC, PennylaneHandler)

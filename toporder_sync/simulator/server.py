@@ -11,7 +11,7 @@ What it promises:
   Without a ledger, any identifier is served with the configuration's ``territory`` and
   ``timezone`` and its notifications checked with ``webhook_secret`` (or with the identifier's
   own key, given by ``set_webhook_secret``).
-* ``GET /v1/integrations/{id}/closures/{day}`` serves the closure of ``core/simulator.py`` for
+* ``GET /v1/integrations/{id}/closures/{day}`` serves the closure of ``simulator.closures`` for
   that day: deterministic per identifier and day, numbers +1 and perpetual total carried from
   ``start`` (the day the register started; earlier days and days not over yet are 404). The
   venue (restaurant, bakery, bar, shop) is drawn from the identifier unless one is given. With
@@ -26,7 +26,7 @@ What it promises:
   day, request number), never from a clock or a process-salted random: the same seed gives the
   same faults on the same requests, so tests are deterministic. HTTP faults (``429``, ``5xx``,
   ``timeout``, ``truncated``, ``garbled``) are drawn per request; ``late``, ``missing`` and the
-  content faults of ``core.simulator.FAULTS`` (``unbalanced``, ``wrong_vat_rate``,
+  content faults of ``simulator.faults.FAULTS`` (``unbalanced``, ``wrong_vat_rate``,
   ``unknown_method``, ``renamed_method``) per day, so a closure stays the same across requests.
 * ``serve_in_thread`` runs any ASGI application on a free port of 127.0.0.1 in a thread, for
   tests and for the command line; it returns the base URL and a stop function.
@@ -56,64 +56,17 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from toporder_sync import signing
-from toporder_sync.core import simulator
 from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import ZERO, parse_amount
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClientRow
+from toporder_sync.simulator import closures, till
+from toporder_sync.simulator.faults import FAULTS, FaultRule
 from toporder_sync.toporder_api import INTEGRATION_HEADER
 
-HTTP_FAULTS = ("429", "5xx", "timeout", "truncated", "garbled")
-DAY_FAULTS = ("late", "missing")
-WEBHOOK_FAULTS = ("webhook_5xx",)
-FAULT_NAMES = (*HTTP_FAULTS, *DAY_FAULTS, *simulator.FAULTS, *WEBHOOK_FAULTS)
 DEFAULT_START = date(2026, 10, 1)
 MAX_WEBHOOK_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FaultRule:
-    """One fault and when it strikes.
-
-    ``rate``: the share of requests (or days) it strikes, drawn from the seed. ``first``: only
-    the first N requests of a client-day (or deliveries of a webhook id) can be struck.
-    ``retry_after``: the seconds a 429 asks for. ``delay``: how long a ``timeout`` keeps the
-    client waiting before answering. ``requests``: how many requests a ``late`` closure is 404.
-    """
-
-    name: str
-    rate: float = 1.0
-    first: int | None = None
-    retry_after: int = 1
-    delay: float = 15.0
-    requests: int = 1
-
-    def __post_init__(self) -> None:
-        if self.name not in FAULT_NAMES:
-            raise ConfigurationError(f"unknown fault {self.name!r}; expected one of "
-                                     f"{', '.join(FAULT_NAMES)}")
-        if not 0 <= self.rate <= 1:
-            raise ConfigurationError(f"fault {self.name}: rate {self.rate} is not within 0..1")
-
-    @classmethod
-    def parse(cls, text: str) -> FaultRule:
-        """``NAME[:key=value,...]``, e.g. ``429:rate=0.5,retry_after=2`` or ``late:requests=3``."""
-        name, _, options = text.partition(":")
-        values: dict[str, Any] = {}
-        kinds: Mapping[str, Callable[[str], Any]] = {
-            "rate": float, "first": int, "retry_after": int, "delay": float, "requests": int}
-        for option in filter(None, options.split(",")):
-            key, _, value = option.partition("=")
-            if key not in kinds:
-                raise ConfigurationError(f"fault {text!r}: unknown option {key!r}; expected "
-                                         f"{', '.join(kinds)}")
-            try:
-                values[key] = kinds[key](value)
-            except ValueError:
-                raise ConfigurationError(f"fault {text!r}: {key}={value!r} is not a number") \
-                    from None
-        return cls(name.strip(), **values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +209,7 @@ class Simulation:
     def venue(self, integration_id: str) -> str:
         if self.config.venue is not None:
             return self.config.venue
-        return simulator.VENUES[int(_draw("venue", integration_id) * len(simulator.VENUES))]
+        return till.VENUES[int(_draw("venue", integration_id) * len(till.VENUES))]
 
     def strikes_day(self, name: str, integration_id: str, day: date) -> FaultRule | None:
         for rule in self.config.faults:
@@ -272,7 +225,7 @@ class Simulation:
         return None
 
     def content_faults(self, integration_id: str, day: date) -> frozenset[str]:
-        return frozenset(name for name in simulator.FAULTS
+        return frozenset(name for name in FAULTS
                          if self.strikes_day(name, integration_id, day))
 
     def closure(self, integration_id: str, day: date) -> bytes | None:
@@ -295,7 +248,7 @@ class Simulation:
             while len(perpetuals) < offset:
                 self._document(integration, start + timedelta(days=len(perpetuals)),
                                perpetuals)
-            return simulator.dumps(self._document(integration, day, perpetuals))
+            return closures.dumps(self._document(integration, day, perpetuals))
 
     def _document(self, integration: Integration, day: date,
                   perpetuals: list[Decimal]) -> dict[str, Any]:
@@ -303,7 +256,7 @@ class Simulation:
         offset = (day - self.config.start).days
         venue = self.venue(integration_id)
         tag = hashlib.sha256(integration_id.encode()).hexdigest()[:8]
-        document = simulator.generate_closure(
+        document = closures.generate_closure(
             integration_id=integration_id, establishment_id=f"est-{tag}",
             establishment_name=f"Simulated {venue} {tag}", business_date=day, venue=venue,
             territory=integration.territory, number=offset + 1,
