@@ -130,11 +130,11 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     is: once per client-day, on that day's closure, in a loop of its own over the repeat's
     client-days (the three loops take turns at going first, repeat by repeat), their inputs
     made beforehand, a new ticket-lines frame for each floor (pandas keeps the columns it has
-    read of a frame, which a second validation of the same frame finds). Each loop starts
-    with the reading's records of lines and payments forgotten
-    (``closure.forget_lines_and_payments``): a closure finds remembered only what the loop's
-    earlier client-days showed, as in a catch-up, never its own lines and payments read for
-    the inputs or by another loop. A repeat's figures are the medians over its client-days.
+    read of a frame, which a second validation of the same frame finds). Each loop of
+    ``run_day`` and ``process`` reads through a ``closure.LineCache`` of its own, made empty
+    for it, as a catch-up's worker keeps one: a closure finds remembered only what the loop's
+    earlier client-days showed, never its own lines and payments read for the inputs or by
+    another loop. A repeat's figures are the medians over its client-days.
     The floor as A's was measured until 2026-12-07 (BENCHMARKS.md), the median of five runs
     on one frame of each of ten closures, is printed too, with ``run_day`` against it.
     """
@@ -142,7 +142,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
 
     from bench.core import cpu_ms, floor, ticket_lines
     from toporder_sync.core import pipeline
-    from toporder_sync.core.closure import forget_lines_and_payments, parse_closure
+    from toporder_sync.core.closure import LineCache, parse_closure
     from toporder_sync.core.model import ClientSettings
     from toporder_sync.day import client_record, run_day
     from toporder_sync.ledger import repository
@@ -175,27 +175,28 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
                        for day in days for client_id in clients]
         made = [inputs(client.client_id, day) for client, day in client_days]
 
-        def load(n: int) -> None:
+        def load(n: int, lines: LineCache) -> None:
             client, day = client_days[n]
             result = run_day(engine, client, day, source=source, run_id=str(uuid.uuid4()),
-                             now=lambda: datetime.now(UTC))
+                             now=lambda: datetime.now(UTC),
+                             assess=partial(pipeline.assess, lines=lines))
             if result.outcome.kind != "posted":
                 raise SystemExit(f"core: {client.client_id} {day} ended "
                                  f"{result.outcome.state_name}")
 
-        def process(n: int) -> None:
+        def process(n: int, lines: LineCache) -> None:
             pipeline.process(made[n][0], "bench.json", settings,
-                             integration_id=client_days[n][0].integration_id)
+                             integration_id=client_days[n][0].integration_id, lines=lines)
 
-        def bare(n: int) -> None:
+        def bare(n: int, lines: LineCache) -> None:
             floor(made[n][1], made[n][2])
 
         works = (load, process, bare)
-        spent: dict[Callable[[int], None], float] = {}
+        spent: dict[Callable[[int, LineCache], None], float] = {}
         for k in range(3):  # the three loops take turns at going first, repeat by repeat
-            work = works[(turn + k) % 3]
-            forget_lines_and_payments()
-            spent[work] = median([cpu_ms(partial(work, n), 1) for n in range(len(made))])
+            work, lines = works[(turn + k) % 3], LineCache()
+            spent[work] = median([cpu_ms(partial(work, n, lines), 1)
+                                  for n in range(len(made))])
         return (spent[load], spent[process], spent[bare],
                 median([len(frame) for _, frame, _ in made]))
 

@@ -35,4 +35,4 @@ def read_in_one_go(document: dict[str, Any]) -> bool:
     """Whether ``closure._read`` (decoding and the compiled checks in one go) passes the
     document as sent; a ``Decimal`` in it is sent as a JSON number."""
     raw = json.dumps(document, ensure_ascii=False, default=float).encode("utf-8")
-    return closure._read(raw, "document.json") is not None
+    return closure._read(raw, "document.json", closure.LineCache()) is not None

@@ -101,7 +101,7 @@ BAD: list[tuple[str, Doc]] = [
 
 def slow_findings(document: Doc) -> list[tuple[str, str, str]]:
     """What ``jsonschema`` alone reports, as the reading did before the compiled check."""
-    errors = sorted(reading._validator().iter_errors(document), key=lambda e: repr(list(e.path)))
+    errors = sorted(reading._VALIDATOR.iter_errors(document), key=lambda e: repr(list(e.path)))
     return [(f"schema.{e.validator}", reading._path(e.absolute_path), reading._schema_message(e))
             for e in errors]
 
@@ -139,9 +139,9 @@ def test_reading_in_one_go_gives_the_closure_and_findings_of_the_slow_reading(
     raw = dumps(generate_closure(integration_id="tpo_f", establishment_id="E",
                                  establishment_name="F", business_date=date(2026, 3, 28),
                                  number=5, perpetual_before=Decimal("100.00"), faults=faults))
-    assert reading._read(raw, "f.json") is not None
+    assert reading._read(raw, "f.json", reading.LineCache()) is not None
     fast = parse_closure(raw, "f.json")
-    monkeypatch.setattr(reading, "_read", lambda raw, source: None)
+    monkeypatch.setattr(reading, "_read", lambda raw, source, known: None)
     slow = parse_closure(raw, "f.json")
     assert fast == slow
     assert validate_closure(fast, Territory.METROPOLE) == validate_closure(

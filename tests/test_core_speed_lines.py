@@ -53,7 +53,7 @@ FEW_TICKETS = {**SIMULATED, "tickets": SIMULATED["tickets"][:12]}  # jsonschema 
 
 
 def jsonschema_passes(document: Doc) -> bool:
-    return not any(True for _ in reading._validator().iter_errors(document))
+    return not any(True for _ in reading._VALIDATOR.iter_errors(document))
 
 
 def with_items(part: str, *items: Any) -> Doc:
@@ -322,7 +322,7 @@ DUPLICATED: list[tuple[str, bytes, str]] = [
 @pytest.mark.parametrize(("raw", "key"), [(raw, key) for _, raw, key in DUPLICATED],
                          ids=[name for name, _, _ in DUPLICATED])
 def test_a_duplicated_key_is_refused_wherever_it_is(raw: bytes, key: str) -> None:
-    assert reading._read(raw, "s.json") is None
+    assert reading._read(raw, "s.json", reading.LineCache()) is None
     with pytest.raises(ClosureRejected) as refused:
         parse_closure(raw, "s.json")
     assert [(f.rule, f.field) for f in refused.value.findings] == [("json", "$")]
@@ -346,11 +346,33 @@ def test_an_object_where_an_array_belongs_is_refused(path: str) -> None:
     assert ("schema.type", field) in [(f.rule, f.field) for f in refused.value.findings]
 
 
-def test_lines_and_payments_forgotten_are_read_again_the_same() -> None:
+def test_a_line_cache_kept_across_closures_reads_what_a_fresh_one_reads() -> None:
+    raw, other = dumps(SIMULATED), dumps(FEW_TICKETS)
+    alone = parse_closure(raw, "s.json")
+    kept = reading.LineCache()
+    assert parse_closure(other, "s.json", kept) == parse_closure(other, "s.json")
+    assert kept.lines and kept.payments
+    assert parse_closure(raw, "s.json", kept) == alone
+    # the lines the first closure showed are shared with the second, not read again
+    first = parse_closure(other, "s.json", kept).tickets[0].lines[0]
+    assert any(line is first for t in parse_closure(raw, "s.json", kept).tickets
+               for line in t.lines)
+
+
+def test_a_full_line_cache_is_emptied_and_reads_on() -> None:
     raw = dumps(SIMULATED)
-    first = parse_closure(raw, "s.json")
-    reading.forget_lines_and_payments()
-    assert reading._checked_line.cache_info().currsize == 0
-    assert reading._checked_payment.cache_info().currsize == 0
-    assert parse_closure(raw, "s.json") == first
-    assert reading._checked_payment.cache_info().currsize > 0
+    small = reading.LineCache(limit=3)
+    assert parse_closure(raw, "s.json", small) == parse_closure(raw, "s.json")
+    assert len(small.lines) <= 3 and len(small.payments) <= 3
+    with pytest.raises(ValueError, match="limit"):
+        reading.LineCache(limit=0)
+
+
+def test_a_line_cache_keeps_only_what_the_compiled_checks_passed() -> None:
+    kept = reading.LineCache()
+    broken = with_lines(SALE, {**SALE, "kind": "discount"})
+    with pytest.raises(ClosureRejected):
+        parse_closure(dumps(broken), "s.json", kept)
+    assert all(dict(pairs)["kind"] != "discount" for pairs in kept.lines)
+    assert parse_closure(dumps(with_lines(SALE)), "s.json", kept) == parse_closure(
+        dumps(with_lines(SALE)), "s.json")

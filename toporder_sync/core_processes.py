@@ -21,6 +21,9 @@ Promises:
   every later day of the run, are computed in the flow's process instead, as without workers
   (the stages are pure, so computing one twice is harmless), with a warning (``warn``: the
   catch-up's run logger);
+* each worker process, and the calling process for the days computed there, keeps its own
+  ``closure.LineCache``: the records of ticket lines and payments already read, which the
+  next days of the catch-up find again (a record depends on its text alone);
 * where ``fork`` is not a safe start method (anything but Linux), with ``processes=0``, or
   when the workers cannot be started (a warning), every day is computed in the calling
   thread.
@@ -43,6 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from types import TracebackType
 
 from toporder_sync.core import pipeline
+from toporder_sync.core.closure import LineCache
 from toporder_sync.core.model import ClientSettings
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,24 @@ def _ready() -> int:
     return os.getpid()
 
 
+# The worker process's own records of lines and payments (``_start_worker``); None in any
+# other process.
+_worker_lines: LineCache | None = None
+
+
+def _start_worker() -> None:
+    """A new worker's records of lines and payments: its own, none copied from the parent."""
+    global _worker_lines
+    _worker_lines = LineCache()
+
+
+def _assess_in_worker(raw: bytes, source: str, settings: ClientSettings, *,
+                      integration_id: str,
+                      known: pipeline.KnownPrevious | None) -> pipeline.Assessment:
+    return pipeline.assess(raw, source, settings, integration_id=integration_id, known=known,
+                           lines=_worker_lines)
+
+
 class CoreProcesses:
     """``processes`` worker processes computing ``pipeline.assess``; a context manager.
 
@@ -82,11 +104,13 @@ class CoreProcesses:
         self._warn = warn
         self._pool: ProcessPoolExecutor | None = None
         self._broken = threading.Event()
+        self._lines = LineCache()  # for the days computed in this process
 
     def __enter__(self) -> CoreProcesses:
         if self.processes:
             pool = ProcessPoolExecutor(self.processes,
-                                       mp_context=multiprocessing.get_context("fork"))
+                                       mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_start_worker)
             try:
                 # ``fork`` starts every worker on the first call, here, before any day's
                 # thread runs.
@@ -112,7 +136,7 @@ class CoreProcesses:
         pool = self._pool
         if pool is not None and not self._broken.is_set():
             try:
-                return pool.submit(pipeline.assess, raw, source, settings,
+                return pool.submit(_assess_in_worker, raw, source, settings,
                                    integration_id=integration_id, known=known).result()
             except BrokenProcessPool as exc:
                 if not self._broken.is_set():
@@ -120,4 +144,4 @@ class CoreProcesses:
                     self._warn(f"a worker process died ({exc}): the days are computed in "
                                "the flow's process from now on")
         return pipeline.assess(raw, source, settings, integration_id=integration_id,
-                               known=known)
+                               known=known, lines=self._lines)

@@ -8,23 +8,27 @@ too long or beyond 64 bits, a NUL or an unpaired surrogate in a text, a year far
 ``bounds``), whatever path the document takes. Each problem names the path of the offending
 field (``payments[1].amount``). Problems found here are POS errors: Toporder must resend.
 
-A valid document, nearly every one, is decoded and recognised by a compiled check of the JSON
-Schema in one go (``_read``); only a document that refuses goes through ``load_document`` and
-``jsonschema``, whose findings are reported. A day's ticket lines and payments are checked and
-read once per distinct one: a few dozen sales repeated, payments recurring from day to day.
+One reader, ``parse_closure``: the document is decoded and passed by a compiled check of the
+JSON Schema in one go (``_read``); what that check refuses (or a stricter check alone refuses)
+is decoded again by ``load_document`` and checked by ``jsonschema`` only to name every problem.
+Both end in the same records. A day's ticket lines and payments are checked and read once per
+distinct one (a few dozen sales repeated); a caller reading many closures may keep them across
+closures in a ``LineCache`` it owns and passes: payments and lines recur from day to day.
+
+This module holds no mutable state. The JSON Schema and its compiled checks (``_SCHEMA``,
+``_VALIDATOR``, ``_CHECKS``) are built once, at import, from the constant schema file shipped
+with the package: constants, read-only, the same in every process.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -192,8 +196,7 @@ def _inline_refs(node: Any, definitions: dict[str, Any]) -> Any:
     return node
 
 
-@cache
-def _schema() -> dict[str, Any]:
+def _load_schema() -> dict[str, Any]:
     text = resources.files("toporder_sync.schemas").joinpath("closure-v1.schema.json").read_text(
         encoding="utf-8"
     )
@@ -202,9 +205,9 @@ def _schema() -> dict[str, Any]:
     return inlined
 
 
-@cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(_schema())
+# The closure's JSON Schema (``$ref`` inlined) and its validator: constants built at import.
+_SCHEMA = _load_schema()
+_VALIDATOR = Draft202012Validator(_SCHEMA)
 
 
 class _Checks(NamedTuple):
@@ -215,9 +218,8 @@ class _Checks(NamedTuple):
     payment: Callable[[Any], Any]  # one ticket payment
 
 
-@cache
-def _compiled() -> _Checks:
-    """The compiled checks of the schema (``_Checks``).
+def _compile() -> _Checks:
+    """The compiled checks of the schema (``_Checks``), built once at import (``_CHECKS``).
 
     ``fastjsonschema`` generates Python code for the schema: twenty times faster than
     ``jsonschema``'s interpreter, but it stops at the first problem and words it its own way.
@@ -227,12 +229,15 @@ def _compiled() -> _Checks:
     draft-07's), its patterns end in ``\\Z`` where ours end in ``$``, and ``format`` is left
     out of both, as draft 2020-12 makes it an annotation (dates are checked while reading).
     """
-    schema = {key: value for key, value in _schema().items() if key not in ("$schema", "$id")}
+    schema = {key: value for key, value in _SCHEMA.items() if key not in ("$schema", "$id")}
     document_schema = copy.deepcopy(schema)
     ticket = document_schema["properties"]["tickets"]["items"]["properties"]
     line_schema, payment_schema = ticket["lines"].pop("items"), ticket["payments"].pop("items")
     return _Checks(*(fastjsonschema.compile(part, use_default=False, use_formats=False)
                      for part in (document_schema, line_schema, payment_schema)))
+
+
+_CHECKS = _compile()
 
 
 # A decoded JSON object as the tuple of its (key, value) pairs.
@@ -241,46 +246,73 @@ Pairs = tuple[tuple[str, Any], ...]
 TicketParts = tuple[tuple[TicketLine, ...], tuple[MethodAmount, ...]]
 
 
-def _read(raw: bytes, source: str) -> tuple[dict[str, Any], list[TicketParts]] | None:
+class LineCache:
+    """Records of ticket lines and payments already checked and read, keyed by their text (a
+    decoded object's pairs), which a caller reading many closures owns and passes to
+    ``parse_closure``: a restaurant sells the same lines day after day, and payments recur from
+    day to day and from client to client (about 60 % of them in simulated catch-ups), so one
+    equal to one already read is neither checked nor read again, and shares its record.
+
+    A record is a function of its text alone: a cache shared by any closures, clients or
+    threads gives what a fresh one gives. It holds at most ``limit`` lines and ``limit``
+    payments; a full table is emptied and fills again with what the next days show.
+    """
+
+    __slots__ = ("limit", "lines", "payments")
+
+    def __init__(self, limit: int = 8192) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be 1 or more, not {limit}")
+        self.limit = limit
+        self.lines: dict[Pairs, TicketLine] = {}
+        self.payments: dict[Pairs, MethodAmount] = {}
+
+    def line(self, pairs: Pairs) -> TicketLine:
+        """The record of a line not in ``lines`` yet (what ``_checked_line`` raises else)."""
+        record = _checked_line(pairs)
+        if len(self.lines) >= self.limit:
+            self.lines.clear()
+        self.lines[pairs] = record
+        return record
+
+    def payment(self, pairs: Pairs) -> MethodAmount:
+        """``line`` for a ticket's payment."""
+        record = _checked_payment(pairs)
+        if len(self.payments) >= self.limit:
+            self.payments.clear()
+        self.payments[pairs] = record
+        return record
+
+
+def _read(raw: bytes, source: str,
+          known: LineCache) -> tuple[dict[str, Any], list[TicketParts]] | None:
     """A closure the compiled checks pass (nearly every one), read in one go: its document,
-    and its tickets' lines and payments as records; None for any other, which
-    ``load_document`` and ``jsonschema`` then read, and report on.
+    and its tickets' lines and payments as records (through ``known``); None for any other,
+    which ``load_document`` and ``jsonschema`` then read, and report on.
 
     The JSON is decoded with each object as its pairs (``object_pairs_hook=tuple``, in C)
     rather than through a Python hook making a dict of each (~0.15 ms a day). ``_object``
     makes the dicts afterwards, refusing a duplicated key as ``_unique_keys`` does, but for
-    the tickets' lines and payments: those stay pairs, each the key of its record
-    (``_checked_line``, ``_checked_payment``). A day's thousand lines are a few dozen sales
-    repeated, and payments recur from day to day and from client to client (about 60 % of
-    them in simulated catch-ups): one equal to one already passed (the same keys in the same
-    order, equal values) is neither checked nor read again, and shares its record. Only pairs
-    of strings are ever passed, and no other JSON value equals a string: equal pairs are equal
-    text. Every other object becomes a dict, so the compiled check never takes an object for
-    an array; a value that is not an object's pairs, or an unhashable one (an array), makes
-    the closure "not valid". So does a value out of ``bounds``: the schema carries them (a
-    number too long to convert is left a ``bounds.LongNumber``, which no schema type takes),
-    and ``load_document`` then names it.
+    the tickets' lines and payments: those stay pairs, each the key of its record in
+    ``known``. Only pairs of strings are ever kept, and no other JSON value equals a string:
+    equal pairs are equal text. Every other object becomes a dict, so the compiled check never
+    takes an object for an array; a value that is not an object's pairs, or an unhashable one
+    (an array), makes the closure "not valid". So does a value out of ``bounds``: the schema
+    carries them (a number too long to convert is left a ``bounds.LongNumber``, which no schema
+    type takes), and ``load_document`` then names it.
     """
     text = _text(raw, source)
-    check = _compiled().document
-    # The day's lines in a plain dict in front of the LRU: cheaper per line (parse ~0.03 ms a
-    # closure). A day's payments are mostly of amounts of their own: straight to theirs.
-    lines: dict[Pairs, TicketLine] = {}
-
-    def line(pairs: Pairs) -> TicketLine:
-        record = lines[pairs] = _checked_line(pairs)
-        return record
-
+    lines, payments = known.lines.get, known.payments.get
     try:
         decoded = json.loads(text, parse_int=bounds.parse_int,
                              parse_float=bounds.parse_float, parse_constant=_reject_constant,
                              object_pairs_hook=tuple)
         document = _object(_pairs(decoded), _DOCUMENT_ARRAYS)
-        check(document)
-        # (a record is never false: ``or`` reads the LRU only for pairs not seen today)
+        _CHECKS.document(document)
+        # (a record is never false: ``or`` reads the records only for pairs not known)
         return document, [
-            (tuple([lines.get(pairs) or line(pairs) for pairs in ticket["lines"]]),
-             tuple(map(_checked_payment, ticket["payments"])))
+            (tuple([lines(pairs) or known.line(pairs) for pairs in ticket["lines"]]),
+             tuple([payments(pairs) or known.payment(pairs) for pairs in ticket["payments"]]))
             for ticket in document.get("tickets", ())]
     except (ValueError, TypeError, RecursionError):  # JSON, schema, or a duplicated key
         return None
@@ -329,30 +361,19 @@ _DOCUMENT_ARRAYS: Arrays = {"tickets": _tickets}
 _TICKET_ARRAYS: Arrays = {"lines": _as_decoded, "payments": _as_decoded}
 
 
-@functools.lru_cache(maxsize=8192)
 def _checked_line(pairs: Pairs) -> TicketLine:
     """The record of a line given as its pairs, which the compiled line check passes (else
-    what it raises): a function of the line's text alone, remembered across closures, as a
-    restaurant sells the same lines day after day (a thousand clients' few dozen each, in a
-    catch-up that runs one client's days after another)."""
+    what it raises): a function of the line's text alone (``LineCache``)."""
     line = _object(_pairs(pairs))
-    _compiled().line(line)
+    _CHECKS.line(line)
     return _ticket_line(line, parse_rate, parse_amount)
 
 
-@functools.lru_cache(maxsize=8192)
 def _checked_payment(pairs: Pairs) -> MethodAmount:
     """``_checked_line`` for a ticket's payment."""
     payment = _object(_pairs(pairs))
-    _compiled().payment(payment)
+    _CHECKS.payment(payment)
     return MethodAmount(payment["method"], parse_amount(payment["amount"]))
-
-
-def forget_lines_and_payments() -> None:
-    """Empty the records of lines and payments remembered across closures, as a fresh
-    process has them (for measurements: ``make bench``)."""
-    _checked_line.cache_clear()
-    _checked_payment.cache_clear()
 
 
 def _path(parts: Any) -> str:
@@ -389,7 +410,7 @@ def _schema_findings(document: dict[str, Any]) -> list[Finding]:
     """What ``jsonschema`` finds wrong in the document (nothing, for a valid one)."""
     return [
         pos_error(f"schema.{error.validator}", _path(error.absolute_path), _schema_message(error))
-        for error in sorted(_validator().iter_errors(document), key=lambda e: repr(list(e.path)))
+        for error in sorted(_VALIDATOR.iter_errors(document), key=lambda e: repr(list(e.path)))
     ]
 
 
@@ -455,9 +476,12 @@ def _method_amounts(items: list[dict[str, str]],
     return tuple(MethodAmount(i["method"], amount(i["amount"])) for i in items)
 
 
-def parse_closure(raw: bytes, source: str) -> Closure:
-    """Read one closure document. Raises ``ClosureRejected`` with every problem found."""
-    read = _read(raw, source)
+def parse_closure(raw: bytes, source: str, lines: LineCache | None = None) -> Closure:
+    """Read one closure document. Raises ``ClosureRejected`` with every problem found.
+
+    ``lines``: the records of lines and payments already read, kept by a caller reading many
+    closures (``LineCache``); without it, those of this closure alone."""
+    read = _read(raw, source, LineCache() if lines is None else lines)
     if read is not None:
         document, parts = read
     else:  # not valid, or refused by the compiled checks alone (stricter)

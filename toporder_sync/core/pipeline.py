@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from toporder_sync.core import accounts
-from toporder_sync.core.closure import parse_closure
+from toporder_sync.core.closure import LineCache, parse_closure
 from toporder_sync.core.entry import build_entry, check_entry_lines
 from toporder_sync.core.errors import (
     Category,
@@ -53,11 +53,13 @@ class Outcome:
 
 
 def read(
-    raw: bytes, source: str, *, integration_id: str
+    raw: bytes, source: str, *, integration_id: str, lines: LineCache | None = None
 ) -> tuple[Closure | None, tuple[Finding, ...]]:
-    """Parse a closure and check that it belongs to the client it is read for."""
+    """Parse a closure and check that it belongs to the client it is read for; ``lines``: the
+    caller's records of lines and payments already read (``closure.LineCache``), if it keeps
+    some across closures."""
     try:
-        closure = parse_closure(raw, source)
+        closure = parse_closure(raw, source, lines)
     except ClosureRejected as rejected:
         return None, rejected.findings
     if closure.integration_id != integration_id:
@@ -106,9 +108,9 @@ def beyond_the_ledger(entry: Entry) -> tuple[Finding, ...]:
 
 
 def process(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
-            previous: PreviousClosure | None = None) -> Outcome:
-    """The whole accounting of one closure, without side effects."""
-    closure, findings = read(raw, source, integration_id=integration_id)
+            previous: PreviousClosure | None = None, lines: LineCache | None = None) -> Outcome:
+    """The whole accounting of one closure, without side effects (``lines``: see ``read``)."""
+    closure, findings = read(raw, source, integration_id=integration_id, lines=lines)
     if closure is None:
         return Outcome(None, (), None, findings)
     return evaluate(closure, settings, previous)
@@ -162,9 +164,9 @@ class Assessment:
 
 
 def assess(raw: bytes, source: str, settings: ClientSettings, *, integration_id: str,
-           known: KnownPrevious | None) -> Assessment:
+           known: KnownPrevious | None, lines: LineCache | None = None) -> Assessment:
     """``process``, for a ledger that may have read the previous closure already (``known``)."""
-    closure, findings = read(raw, source, integration_id=integration_id)
+    closure, findings = read(raw, source, integration_id=integration_id, lines=lines)
     if closure is None:
         return Assessment(False, (), None, findings)
     if (known is None or known.establishment_id != closure.establishment_id
