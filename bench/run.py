@@ -253,16 +253,16 @@ def child_flow(arguments: dict[str, Any]) -> None:
     import asyncio
 
     from prefect import tags
-    from prefect.context import SyncClientContext
     from prefect.settings import get_current_settings
 
     from bench.prefect_baselines import empty_flow, empty_mapped_tasks
     from toporder_sync.flows.daily import post_client_day
+    from toporder_sync.tasks.prefect_private import shared_sync_client
     from toporder_sync.tasks.runtime import shared_clients
 
     runs: int = arguments["runs"]
     empty, empty_ids = [], []
-    with SyncClientContext.get_or_create():
+    with shared_sync_client():
         for _ in range(runs + 1):
             started = time.perf_counter()
             state = empty_flow(return_state=True)

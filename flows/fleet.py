@@ -24,7 +24,6 @@ prefect 3.9.1, see issue 3).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any, TypeVar, cast
@@ -32,7 +31,6 @@ from typing import Any, TypeVar, cast
 from prefect import flow, tags
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.client.schemas.objects import State, StateType
-from prefect.context import FlowRunContext, TaskRunContext
 from prefect.runtime import flow_run
 
 from toporder_sync import core_processes, fleet
@@ -41,7 +39,7 @@ from toporder_sync.flows.daily import post_client_day
 from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.outcome import Outcome
 from toporder_sync.tasks import daily as t
-from toporder_sync.tasks import runtime
+from toporder_sync.tasks import prefect_private, runtime
 from toporder_sync.tasks.daily import client_days as client_days_task
 from toporder_sync.tasks.runtime import engine, ledger_task
 
@@ -79,8 +77,7 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
 
     with tags(*t.run_tags(client_day.client_id, client_day.territory,
                           client_day.business_date)):
-        detached = contextvars.copy_context()
-    detached.run(_outside_any_run)
+        detached = prefect_private.context_outside_any_run()
     try:
         state = await asyncio.create_task(run(), context=detached)
     except Exception as exc:  # one client-day never stops the others
@@ -90,13 +87,6 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     return [fleet.DayOutcome(client_day.client_id, client_day.business_date,
                              Outcome.of_state(state.type.value, state.name),
                              state.message or "", str(run_id) if run_id else None)]
-
-
-def _outside_any_run() -> None:
-    """In the context it runs in, no flow or task run is current: a flow started there is a
-    top-level flow run."""
-    FlowRunContext.__var__.set(None)  # type: ignore[arg-type]
-    TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
 
 
 def _crashed(client_id: str, business_date: date, exc: Exception | str) -> fleet.DayOutcome:

@@ -18,10 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import AsyncClientContext, SyncClientContext
-from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
-from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 from prefect.utilities.urls import url_for
 from sqlalchemy import Engine
@@ -32,6 +29,7 @@ from toporder_sync.core_processes import CoreProcesses
 from toporder_sync.day import Assess
 from toporder_sync.ledger.db import database_url, get_engine, upgrade
 from toporder_sync.outcome import NEEDS_ACTION_TAG, RESOLVED_TAG
+from toporder_sync.tasks import prefect_private
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,9 +40,9 @@ _upgraded: set[str] = set()
 # ``result_storage``. Prefect keeps no result of a run: the ledger is the record of what it did,
 # and its final state says it to a person; a persisted result would be a second copy that no one
 # reads. Naming the storage, the local default, unused, also spares the API calls prefect 3.9.1
-# makes otherwise on every flow run to learn the server's default result storage (three
-# ``GET /api/admin/storage``: seen with an httpx hook on ``post-client-day`` runs).
-RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
+# makes otherwise on every flow run to learn the server's default result storage
+# (undocumented behaviour, hence owned by ``prefect_private``).
+RESULT_STORAGE: Path = prefect_private.RESULT_STORAGE
 
 
 def engine() -> Engine:
@@ -133,11 +131,11 @@ async def shared_clients() -> AsyncIterator[None]:
     default result storage (twice per flow run, subflows included). Each new client builds an
     SSL context, loading the CA bundle even for an ``http://`` server: ~50 ms of CPU apiece, a
     third of a client-day's flow run (measured with cProfile). Runs started inside this
-    context, here and in the flows they start, reuse one client of each kind instead.
+    context, here and in the flows they start, reuse one client of each kind instead
+    (``prefect_private.shared_api_clients``: Prefect documents no public way).
     """
-    with SyncClientContext.get_or_create():
-        async with AsyncClientContext.get_or_create():
-            yield
+    async with prefect_private.shared_api_clients():
+        yield
 
 
 def flush_events(timeout: float = 30.0) -> None:
@@ -145,9 +143,8 @@ def flush_events(timeout: float = 30.0) -> None:
     a command's result line is the last line it prints: otherwise Prefect drains its events
     worker at exit, after the command's output, and may log ``Still processing items`` then.
 
-    ``drain_all`` is inherited by the public ``EventsWorker`` from Prefect's internal service
-    class; ``tests/test_flow.py`` fails if an upgrade removes it."""
-    EventsWorker.drain_all(timeout=timeout, at_exit=False)
+    Prefect documents no public way (``prefect_private.drain_events``)."""
+    prefect_private.drain_events(timeout)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ the ledger rows, idempotent reruns, and that only transient failures are retried
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -333,12 +332,3 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     assert row["state"] == "Resolved: Posted" and str(red_run.id) in row["was"]
     assert row["run"].endswith(str(fixed.state_details.flow_run_id))
 
-
-def test_flush_events_relies_on_a_prefect_method_an_upgrade_must_keep() -> None:
-    """``runtime.flush_events`` calls ``EventsWorker.drain_all``, inherited from Prefect's
-    internal service class: this fails loudly if an upgrade renames it or its parameters."""
-    from prefect.events.worker import EventsWorker
-
-    parameters = inspect.signature(EventsWorker.drain_all).parameters
-    assert {"timeout", "at_exit"} <= set(parameters), parameters
-    runtime.flush_events(timeout=5)  # nothing emitted yet in this process, or all of it sent

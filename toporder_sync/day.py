@@ -7,11 +7,11 @@ happened and who must act. ``tasks/daily.py`` runs it in a worker thread, whole,
 a ``TransientError``, and turns the result into a final state, an artifact and, for a flagged
 day, an event.
 
-Why no Prefect task per step: every task run costs the Prefect server 25–30 ms of CPU or more,
-and a client-day of ten task runs came to ~1.7 CPU-s in all, ~1 client-day/s on two cores
-against a PostgreSQL-backed server, where the fleet's morning needs ~2.8/s (issue 3). Each step
-is one ledger transaction and the ledger holds the idempotency, so running the whole story again
-after a transient failure is safe: a posted day is not posted twice, an identical rerun changes
+Why no Prefect task per step: a task run costs the Prefect server far more than the step it
+would wrap, and a morning's fleet could not be run at a task run per step (the measurements
+are in docs/architecture.md and docs/operations.md, "Fitting a morning"). Each step is one
+ledger transaction and the ledger holds the idempotency, so running the whole story again after
+a transient failure is safe: a posted day is not posted twice, an identical rerun changes
 nothing.
 
 The day's claim is taken first, in the same transaction as its admission

@@ -29,7 +29,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-from prefect.events.worker import EventsWorker
 from prefect.flow_engine import run_flow_async
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
@@ -63,7 +62,7 @@ def prefect_pg_api(postgres_server: str, postgres_admin: Engine,
                         PREFECT_API_DATABASE_CONNECTION_URL=f"{server_db}/prefect_monitoring"
                         ) as api, temporary_settings({PREFECT_API_URL: api}):
         yield api
-        EventsWorker.drain_all()
+        runtime.flush_events()
 
 
 @pytest.fixture
