@@ -28,9 +28,8 @@ Promises:
   when the workers cannot be started (a warning), every day is computed in the calling
   thread.
 
-Measured on this 2-core machine (BENCHMARKS.md): a catch-up of 1,000 client-days (SQLite
-ledger, SQLite-backed prefect server) ran 96.9–100.7 client-days/s with one worker process,
-against 66.5–70.0 in threads; the flow's process spent ~5 ms of CPU per day instead of ~13.
+Why worker processes, with the measurement behind it: docs/operations.md ("Fitting a
+morning").
 """
 
 from __future__ import annotations
