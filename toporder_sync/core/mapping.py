@@ -12,7 +12,6 @@ An explicit mapping to an account that cannot hold a payment is a ledger-side er
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -48,8 +47,8 @@ def _fold(text: str) -> str:
     return "".join(kept).casefold()
 
 
-@functools.lru_cache(maxsize=4096)  # a fleet's methods are a few names, seen every day
 def words(name: str) -> tuple[str, ...]:
+    """The folded words of a name (``_fold``): what matching compares."""
     return tuple(_fold(name).split())
 
 
