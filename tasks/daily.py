@@ -110,7 +110,13 @@ def verdict_of_error(client_id: str, business_date: date | None, exc: Exception,
 def announce_error(done: fleet.DayOutcome) -> None:
     """The event of a client-day that raised instead of ending in an outcome (still
     unavailable after its retries, or a bug before its day was claimed): the data team's."""
-    emit_event(ERROR_EVENT,
+    _emit_day_event(ERROR_EVENT, done, {})
+
+
+def _emit_day_event(name: str, done: fleet.DayOutcome, payload: dict[str, Any]) -> None:
+    """Event ``name`` of a client-day: its client as the resource, its run as related, the
+    day's state and message in the payload, with ``payload`` added."""
+    emit_event(name,
                resource={"prefect.resource.id": f"toporder.client.{done.client_id}",
                          "prefect.resource.name": done.client_id},
                related=([] if done.run_id is None else
@@ -118,7 +124,7 @@ def announce_error(done: fleet.DayOutcome) -> None:
                           "prefect.resource.role": "flow-run"}]),
                payload={"client": done.client_id, "business_date": done.business_date.isoformat(),
                         "state": done.outcome.state_name, "message": done.message,
-                        "run_url": runtime.run_url(done.run_id)})
+                        "run_url": runtime.run_url(done.run_id), **payload})
 
 
 def state_of(done: fleet.DayOutcome) -> State[Any]:
@@ -323,24 +329,15 @@ async def announce(result: day.DayResult, done: fleet.DayOutcome) -> None:
                          flow_run_id=done.run_id)
     if alert is None:
         return
-    resource = {"prefect.resource.id": f"toporder.client.{client_id}",
-                "prefect.resource.name": client_id}
-    related = ([] if done.run_id is None else
-               [{"prefect.resource.id": f"prefect.flow-run.{done.run_id}",
-                 "prefect.resource.role": "flow-run"}])
-    common = {"client": client_id, "business_date": the_day.isoformat(),
-              "state": done.outcome.state_name, "message": done.message,
-              "run_url": runtime.run_url(done.run_id)}
     if alert.change == "raised" and done.outcome.who is Who.DATA_TEAM:
-        emit_event(ERROR_EVENT, resource=resource, related=related, payload=common)
+        _emit_day_event(ERROR_EVENT, done, {})
     elif alert.change == "raised":
-        emit_event(FLAGGED_EVENT, resource=resource, related=related, payload={
-            **common, "category": (result.category or Category.POS).value,
-            "who": str(done.outcome.who),
+        _emit_day_event(FLAGGED_EVENT, done, {
+            "category": (result.category or Category.POS).value, "who": str(done.outcome.who),
             "rules": sorted({f.rule for f in result.findings if f.is_error})})
     elif alert.change == "resolved":
-        emit_event(RESOLVED_EVENT, resource=resource, related=related, payload={
-            **common, "was": Outcome[alert.alert.outcome].state_name,
+        _emit_day_event(RESOLVED_EVENT, done, {
+            "was": Outcome[alert.alert.outcome].state_name,
             "was_run_url": runtime.run_url(alert.alert.run_id)})
         await runtime.settle_runs(client_id, the_day)
 

@@ -16,15 +16,22 @@ was looked for: Prefect's API reference and guides (docs.prefect.io, v3: ``prefe
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from prefect.context import AsyncClientContext, FlowRunContext, SyncClientContext, TaskRunContext
 from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.settings import get_current_settings
 
-__all__ = ["RESULT_STORAGE", "context_outside_any_run", "drain_events", "shared_api_clients"]
+__all__ = ["RESULT_STORAGE", "console_without_tracebacks", "context_outside_any_run",
+           "drain_events", "mute_server_stop_line", "shared_api_clients",
+           "shared_sync_client"]
+
+# The logger Prefect's local mode announces its temporary server's start and stop on.
+SERVER_LOGGER = "prefect"
 
 
 def context_outside_any_run() -> contextvars.Context:
@@ -115,3 +122,44 @@ def drain_events(timeout: float) -> None:
 # server's default result storage (seen with an httpx hook; ``tests/test_flow.py`` checks that
 # the calls stay away, ``tests/test_prefect_private.py`` that the setting is still a path).
 RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
+
+
+class _WithoutTraceback(logging.Formatter):
+    """A console formatter that leaves tracebacks out; the other handlers (the run's logs on
+    the server) still get them."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text:  # a copy: the record itself keeps its traceback
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None,
+                                            "exc_text": None})
+        return self._inner.format(record)
+
+
+def console_without_tracebacks() -> None:
+    """Prefect's console prints no traceback from now on: a command prints none unless asked to
+    (``--debug``); the run's logs on the server keep them for the data team.
+
+    Relies on: Prefect's default logging configuration (``prefect/logging/logging.yml``) putting
+    its console handler, a ``PrefectConsoleHandler``, on the root logger, where run loggers'
+    records arrive. The handler class is public; where it sits is configuration, not API, and
+    no setting drops tracebacks from the console alone."""
+    for handler in logging.getLogger().handlers:
+        if (isinstance(handler, PrefectConsoleHandler)
+                and not isinstance(handler.formatter, _WithoutTraceback)):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
+def mute_server_stop_line() -> None:
+    """Leave out the INFO line ("Stopping temporary server") that Prefect's local mode logs at
+    interpreter exit, after a command's result: raise ``SERVER_LOGGER`` to WARNING.
+
+    Relies on: ``prefect.server.api.server.SubprocessASGIServer.stop`` logging on the
+    ``prefect`` logger itself (``get_logger()``); no setting quiets that line alone. Call it
+    once the process has run its flows: the ``prefect`` logger's level is also the run
+    loggers'."""
+    server_logger = logging.getLogger(SERVER_LOGGER)
+    server_logger.setLevel(max(server_logger.getEffectiveLevel(), logging.WARNING))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from prefect.context import (
     TaskRunContext,
 )
 from prefect.events.worker import EventsWorker
+from prefect.logging.configuration import setup_logging
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.testing.utilities import prefect_test_harness
@@ -128,3 +132,35 @@ def test_result_storage_is_the_local_storage_path_setting() -> None:
     local = get_current_settings().results.local_storage_path
     assert isinstance(prefect_private.RESULT_STORAGE, Path)
     assert Path(local) == prefect_private.RESULT_STORAGE
+
+
+def test_prefects_console_handler_is_on_the_root_logger_and_loses_tracebacks_only() -> None:
+    """``console_without_tracebacks`` relies on Prefect's default logging configuration putting
+    a ``PrefectConsoleHandler`` on the root logger."""
+    setup_logging()
+    consoles = [h for h in logging.getLogger().handlers
+                if isinstance(h, PrefectConsoleHandler)]
+    assert consoles, "Prefect's console handler is no longer on the root logger"
+    formatter = consoles[0].formatter
+    prefect_private.console_without_tracebacks()
+    try:
+        raise KeyError("a bug")
+    except KeyError:
+        record = logging.getLogger("prefect.test").makeRecord(
+            "prefect.test", logging.ERROR, __file__, 1, "it failed", (), sys.exc_info())
+    try:
+        printed = consoles[0].format(record)
+    finally:
+        consoles[0].setFormatter(formatter)  # the rest of the session as it was
+    assert "it failed" in printed and "Traceback" not in printed
+    assert record.exc_info is not None, "the other handlers still get the traceback"
+    assert "Traceback" in logging.Formatter().format(record)
+
+
+def test_the_temporary_servers_stop_line_is_logged_on_the_prefect_logger() -> None:
+    """``mute_server_stop_line`` relies on the local mode's server logging on ``prefect``."""
+    from prefect.server.api import server
+
+    assert server.subprocess_server_logger.name == prefect_private.SERVER_LOGGER
+    source = inspect.getsource(server.SubprocessASGIServer.stop)
+    assert "subprocess_server_logger.info" in source and "Stopping temporary server" in source

@@ -7,7 +7,6 @@ that do not run flows start at once.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,31 +31,6 @@ def quiet_prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
-class _WithoutTraceback(logging.Formatter):
-    """A console formatter that leaves tracebacks out: a command prints none unless asked to
-    (``--debug``); the run's logs on the Prefect server keep them for the data team."""
-
-    def __init__(self, inner: logging.Formatter | None) -> None:
-        super().__init__()
-        self._inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info or record.exc_text:  # a copy: the other handlers keep the traceback
-            record = logging.makeLogRecord({**record.__dict__, "exc_info": None,
-                                            "exc_text": None})
-        return self._inner.format(record)
-
-
-def console_without_tracebacks() -> None:
-    """Prefect's console handler (on the root logger) prints no traceback from now on."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for handler in logging.getLogger().handlers:
-        if (isinstance(handler, PrefectConsoleHandler)
-                and not isinstance(handler.formatter, _WithoutTraceback)):
-            handler.setFormatter(_WithoutTraceback(handler.formatter))
-
-
 @dataclass(frozen=True, slots=True)
 class DayRun:
     client_id: str
@@ -79,12 +53,16 @@ def run_days(client_days: Sequence[tuple[str, date]],
     quiet_prefect_defaults()
     from prefect import tags
 
-    if os.environ.get(DEBUG_ENV, "") in ("", "0"):
-        console_without_tracebacks()
-
     from toporder_sync.flows.daily import post_client_day
     from toporder_sync.tasks.daily import run_tags
+    from toporder_sync.tasks.prefect_private import (
+        console_without_tracebacks,
+        mute_server_stop_line,
+    )
     from toporder_sync.tasks.runtime import flush_events, shared_clients
+
+    if os.environ.get(DEBUG_ENV, "") in ("", "0"):
+        console_without_tracebacks()
 
     engine = get_engine(database_url())
     upgrade(engine)
@@ -115,8 +93,6 @@ def run_days(client_days: Sequence[tuple[str, date]],
         return asyncio.run(go())
     finally:
         # The caller's result lines come last: what Prefect still has to send goes now, and
-        # the one line it still logs at exit in local mode ("Stopping temporary server", INFO
-        # on the ``prefect`` logger) is left out.
+        # the line it would still log at exit in local mode is left out.
         flush_events()
-        prefect_logger = logging.getLogger("prefect")
-        prefect_logger.setLevel(max(prefect_logger.getEffectiveLevel(), logging.WARNING))
+        mute_server_stop_line()
