@@ -109,7 +109,7 @@ def fill_ledger(clients: int, days: int, url: str | None = None,
                 prefix: str = "bench", start: date = FIRST_DAY) -> list[str]:
     """Activate ``clients`` simulated clients (``prefix-00000``…) and store ``days`` closures
     of each from ``start``, in the ledger of ``url`` (default: TOPORDER_SYNC_DATABASE_URL)."""
-    from toporder_sync.ledger import repository
+    from toporder_sync.ledger import clients as ledger_clients
     from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
     from toporder_sync.service import receive
     from toporder_sync.simulator import dumps, generate_series
@@ -120,8 +120,8 @@ def fill_ledger(clients: int, days: int, url: str | None = None,
     ids = client_ids(prefix, clients)
     for client_id in ids:
         with session_scope(engine) as session:
-            record = repository.activate_client(session, client_id, name=client_id,
-                                                activated_on=start, now=now)
+            record = ledger_clients.activate_client(session, client_id, name=client_id,
+                                                    activated_on=start, now=now)
         for closure in generate_series(integration_id=record.integration_id,
                                        establishment_id="est-1", establishment_name=client_id,
                                        start=start, days=days):

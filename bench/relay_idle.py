@@ -59,15 +59,15 @@ def wait_for(path: Path, text: str, process: subprocess.Popen[bytes], limit: flo
 def waiting_message(ledger_url: str) -> None:
     """One message due now, of a client without a webhook: its round defers it an hour."""
     from toporder_sync import outbox
-    from toporder_sync.ledger import repository
+    from toporder_sync.ledger import clients
     from toporder_sync.ledger.db import make_engine, session_scope, upgrade
 
     engine = make_engine(ledger_url)
     upgrade(engine)
     now = datetime.now(UTC)
     with session_scope(engine) as session:
-        repository.activate_client(session, "bench-relay", name="bench-relay",
-                                   activated_on=date(2026, 11, 1), now=now)
+        clients.activate_client(session, "bench-relay", name="bench-relay",
+                                activated_on=date(2026, 11, 1), now=now)
         outbox.enqueue(session, topic="day.flagged", client_id="bench-relay",
                        business_date=None, payload={"type": "bench"}, now=now)
     engine.dispose()

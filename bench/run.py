@@ -145,7 +145,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     from toporder_sync.core.closure import LineCache, parse_closure
     from toporder_sync.core.model import ClientSettings
     from toporder_sync.day import client_record, run_day
-    from toporder_sync.ledger import repository
+    from toporder_sync.ledger import inbox
     from toporder_sync.ledger.db import get_engine, session_scope
     from toporder_sync.sources import InboxSource
 
@@ -156,10 +156,11 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     days = [FIRST_DAY + timedelta(days=d) for d in range(sizes.core_days)]
     settings = ClientSettings("bench")
 
-    def inputs(client_id: str, day: date) -> tuple[bytes, pd.DataFrame, list[Any]]:
-        """The day's closure as received, and the floor's ticket lines and entry rows."""
+    def inputs(client_id: str, day: date) -> tuple[bytes, Tables, int]:
+        """The day's closure as received, its tables for pandera's validate, and its number of
+        ticket lines."""
         with session_scope(engine) as session:
-            stored = repository.latest_closure(session, client_id, day)
+            stored = inbox.latest_closure(session, client_id, day)
         if stored is None:
             raise SystemExit(f"core: no closure for {client_id} {day}")
         closure = parse_closure(stored.raw, "bench.json")

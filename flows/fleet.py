@@ -36,7 +36,7 @@ from prefect.runtime import flow_run
 from toporder_sync import core_processes, fleet
 from toporder_sync.core import calendar
 from toporder_sync.flows.daily import post_client_day
-from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.outcome import Outcome
 from toporder_sync.tasks import daily as t
 from toporder_sync.tasks import prefect_private, runtime

@@ -43,7 +43,7 @@ from prefect.runtime import task_run
 from toporder_sync import board, day, fleet, report, service
 from toporder_sync.core import calendar
 from toporder_sync.core.errors import Category, TransientError
-from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.outcome import NEEDS_ACTION_TAG, PROJECT_TAG, Outcome, Who
 from toporder_sync.sources import ClosureSource
 from toporder_sync.tasks import runtime

@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import Engine, create_engine
 
 from toporder_sync.core.model import Entry, EntryLine
+from toporder_sync.ledger.clients import activate_client
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
-from toporder_sync.ledger.repository import StoreResult, activate_client, store_closure
+from toporder_sync.ledger.inbox import StoreResult, store_closure
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PG_USER = "postgres"

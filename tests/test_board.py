@@ -8,7 +8,7 @@ from toporder_sync import board
 from toporder_sync.core.errors import Category, pos_error, warning
 from toporder_sync.core.model import Territory
 from toporder_sync.fleet import DayOutcome
-from toporder_sync.ledger.repository import Alert, FleetDay
+from toporder_sync.ledger.days import Alert, FleetDay
 from toporder_sync.outcome import Outcome
 
 DAY = date(2026, 11, 27)

@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from toporder_sync import cli_days, cli_support, day, service
 from toporder_sync.core import pipeline
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import claims, clients
 from toporder_sync.ledger.db import DATABASE_URL_ENV, make_engine, session_scope, upgrade
 from toporder_sync.outcome import EXIT_ALREADY_RUNNING, EXIT_REFUSED, Outcome
 from toporder_sync.sources import InboxSource
@@ -40,7 +40,7 @@ DAY = date(2026, 11, 27)
 SHORT = timedelta(seconds=0.3)
 
 
-def _received(engine: Engine, client_id: str) -> repository.ClientRecord:
+def _received(engine: Engine, client_id: str) -> clients.ClientRecord:
     client = support.activate(engine, client_id)
     support.receive(engine, support.closure(client, DAY))
     return client
@@ -72,18 +72,18 @@ class SlowAssess:
 def renewals(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """What each renewal of a claim answered (held or lost), in order."""
     answers: list[bool] = []
-    renew = repository.renew_claim
+    renew = claims.renew_claim
 
     def counted(*args: Any, **kwargs: Any) -> bool:
         held = renew(*args, **kwargs)
         answers.append(held)
         return held
 
-    monkeypatch.setattr(repository, "renew_claim", counted)
+    monkeypatch.setattr(claims, "renew_claim", counted)
     return answers
 
 
-def _slow_day(engine: Engine, client: repository.ClientRecord, clock: Clock, run_id: str,
+def _slow_day(engine: Engine, client: clients.ClientRecord, clock: Clock, run_id: str,
               pool: ThreadPoolExecutor) -> tuple[SlowAssess, Future[day.DayResult]]:
     slow = SlowAssess()
     running = pool.submit(day.run_day, engine, client, DAY, source=InboxSource(engine),
@@ -360,7 +360,7 @@ def test_a_catch_up_s_task_run_renews_its_claim_and_release_refuses_it_while_it_
     from toporder_sync.tasks import runtime
 
     with session_scope(ledger) as session:
-        client = repository.client_and_source(session, "alpha")[0]
+        client = clients.client_and_source(session, "alpha")[0]
     support.receive(ledger, support.closure(client, DAY))
     clock = Clock(NOW)
     monkeypatch.setattr(runtime, "now", clock)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from toporder_sync import cli
 from toporder_sync.core.errors import TransientError
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import days
 from toporder_sync.ledger.db import DATABASE_URL_ENV
 from toporder_sync.outcome import EXIT_INTERNAL, EXIT_UNAVAILABLE
 from toporder_sync.runner import DEBUG_ENV
@@ -33,7 +33,7 @@ def _failing(error: BaseException) -> Any:
 
 def test_a_bug_is_one_line_naming_the_command_and_exit_7(
         ledger: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repository, "day_statuses", _failing(KeyError("a bug")))
+    monkeypatch.setattr(days, "day_statuses", _failing(KeyError("a bug")))
     result = CliRunner().invoke(cli.main, ["status", "zinc"])
     assert result.exit_code == EXIT_INTERNAL, result.output
     assert result.output.strip().splitlines() == [
@@ -43,14 +43,14 @@ def test_a_bug_is_one_line_naming_the_command_and_exit_7(
 
 def test_debug_lets_the_traceback_through(ledger: None,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repository, "day_statuses", _failing(KeyError("a bug")))
+    monkeypatch.setattr(days, "day_statuses", _failing(KeyError("a bug")))
     result = CliRunner().invoke(cli.main, ["--debug", "status", "zinc"])
     assert isinstance(result.exception, KeyError) and result.exit_code == 1
 
 
 def test_an_outage_after_retries_is_exit_8(ledger: None,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repository, "day_statuses",
+    monkeypatch.setattr(days, "day_statuses",
                         _failing(TransientError("database temporarily unavailable")))
     result = CliRunner().invoke(cli.main, ["status", "zinc"])
     assert result.exit_code == EXIT_UNAVAILABLE, result.output
@@ -59,7 +59,7 @@ def test_an_outage_after_retries_is_exit_8(ledger: None,
 
 
 def test_ctrl_c_is_one_line_and_exit_130(ledger: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repository, "day_statuses", _failing(KeyboardInterrupt()))
+    monkeypatch.setattr(days, "day_statuses", _failing(KeyboardInterrupt()))
     result = CliRunner().invoke(cli.main, ["status", "zinc"])
     assert (result.exit_code, result.output.strip()) == (130, "interrupted")
 

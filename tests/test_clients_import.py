@@ -24,9 +24,10 @@ from toporder_sync import notifications
 from toporder_sync.cli import main
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Entry, Territory
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import StoreResult, post_entry
+from toporder_sync.ledger.inbox import StoreResult
+from toporder_sync.ledger.journal import post_entry
 from toporder_sync.ledger.tables import OutboxRow
 from toporder_sync.onboarding import clients_csv, registry
 from toporder_sync.onboarding.clients_csv import COLUMNS, Problem
@@ -158,8 +159,8 @@ def test_absent_or_empty_optional_columns_take_the_defaults_of_clients_activate(
     assert minimal.problems == empty.problems == ()
     assert minimal.clients == empty.clients == (clients_csv.ClientSpec(
         line=2, client_id="zinc", name="Le Zinc", activated_on=date(2026, 11, 1),
-        territory=Territory.METROPOLE, timezone=repository.DEFAULT_TIMEZONE,
-        run_hour=repository.DEFAULT_RUN_HOUR, deadline_hour=repository.DEFAULT_DEADLINE_HOUR,
+        territory=Territory.METROPOLE, timezone=clients.DEFAULT_TIMEZONE,
+        run_hour=clients.DEFAULT_RUN_HOUR, deadline_hour=clients.DEFAULT_DEADLINE_HOUR,
         source="push", webhook_url=None),)
 
 
@@ -254,9 +255,9 @@ def test_import_creates_updates_and_a_second_import_changes_nothing(
     by_id = {i.client_id: i for i in first.issued}
     with session_scope(engine) as session:
         for client_id, issued in by_id.items():
-            record = repository.get_client(session, client_id)
+            record = clients.get_client(session, client_id)
             assert record.integration_id == issued.integration_id
-            assert record.integration_id.startswith(repository.INTEGRATION_ID_PREFIX)
+            assert record.integration_id.startswith(clients.INTEGRATION_ID_PREFIX)
             assert record.active and record.created_at == now
             assert notifications.webhook(session, client_id).secret == issued.webhook_secret
             if issued.push_secret is not None:
@@ -294,7 +295,7 @@ def test_a_client_activated_by_hand_is_given_its_push_secret_once(
     engine: Engine, client_id: str, now: datetime,
 ) -> None:
     with session_scope(engine) as session:
-        before = repository.get_client(session, client_id)
+        before = clients.get_client(session, client_id)
     row = f"{client_id},{before.name},{before.activated_on.isoformat()},,,,,,"
     first = run_import(engine, f"{HEADER}\n{row}\n", now)
     assert (first.created, first.updated, first.unchanged) == (0, 1, 0)
@@ -304,7 +305,7 @@ def test_a_client_activated_by_hand_is_given_its_push_secret_once(
     assert issued.push_secret is not None and issued.push_secret.startswith("whsec_")
     assert run_import(engine, f"{HEADER}\n{row}\n", now).issued == ()
     with session_scope(engine) as session:
-        assert repository.get_client(session, client_id) == before
+        assert clients.get_client(session, client_id) == before
 
 
 def post_one_day(engine: Engine, client_id: str, store: Callable[..., StoreResult],

@@ -22,7 +22,7 @@ from toporder_sync.core.accounts import RATES_BY_VALUE
 from toporder_sync.core.mapping import default_account
 from toporder_sync.core.model import ClientSettings, Territory
 from toporder_sync.core.pipeline import process
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients, journal
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
 from toporder_sync.simulator import dumps
 
@@ -81,9 +81,9 @@ def test_posting_twice_changes_nothing(tmp_path: Path, document: dict[str, Any])
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
     upgrade(engine)
     with session_scope(engine) as session:
-        count = len(repository.list_clients(session))
-        client = repository.activate_client(session, f"c{count}", name="c",
-                                            activated_on=date(2020, 1, 1), now=NOW)
+        count = len(clients.list_clients(session))
+        client = clients.activate_client(session, f"c{count}", name="c",
+                                         activated_on=date(2020, 1, 1), now=NOW)
     document = {**document, "integration_id": client.integration_id}
     raw = dumps(document)
     received = service.receive(engine, raw, "drawn.json", now=NOW)
@@ -100,7 +100,7 @@ def test_posting_twice_changes_nothing(tmp_path: Path, document: dict[str, Any])
     again = service.receive(engine, raw, "drawn.json", now=NOW)
     assert not again.created and again.closure_id == received.closure_id
     with session_scope(engine) as session:
-        entries = repository.entries_between(session, client.client_id,
-                                             received.business_date, received.business_date)
+        entries = journal.entries_between(session, client.client_id,
+                                          received.business_date, received.business_date)
     assert len(entries) == 1 and entries[0].entry == outcome.entry
     engine.dispose()

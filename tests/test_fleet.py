@@ -11,7 +11,7 @@ import pytest
 from toporder_sync import fleet
 from toporder_sync.core import calendar
 from toporder_sync.core.model import Territory
-from toporder_sync.ledger.repository import ClientRecord
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.outcome import PRESSING, Outcome, Verdict, Who, fleet_verdict
 
 NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)

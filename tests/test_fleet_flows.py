@@ -38,7 +38,9 @@ from sqlalchemy import Engine
 from toporder_sync import automations, core_processes, day, fleet, service
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily, run_client_days
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients as ledger_clients
+from toporder_sync.ledger import days as ledger_days
+from toporder_sync.ledger import journal
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.outcome import Outcome
 from toporder_sync.simulator import dumps, generate_series
@@ -80,9 +82,9 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Any) -> Engin
 def activate(engine: Engine, client_id: str, activated_on: date, *, run_hour: int = 6,
              territory: str = "metropole") -> str:
     with session_scope(engine) as session:
-        client = repository.activate_client(session, client_id, name=client_id.title(),
-                                            activated_on=activated_on, territory=territory,
-                                            run_hour=run_hour, now=NOW)
+        client = ledger_clients.activate_client(session, client_id, name=client_id.title(),
+                                                activated_on=activated_on, territory=territory,
+                                                run_hour=run_hour, now=NOW)
     return client.integration_id
 
 
@@ -96,7 +98,7 @@ def deliver(engine: Engine, integration_id: str, start: date, days: int,
 
 def statuses(engine: Engine, client_id: str) -> dict[date, str]:
     with session_scope(engine) as session:
-        return {s.business_date: s.state for s in repository.day_statuses(session, client_id)}
+        return {s.business_date: s.state for s in ledger_days.day_statuses(session, client_id)}
 
 
 async def _subflow_runs(parent_id: Any) -> list[Any]:
@@ -191,7 +193,7 @@ def test_catch_up_runs_each_client_s_days_as_a_task_run_and_summarizes(ledger: E
     assert (charlie.state.type.value, charlie.state.name) == ("CANCELLED", "Refused")
     with session_scope(ledger) as session:
         numbers = {c: sorted(e.entry.date
-                             for e in repository.entries_between(session, c, day1, day3))
+                             for e in journal.entries_between(session, c, day1, day3))
                    for c in ("alpha", "bravo", "charlie")}
     assert numbers == {"alpha": [day1, day2, day3], "bravo": [day1, day3],
                        "charlie": [day2, day3]}
@@ -293,8 +295,8 @@ def test_a_catch_up_posts_a_client_s_days_in_date_order_without_false_gaps(
     [run] = asyncio.run(_client_days_task_runs(state.state_details.flow_run_id, 1))
     assert (run.state.name, run.state.message) == ("Posted", "12 client-days: 12 posted")
     with session_scope(ledger) as session:
-        entries = repository.entries_between(session, "alpha", first, first + timedelta(days=11))
-        warned = [s.business_date for s in repository.day_statuses(session, "alpha")
+        entries = journal.entries_between(session, "alpha", first, first + timedelta(days=11))
+        warned = [s.business_date for s in ledger_days.day_statuses(session, "alpha")
                   if s.warnings]
     assert [e.entry.date for e in sorted(entries, key=lambda e: e.number)] == [
         first + timedelta(days=n) for n in range(12)]
@@ -393,7 +395,7 @@ def test_a_day_claimed_by_a_live_run_is_left_alone(ledger: Engine) -> None:
     assert state.is_cancelled() and state.name == "Already running", state.message
     assert statuses(ledger, "alpha") == before
     with session_scope(ledger) as session:
-        assert repository.entries_between(session, "alpha", day, day) == []
+        assert journal.entries_between(session, "alpha", day, day) == []
     service.release(ledger, "alpha", day, run_id="the-other-run")
     assert asyncio.run(post_client_day("alpha", day, return_state=True)).name == "Posted"
 
@@ -499,7 +501,7 @@ def test_sharded_dispatches_share_an_hour_s_clients_out_once_each(
 
 def repository_integration_id(engine: Engine, client_id: str) -> str:
     with session_scope(engine) as session:
-        return repository.get_client(session, client_id).integration_id
+        return ledger_clients.get_client(session, client_id).integration_id
 
 
 def test_a_flagged_day_emits_an_event_an_automation_reacts_to(ledger: Engine) -> None:

@@ -32,7 +32,7 @@ from samples import encode, sample_document
 from toporder_sync import outbox, service
 from toporder_sync.core.errors import TransientError
 from toporder_sync.flows.daily import post_client_day
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients, days, journal
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.tasks import runtime
 from toporder_sync.tasks.runtime import only_transient
@@ -56,8 +56,8 @@ def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     engine = get_engine(url)
     upgrade(engine)
     with session_scope(engine) as session:
-        client = repository.activate_client(session, "petit-zinc", name="Le Petit Zinc",
-                                            activated_on=date(2026, 11, 1), now=NOW)
+        client = clients.activate_client(session, "petit-zinc", name="Le Petit Zinc",
+                                         activated_on=date(2026, 11, 1), now=NOW)
     return engine, client.integration_id
 
 
@@ -92,8 +92,8 @@ def test_valid_day_is_posted_once_and_rerun_changes_nothing(ledger: Any) -> None
     assert again.is_completed() and "unchanged" in again.message
     engine, _ = ledger
     with session_scope(engine) as session:
-        entries = repository.entries_between(session, "petit-zinc", DAY, DAY)
-        [status] = repository.day_statuses(session, "petit-zinc")
+        entries = journal.entries_between(session, "petit-zinc", DAY, DAY)
+        [status] = days.day_statuses(session, "petit-zinc")
     assert [e.number for e in entries] == [1]
     assert status.state == "posted" and status.flow_run_id is not None
 
@@ -154,14 +154,14 @@ def test_bad_days_fail_with_a_state_naming_who_must_act(
     engine, _ = ledger
     if mapping:
         with session_scope(engine) as session:
-            repository.set_mapping(session, "petit-zinc", *mapping, now=NOW)
+            clients.set_mapping(session, "petit-zinc", *mapping, now=NOW)
     deliver(ledger, sample, **changes)
     state = run()
     assert state.is_failed() and state.name == name and words in state.message
     with session_scope(engine) as session:
-        [status] = repository.day_statuses(session, "petit-zinc")
-        assert repository.entries_between(session, "petit-zinc", DAY, DAY) == []
-        methods = {m.name for m in repository.list_methods(session, "petit-zinc")}
+        [status] = days.day_statuses(session, "petit-zinc")
+        assert journal.entries_between(session, "petit-zinc", DAY, DAY) == []
+        methods = {m.name for m in days.list_methods(session, "petit-zinc")}
     assert status.state == "flagged" and status.error_category == category
     assert any(words in m.message for m in status.messages)
     assert "Carte Bancaire" in methods  # remembered even when the day is flagged
@@ -186,7 +186,7 @@ def test_no_closure_means_missing(ledger: Any) -> None:
     assert state.is_failed() and state.name == "Missing closure"
     engine, _ = ledger
     with session_scope(engine) as session:
-        [status] = repository.day_statuses(session, "petit-zinc")
+        [status] = days.day_statuses(session, "petit-zinc")
     assert status.state == "missing"
 
 
@@ -233,7 +233,7 @@ def test_an_unexpected_error_fails_the_run_at_once_and_records_the_day(
     red_run = asyncio.run(_flow_run(state))
     assert {"needs-action", "needs:data-team"} <= set(red_run.tags), red_run.tags
     with session_scope(engine) as session:
-        [recorded] = [d for d in repository.day_statuses(session, "petit-zinc")
+        [recorded] = [d for d in days.day_statuses(session, "petit-zinc")
                       if d.business_date == DAY]
         notified = outbox.list_messages(session, client_id="petit-zinc")
     assert recorded.state == "error"
@@ -288,7 +288,7 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     client_id = "petit-zinc"
     since = datetime.now(UTC)  # events carry the real time; earlier tests emitted some too
     with session_scope(engine) as session:
-        repository.set_mapping(session, client_id, "Carte bancaire", "511500", now=NOW)
+        clients.set_mapping(session, client_id, "Carte bancaire", "511500", now=NOW)
     deliver(ledger, "valid-metropole.json")
     red, again = run(), run()
     assert (red.name, again.name) == ("Mapping error", "Mapping error")
@@ -305,7 +305,7 @@ def test_an_alert_is_raised_once_and_resolved_by_the_run_that_posts_the_day(
     assert flagged.payload["run_url"].endswith(str(red_run.id))
 
     with session_scope(engine) as session:
-        repository.set_mapping(session, client_id, "Carte Bancaire", "511500", now=NOW)
+        clients.set_mapping(session, client_id, "Carte Bancaire", "511500", now=NOW)
     fixed = run()
     assert fixed.name == "Posted" and "resolves Mapping error" in (fixed.message or "")
     assert "needs-action" not in asyncio.run(_flow_run(fixed)).tags

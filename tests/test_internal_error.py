@@ -19,7 +19,7 @@ from toporder_sync import day, outbox
 from toporder_sync.cli import fleet_counts
 from toporder_sync.core import pipeline
 from toporder_sync.core.errors import Category, internal_error
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients, days
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClientDayRow
 from toporder_sync.outcome import Outcome
@@ -33,7 +33,7 @@ def _broken(message: str) -> day.Assess:
     return assess  # type: ignore[return-value]
 
 
-def _run(engine: Engine, client: repository.ClientRecord, run_id: str,
+def _run(engine: Engine, client: clients.ClientRecord, run_id: str,
          assess: day.Assess = pipeline.assess) -> day.DayResult:
     return day.run_day(engine, client, DAY, source=support.InboxSource(engine), run_id=run_id,
                        now=lambda: support.NOW, assess=assess)
@@ -62,7 +62,7 @@ def test_an_unexpected_error_records_the_day_once_and_a_fixed_rerun_resolves_it(
         ("internal_error", "run", "KeyError: 'a bug'")]
     with session_scope(engine) as session:
         assert outbox.list_messages(session, client_id="bug") == []
-        counts = fleet_counts(repository.fleet_status(session, DAY))
+        counts = fleet_counts(days.fleet_status(session, DAY))
     assert counts["error"] == 1 and counts["received"] == 0
 
     again = _run(engine, client, "run-2", _broken("a bug"))

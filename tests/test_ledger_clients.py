@@ -9,8 +9,7 @@ from sqlalchemy import Engine
 
 from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import ClientSettings, Territory
-from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import (
+from toporder_sync.ledger.clients import (
     INTEGRATION_ID_PREFIX,
     ClientRecord,
     activate_client,
@@ -22,6 +21,7 @@ from toporder_sync.ledger.repository import (
     set_account_override,
     set_mapping,
 )
+from toporder_sync.ledger.db import session_scope
 
 ACTIVATED_ON = date(2026, 11, 1)
 

@@ -17,19 +17,11 @@ from toporder_sync import service
 from toporder_sync.core.errors import Category, ClosureRejected, RefusedError
 from toporder_sync.core.model import Entry, PreviousClosure
 from toporder_sync.day import client_record, run_day
+from toporder_sync.ledger.clients import ClientRecord
+from toporder_sync.ledger.days import DayStatus, day_statuses, record_day
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import (
-    ClientRecord,
-    DayStatus,
-    StoreResult,
-    day_statuses,
-    latest_closure,
-    lock_client_day,
-    post_entry,
-    previous_closure,
-    record_day,
-    store_closure,
-)
+from toporder_sync.ledger.inbox import StoreResult, latest_closure, previous_closure, store_closure
+from toporder_sync.ledger.journal import post_entry
 from toporder_sync.ledger.tables import ClientRow, ClosureRow
 from toporder_sync.outcome import Outcome
 from toporder_sync.sources import InboxSource
@@ -46,7 +38,6 @@ def _status(engine: Engine, client_id: str, day: date = DAY) -> DayStatus:
 
 def _post(engine: Engine, client_id: str, closure_id: int, entry: Entry, now: datetime) -> None:
     with session_scope(engine) as session:
-        lock_client_day(session, client_id, entry.date, now=now)
         post_entry(session, client_id, entry.date, closure_id=closure_id, entry=entry, now=now)
 
 

@@ -21,13 +21,8 @@ from sqlalchemy import Engine
 
 from toporder_sync.core.model import Entry
 from toporder_sync.ledger.db import make_engine, session_scope
-from toporder_sync.ledger.repository import (
-    entries_between,
-    latest_closure,
-    lock_client_day,
-    post_entry,
-    store_closure,
-)
+from toporder_sync.ledger.inbox import latest_closure, store_closure
+from toporder_sync.ledger.journal import entries_between, lock_client_day, post_entry
 
 FIRST_DAY = date(2026, 11, 1)
 DAYS = 20

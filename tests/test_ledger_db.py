@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from toporder_sync.core.errors import ConfigurationError, TransientError
+from toporder_sync.ledger.clients import list_clients
 from toporder_sync.ledger.db import (
     DATABASE_URL_ENV,
     Executor,
@@ -29,7 +30,6 @@ from toporder_sync.ledger.db import (
     transaction,
     upgrade,
 )
-from toporder_sync.ledger.repository import list_clients
 from toporder_sync.ledger.tables import Base
 
 Scope = Callable[[Engine], AbstractContextManager[Executor]]

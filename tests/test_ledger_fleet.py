@@ -39,26 +39,23 @@ from toporder_sync.core.errors import (
     warning,
 )
 from toporder_sync.core.model import Territory
+from toporder_sync.ledger.claims import claim_day, release_day
+from toporder_sync.ledger.clients import (
+    activate_client,
+    deactivate_client,
+    due_clients,
+    get_client,
+    reactivate_client,
+    schedule_slots,
+    set_schedule,
+)
+from toporder_sync.ledger.days import FleetDay, fleet_status, record_day
 from toporder_sync.ledger.db import (
     DATABASE_URL_ENV,
     alembic_config,
     make_engine,
     session_scope,
     upgrade,
-)
-from toporder_sync.ledger.repository import (
-    FleetDay,
-    activate_client,
-    claim_day,
-    deactivate_client,
-    due_clients,
-    fleet_status,
-    get_client,
-    reactivate_client,
-    record_day,
-    release_day,
-    schedule_slots,
-    set_schedule,
 )
 from toporder_sync.ledger.tables import Base, ClientDayRow, DayState, UtcDateTime
 from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING, EXIT_REFUSED, Outcome

@@ -14,22 +14,27 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from toporder_sync.core.errors import Category, RefusedError, ledger_error, pos_error, warning
 from toporder_sync.core.model import Entry, EntryLine, MatchRule, MethodMatch
 from toporder_sync.core.money import MoneyTypeError
-from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import (
+from toporder_sync.ledger.claims import claim_day, day_claim
+from toporder_sync.ledger.days import (
+    Alert,
     DayRecord,
     DayStatus,
     MethodSeen,
-    PostResult,
-    StoredEntry,
-    StoreResult,
-    current_entry,
     day_statuses,
-    entries_between,
     list_methods,
-    lock_client_day,
-    post_entry,
+    open_alert,
     record_day,
     record_methods_seen,
+)
+from toporder_sync.ledger.db import session_scope
+from toporder_sync.ledger.inbox import StoreResult
+from toporder_sync.ledger.journal import (
+    PostResult,
+    StoredEntry,
+    current_entry,
+    entries_between,
+    lock_client_day,
+    post_entry,
 )
 
 DAY = date(2026, 11, 27)
@@ -39,8 +44,8 @@ DAY = date(2026, 11, 27)
 def _post(
     engine: Engine, client_id: str, closure_id: int, entry: Entry, now: datetime
 ) -> PostResult:
+    """Post through ``post_entry``, the ledger's part of ``service.post``."""
     with session_scope(engine) as session:
-        lock_client_day(session, client_id, entry.date, now=now)
         return post_entry(
             session, client_id, entry.date, closure_id=closure_id, entry=entry, now=now
         )
@@ -94,9 +99,38 @@ def test_a_first_closure_is_posted_as_entry_number_one(
             reverses_number=None,
             entry=entry,
         )
+        # Posting is one more attempt of the day.
         assert lock_client_day(session, client_id, DAY, now=now) == DayRecord(
-            client_id, DAY, "posted", closure.closure_id, result.entry_id, 0
+            client_id, DAY, "posted", closure.closure_id, result.entry_id, 1
         )
+
+
+def test_posting_records_the_day_closes_its_alert_and_releases_its_claim(
+    engine: Engine,
+    client_id: str,
+    store: Callable[..., StoreResult],
+    make_entry: Callable[..., Entry],
+    now: datetime,
+) -> None:
+    closure = store(b"Z412")
+    note = warning("unmapped_method", "payments[3].method", "'Lydia' went to 471000")
+    lydia = MethodMatch("Lydia", "471000", MatchRule.FALLBACK)
+    with session_scope(engine) as session:
+        assert claim_day(session, client_id, DAY, run_id="run-1", now=now,
+                         lease=timedelta(minutes=5))
+        open_alert(session, client_id, DAY, key="k", outcome="POS_DATA_ERROR", run_id="run-0")
+    with session_scope(engine) as session:
+        result = post_entry(session, client_id, DAY, closure_id=closure.closure_id,
+                            entry=make_entry(), now=now, matches=[lydia], warnings=[note],
+                            flow_run_id="run-1", release=True)
+    assert result.resolved == Alert("k", "POS_DATA_ERROR", "run-0")
+    with session_scope(engine) as session:
+        [status] = day_statuses(session, client_id)
+        assert (status.state, status.warnings, status.flow_run_id, status.attempts,
+                status.entry_number) == ("posted", (note,), "run-1", 1, result.number)
+        assert status.alert == Alert(None, "POS_DATA_ERROR", "run-0")
+        assert day_claim(session, client_id, DAY) is None
+        assert [m.name for m in list_methods(session, client_id)] == ["Lydia"]
 
 
 def test_posting_the_same_closure_again_changes_nothing(
@@ -452,7 +486,8 @@ def test_record_day_keeps_findings_and_counts_attempts(
             piece_ref="Z412",
             closure_id=closure.closure_id,
             flow_run_id="run-2",
-            attempts=2,
+            # Refused, posted, then flagged: three runs of the day.
+            attempts=3,
             updated_at=later,
         ),
         DayStatus(

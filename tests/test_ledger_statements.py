@@ -35,8 +35,8 @@ from sqlalchemy import Engine, event
 from toporder_sync import service
 from toporder_sync.core.errors import RefusedError
 from toporder_sync.day import DayResult, client_and_source, client_record, run_day
+from toporder_sync.ledger.clients import activate_client, get_client
 from toporder_sync.ledger.db import make_engine, session_scope
-from toporder_sync.ledger.repository import activate_client, get_client
 from toporder_sync.ledger.tables import ClientDayRow
 from toporder_sync.outcome import Outcome
 from toporder_sync.simulator import dumps, generate_series

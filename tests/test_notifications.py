@@ -29,7 +29,7 @@ from toporder_sync.core.errors import (
     pos_error,
     warning,
 )
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients, days
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import DayState, OutboxRow
 
@@ -45,7 +45,7 @@ def outbox_rows(engine: Engine) -> list[OutboxRow]:
 
 def integration_id(engine: Engine, client_id: str) -> str:
     with session_scope(engine) as session:
-        return repository.get_client(session, client_id).integration_id
+        return clients.get_client(session, client_id).integration_id
 
 
 FINDINGS = (ledger_error("mapping", "payments.method", "'Carte Bleu' looks like 'CB'"),
@@ -88,7 +88,7 @@ def test_waiting_refused_and_empty_days_are_not_notified(engine: Engine, client_
         service.flag(engine, client_id, DAY - timedelta(days=n), state=state,
                      error_category=None, findings=FINDINGS[2:], closure_id=None, now=T0)
     with session_scope(engine) as session:
-        recorded = [d.state for d in repository.day_statuses(session, client_id)]
+        recorded = [d.state for d in days.day_statuses(session, client_id)]
     assert sorted(recorded) == sorted(states)
     assert outbox_rows(engine) == []
 
@@ -108,7 +108,7 @@ def test_a_failed_flag_transaction_leaves_no_notification(
 
     assert outbox_rows(engine) == []  # … and goes with it
     with session_scope(engine) as session:
-        assert repository.day_statuses(session, client_id) == []
+        assert days.day_statuses(session, client_id) == []
 
 
 def test_toporder_hears_of_an_alert_once_and_again_only_if_it_changed(

@@ -32,7 +32,8 @@ from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Entry
 from toporder_sync.core.money import MoneyTypeError
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
-from toporder_sync.ledger.repository import PostResult, StoreResult
+from toporder_sync.ledger.inbox import StoreResult
+from toporder_sync.ledger.journal import PostResult
 from toporder_sync.ledger.tables import OutboxRow, PennylanePushRow
 from toporder_sync.outbox import DeliveryFailed, Message
 from toporder_sync.pennylane import TOPIC
@@ -618,7 +619,8 @@ def test_the_command_line_configures_pushes_after_a_fix_and_reports_without_the_
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = make_engine(url)
     upgrade(engine)
-    from toporder_sync.ledger.repository import activate_client, store_closure
+    from toporder_sync.ledger.clients import activate_client
+    from toporder_sync.ledger.inbox import store_closure
 
     with session_scope(engine) as session:
         activate_client(session, CLIENT_ID, name="Le Petit Zinc", activated_on=date(2026, 11, 1),

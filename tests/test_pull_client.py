@@ -25,9 +25,11 @@ from starlette.routing import Route
 
 from toporder_sync import service
 from toporder_sync.core.errors import ClosureRejected, ConfigurationError, TransientError
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections
 from toporder_sync.ledger.db import make_engine, session_scope
 from toporder_sync.ledger.tables import ClosureRow
+from toporder_sync.rate_limit import RateLimiter
+from toporder_sync.retrying import RetryPolicy
 from toporder_sync.simulator import dumps, generate_closure
 from toporder_sync.simulator.faults import FaultRule
 from toporder_sync.simulator.server import (
@@ -251,8 +253,8 @@ def ledger(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Engine]:
 
 def activate(engine: Engine, client_id: str = "chez-pull") -> str:
     with session_scope(engine) as session:
-        record = repository.activate_client(session, client_id, name="Chez Pull",
-                                            activated_on=date(2026, 11, 1), now=NOW)
+        record = clients.activate_client(session, client_id, name="Chez Pull",
+                                         activated_on=date(2026, 11, 1), now=NOW)
         connections.set_source(session, client_id, "pull")
     return record.integration_id
 
@@ -324,8 +326,8 @@ def test_source_for_follows_the_clients_setting(ledger: Engine,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     activate(ledger, "chez-pull")
     with session_scope(ledger) as session:
-        repository.activate_client(session, "chez-push", name="Chez Push",
-                                   activated_on=date(2026, 11, 1), now=NOW)
+        clients.activate_client(session, "chez-push", name="Chez Push",
+                                activated_on=date(2026, 11, 1), now=NOW)
     assert isinstance(source_for(ledger, "chez-push"), InboxSource)
     monkeypatch.delenv(API_URL_ENV, raising=False)
     monkeypatch.setenv(API_TOKEN_ENV, TOKEN)

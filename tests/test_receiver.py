@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select
 
 from toporder_sync import service, signing
 from toporder_sync.cli import main
-from toporder_sync.ledger import connections, repository, webhooks
+from toporder_sync.ledger import clients, connections, inbox, webhooks
 from toporder_sync.ledger.db import (
     DATABASE_URL_ENV,
     get_engine,
@@ -97,8 +97,8 @@ def database(tmp_path: Path, migrated_sqlite: Path) -> str:
 
 def _serve(engine: Engine) -> Iterator[Receiver]:
     with session_scope(engine) as session:
-        client = repository.activate_client(session, "chez-push", name="Chez Push",
-                                            activated_on=date(2026, 11, 26), now=NOW)
+        client = clients.activate_client(session, "chez-push", name="Chez Push",
+                                         activated_on=date(2026, 11, 26), now=NOW)
         secret = connections.issue_push_secret(session, "chez-push").secret
     running = serve_in_thread(create_app(engine, clock=lambda: NOW, max_body_bytes=200_000))
     yield Receiver(running.base_url, engine, client.integration_id, secret)
@@ -156,8 +156,8 @@ def test_a_replay_outside_the_window_is_refused(receiver: Receiver) -> None:
 
 def test_a_client_without_push_secret_cannot_push(receiver: Receiver) -> None:
     with session_scope(receiver.engine) as session:
-        other = repository.activate_client(session, "sans-secret", name="Sans Secret",
-                                           activated_on=date(2026, 11, 1), now=NOW)
+        other = clients.activate_client(session, "sans-secret", name="Sans Secret",
+                                        activated_on=date(2026, 11, 1), now=NOW)
     raw = receiver.closure(integration_id=other.integration_id)
     assert receiver.post(raw, integration_id=other.integration_id).status_code == 401
 
@@ -361,9 +361,9 @@ def test_a_webhook_id_held_by_an_open_transaction_waits_for_its_outcome(
         with session_scope(receiver.engine) as session:
             webhooks.record_message(session, "chez-push", "msg_1",
                                     sha256=hashlib.sha256(raw).hexdigest(), now=NOW)
-            repository.store_closure(session, "chez-push", business_date=DAY, raw=raw,
-                                     closure_number=None, establishment_id=None,
-                                     perpetual_total=None, now=NOW)
+            inbox.store_closure(session, "chez-push", business_date=DAY, raw=raw,
+                                closure_number=None, establishment_id=None,
+                                perpetual_total=None, now=NOW)
             thread.start()
             thread.join(0.5)
             assert thread.is_alive(), "the second push did not wait for the first"

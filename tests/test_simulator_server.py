@@ -21,7 +21,7 @@ from toporder_sync.cli import main
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Territory
 from toporder_sync.core.money import parse_amount
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.receiver import create_app as receiver_app
 from toporder_sync.simulator import CARD, RENAMED_CARD, dumps, generate_closure
@@ -211,7 +211,7 @@ def fleet(engine: Engine) -> dict[str, str]:
         for client_id, territory, timezone in (
                 ("bistro", Territory.METROPOLE, "Europe/Paris"),
                 ("epicerie", Territory.DOM, "America/Martinique")):
-            ids[client_id] = repository.activate_client(
+            ids[client_id] = clients.activate_client(
                 session, client_id, name=client_id.title(), activated_on=START,
                 territory=territory, timezone=timezone, now=NOW).integration_id
     return ids

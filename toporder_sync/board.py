@@ -27,9 +27,9 @@ from sqlalchemy import Engine
 
 from toporder_sync import report
 from toporder_sync.fleet import DayOutcome
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import days as ledger_days
+from toporder_sync.ledger.days import DayStatus, FleetDay
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import DayStatus, FleetDay
 from toporder_sync.outcome import Outcome, Who, slug
 
 # How many days a client's artifact lists, the newest last.
@@ -57,7 +57,7 @@ class Board:
 
 def read_day(engine: Engine, business_date: date) -> list[FleetDay]:
     with session_scope(engine) as session:
-        return repository.fleet_status(session, business_date)
+        return ledger_days.fleet_status(session, business_date)
 
 
 def board(business_date: date, days: Sequence[FleetDay], errors: Sequence[DayOutcome],
@@ -121,7 +121,7 @@ def read_recent(engine: Engine, client_id: str, business_date: date) -> list[Day
     """The client's last ``RECENT_DAYS`` days from ``RECENT_DAYS`` before ``business_date``:
     those before it and any after (a day run again after later days were posted)."""
     with session_scope(engine) as session:
-        days = repository.day_statuses(
+        days = ledger_days.day_statuses(
             session, client_id, date_from=business_date - timedelta(days=RECENT_DAYS - 1))
     return days[-RECENT_DAYS:]
 

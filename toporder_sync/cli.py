@@ -31,7 +31,9 @@ from toporder_sync.cli_notifications import notifications_group, relay, set_webh
 from toporder_sync.cli_pennylane import pennylane
 from toporder_sync.cli_schedules import schedules
 from toporder_sync.core.model import Territory
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients as ledger_clients
+from toporder_sync.ledger import days as ledger_days
+from toporder_sync.ledger import journal
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ERROR_CATEGORIES
 from toporder_sync.onboarding import clients_csv, registry
@@ -82,13 +84,13 @@ def clients() -> None:
 @click.option("--territory", type=click.Choice([t.value for t in Territory]),
               default=Territory.METROPOLE.value, show_default=True,
               help="Fixes the VAT rates in force.")
-@click.option("--timezone", default=repository.DEFAULT_TIMEZONE, show_default=True,
+@click.option("--timezone", default=ledger_clients.DEFAULT_TIMEZONE, show_default=True,
               help="IANA timezone.")
-@click.option("--run-hour", type=click.IntRange(0, 23), default=repository.DEFAULT_RUN_HOUR,
+@click.option("--run-hour", type=click.IntRange(0, 23), default=ledger_clients.DEFAULT_RUN_HOUR,
               show_default=True,
               help="Local hour of the daily run (it processes the previous business day).")
 @click.option("--deadline-hour", type=click.IntRange(0, 23),
-              default=repository.DEFAULT_DEADLINE_HOUR, show_default=True,
+              default=ledger_clients.DEFAULT_DEADLINE_HOUR, show_default=True,
               help="Local hour, the day after the business day, until which a missing closure "
                    "is waited for before the day is flagged missing.")
 def clients_activate(client: str, name: str, activated_on: date, territory: str,
@@ -98,10 +100,10 @@ def clients_activate(client: str, name: str, activated_on: date, territory: str,
     Give that identifier to Toporder: every closure it sends carries it.
     """
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        record = repository.activate_client(session, client, name=name, activated_on=activated_on,
-                                            territory=territory, timezone=timezone,
-                                            run_hour=run_hour, deadline_hour=deadline_hour,
-                                            now=cli_support.now())
+        record = ledger_clients.activate_client(
+            session, client, name=name, activated_on=activated_on, territory=territory,
+            timezone=timezone, run_hour=run_hour, deadline_hour=deadline_hour,
+            now=cli_support.now())
     click.echo(f"activated {record.client_id} ({record.name}) from {record.activated_on}, "
                f"{record.territory}, {record.timezone}, daily run at {record.run_hour:02d}:00, "
                f"closure waited for until {record.deadline_hour:02d}:00; integration identifier:")
@@ -184,8 +186,8 @@ def clients_set_schedule(client: str, timezone: str | None, run_hour: int | None
     if timezone is None and run_hour is None and deadline_hour is None:
         raise click.UsageError("give at least one of --timezone, --run-hour, --deadline-hour")
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        record = repository.set_schedule(session, client, timezone=timezone, run_hour=run_hour,
-                                         deadline_hour=deadline_hour)
+        record = ledger_clients.set_schedule(session, client, timezone=timezone, run_hour=run_hour,
+                                             deadline_hour=deadline_hour)
     click.echo(f"{record.client_id}: daily run at {record.run_hour:02d}:00 {record.timezone}, "
                f"closure waited for until {record.deadline_hour:02d}:00")
 
@@ -195,7 +197,7 @@ def clients_set_schedule(client: str, timezone: str | None, run_hour: int | None
 def clients_deactivate(client: str) -> None:
     """Stop scheduling CLIENT's days (its ledger is kept; `clients reactivate` undoes it)."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.deactivate_client(session, client)
+        ledger_clients.deactivate_client(session, client)
     click.echo(f"{client}: deactivated")
 
 
@@ -204,7 +206,7 @@ def clients_deactivate(client: str) -> None:
 def clients_reactivate(client: str) -> None:
     """Schedule CLIENT's days again after `clients deactivate`."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.reactivate_client(session, client)
+        ledger_clients.reactivate_client(session, client)
     click.echo(f"{client}: active")
 
 
@@ -216,7 +218,7 @@ def clients_set_account(client: str, key: str, account: str) -> None:
     """Override one default account of CLIENT (KEY: revenue:10, vat:20, tips, gift_cards,
     other_methods, cash_shortage, cash_surplus…)."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.set_account_override(session, client, key, account)
+        ledger_clients.set_account_override(session, client, key, account)
     click.echo(f"{client}: {key} → {account}")
 
 
@@ -234,7 +236,7 @@ def mapping() -> None:
 def mapping_set(client: str, method: str, account: str) -> None:
     """Send METHOD (its exact Toporder name, byte for byte) of CLIENT to ACCOUNT."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.set_mapping(session, client, method, account, now=cli_support.now())
+        ledger_clients.set_mapping(session, client, method, account, now=cli_support.now())
     click.echo(f"{client}: {method!r} → {account}")
 
 
@@ -243,8 +245,8 @@ def mapping_set(client: str, method: str, account: str) -> None:
 def mapping_list(client: str) -> None:
     """List CLIENT's explicit mappings."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.get_client(session, client)
-        mappings = repository.list_mappings(session, client)
+        ledger_clients.get_client(session, client)
+        mappings = ledger_clients.list_mappings(session, client)
     _table([{"method": m, "account": a} for m, a in mappings.items()], ["method", "account"])
 
 
@@ -254,8 +256,8 @@ def mapping_list(client: str) -> None:
 def methods(client: str, as_json: bool) -> None:
     """Payment methods seen in CLIENT's closures: first and last day, where each goes."""
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.get_client(session, client)
-        seen = repository.list_methods(session, client)
+        ledger_clients.get_client(session, client)
+        seen = ledger_days.list_methods(session, client)
     rows = [{"name": m.name, "first_seen": m.first_seen.isoformat(),
              "last_seen": m.last_seen.isoformat(), "account": m.account, "rule": m.rule}
             for m in seen]
@@ -314,7 +316,7 @@ def rerun(client: str, date_from: date, date_to: date) -> None:
     if date_to < date_from:
         raise click.UsageError(f"--to {date_to} is before --from {date_from}")
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.get_client(session, client)
+        ledger_clients.get_client(session, client)
     days = [(client, date_from + timedelta(days=n))
             for n in range((date_to - date_from).days + 1)]
     with click.progressbar(length=len(days), label=f"{client}: {len(days)} day(s)",
@@ -359,8 +361,8 @@ def status(client: str | None, business_date: date | None, as_json: bool) -> Non
     if client is None:
         raise click.UsageError(usage)
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.get_client(session, client)
-        days = repository.day_statuses(session, client)
+        ledger_clients.get_client(session, client)
+        days = ledger_days.day_statuses(session, client)
     rows = [{
         "business_date": d.business_date.isoformat(), "state": d.state,
         "error_category": d.error_category,
@@ -381,7 +383,7 @@ def status(client: str | None, business_date: date | None, as_json: bool) -> Non
 
 def _fleet_status(business_date: date, as_json: bool) -> None:
     with session_scope(cli_support.engine()) as session:
-        fleet = repository.fleet_status(session, business_date)
+        fleet = ledger_days.fleet_status(session, business_date)
     counts = fleet_counts(fleet)
     if as_json:
         click.echo(json.dumps({
@@ -414,7 +416,7 @@ def _fleet_status(business_date: date, as_json: bool) -> None:
                + (f": {', '.join(parts)}" if parts else ""))
 
 
-def fleet_counts(fleet: list[repository.FleetDay]) -> dict[str, int]:
+def fleet_counts(fleet: list[ledger_days.FleetDay]) -> dict[str, int]:
     """Clients per state of one day, flagged days also per category (``flagged_pos``…)."""
     keys = ["posted", "empty", "flagged", *(f"flagged_{c}" for c in ERROR_CATEGORIES),
             "refused", "missing", "error", "waiting", "received", "not_run"]
@@ -450,8 +452,8 @@ def export_fec(client: str, date_from: date, date_to: date, out: Path) -> None:
         raise click.BadParameter(f"the folder {str(out.parent)!r} does not exist; create it "
                                  "first", param_hint="--out")
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        repository.get_client(session, client)
-        stored = repository.entries_between(session, client, date_from, date_to)
+        ledger_clients.get_client(session, client)
+        stored = journal.entries_between(session, client, date_from, date_to)
     count = write_fec([FecEntry(s.number, s.entry, s.posted_at.date()) for s in stored], out)
     click.echo(f"{out}: {len(stored)} entries, {count} lines (ISO-8859-15, tab-separated)")
 

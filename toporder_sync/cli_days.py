@@ -24,7 +24,7 @@ from uuid import UUID
 import click
 
 from toporder_sync import cli_support, service
-from toporder_sync.ledger.repository import Claim
+from toporder_sync.ledger.claims import Claim
 from toporder_sync.outcome import EXIT_ALREADY_RUNNING
 from toporder_sync.runner import quiet_prefect_defaults
 

@@ -26,7 +26,7 @@ import click
 
 from toporder_sync import cli_support, outbox
 from toporder_sync.core.errors import ConfigurationError
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.outcome import EXIT_FLAGGED
 from toporder_sync.pennylane import TOPIC, store
@@ -88,7 +88,7 @@ def push(client: str, date_from: date, date_to: date) -> None:
     engine = cli_support.engine()
     with cli_support.errors():
         with session_scope(engine) as session:
-            repository.get_client(session, client)  # an unknown client is refused
+            clients.get_client(session, client)  # an unknown client is refused
             settings = store.get_settings(session, client)
         if settings is None or not settings.enabled:
             raise ConfigurationError(f"{client} is not set up for Pennylane: "

@@ -20,9 +20,9 @@ import click
 from toporder_sync import fleet
 from toporder_sync import schedules as sched
 from toporder_sync.core.errors import ConfigurationError
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
-from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.outcome import EXIT_USAGE
 from toporder_sync.runner import quiet_prefect_defaults
 
@@ -40,8 +40,8 @@ def _registry() -> tuple[list[tuple[str, int]], list[ClientRecord]]:
     engine = get_engine(database_url())
     upgrade(engine)
     with session_scope(engine) as session:
-        return (repository.schedule_slots(session),
-                [c for c in repository.list_clients(session) if c.active])
+        return (clients.schedule_slots(session),
+                [c for c in clients.list_clients(session) if c.active])
 
 
 def _slots(run_slots: list[tuple[str, int]], active: list[ClientRecord],

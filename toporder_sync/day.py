@@ -47,9 +47,10 @@ from toporder_sync.core.errors import (
     refused,
 )
 from toporder_sync.core.model import ClientSettings, Entry, MethodMatch
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.ledger.journal import PostResult
 from toporder_sync.outcome import Outcome
 from toporder_sync.service import AlertChange
 from toporder_sync.sources import (
@@ -99,13 +100,13 @@ class DayResult:
 
 def client_record(engine: Engine, client_id: str) -> ClientRecord:
     with session_scope(engine) as session:
-        return repository.client_and_source(session, client_id)[0]
+        return clients.client_and_source(session, client_id)[0]
 
 
 def client_and_source(engine: Engine, client_id: str) -> tuple[ClientRecord, ClosureSource]:
     """The client and where its closures come from, read in one statement."""
     with session_scope(engine) as session:
-        client, kind = repository.client_and_source(session, client_id)
+        client, kind = clients.client_and_source(session, client_id)
     return client, source_of_kind(engine, kind)
 
 

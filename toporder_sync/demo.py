@@ -37,10 +37,11 @@ from sqlalchemy import Engine
 from toporder_sync import notifications, outbox, receiver
 from toporder_sync.core.fec import FecEntry, write_fec
 from toporder_sync.core.model import Territory
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections, inbox, journal
+from toporder_sync.ledger import days as ledger_days
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.ledger.tables import ClosureSourceKind
-from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING
+from toporder_sync.outcome import EXIT_FLAGGED, EXIT_MISSING, Outcome
 from toporder_sync.pennylane import sink  # noqa: F401 (registers its outbox handler)
 from toporder_sync.runner import DayRun, run_days
 from toporder_sync.simulator.faults import FaultRule
@@ -184,7 +185,7 @@ def run_demo(directory: Path) -> None:
         retried = _report_retries(toporder, names, results)
 
         with session_scope(engine) as session:
-            repository.set_mapping(session, "petit-zinc", "Lydia", "511600", now=now)
+            clients.set_mapping(session, "petit-zinc", "Lydia", "511600", now=now)
         click.echo("\nMapped 'Lydia' to 511600 for petit-zinc and reran its day: ", nl=False)
         rerun = run_days([story.unknown_method])[0]
         click.echo(f"{rerun.state_name}: {rerun.message}\n")
@@ -221,7 +222,7 @@ def _activate(engine: Engine, start: date, now: datetime) -> dict[str, str]:
     ids: dict[str, str] = {}
     for client in CLIENTS:
         with session_scope(engine) as session:
-            record = repository.activate_client(
+            record = clients.activate_client(
                 session, client.client_id, name=client.name, activated_on=start,
                 territory=client.territory.value, timezone=client.timezone, now=now)
             connections.set_source(session, client.client_id, client.source)
@@ -315,7 +316,7 @@ def _save_closures(engine: Engine, folder: Path, start: date, end: date) -> int:
         for offset in range((end - start).days + 1):
             day = start + timedelta(days=offset)
             with session_scope(engine) as session:
-                stored = repository.latest_closure(session, client.client_id, day)
+                stored = inbox.latest_closure(session, client.client_id, day)
             if stored is not None:
                 (folder / f"{client.client_id}-{day}.json").write_bytes(stored.raw)
                 saved += 1
@@ -325,8 +326,8 @@ def _save_closures(engine: Engine, folder: Path, start: date, end: date) -> int:
 def _print_days(engine: Engine, directory: Path, start: date, end: date) -> None:
     for client in CLIENTS:
         with session_scope(engine) as session:
-            days = repository.day_statuses(session, client.client_id)
-            stored = repository.entries_between(session, client.client_id, start, end)
+            days = ledger_days.day_statuses(session, client.client_id)
+            stored = journal.entries_between(session, client.client_id, start, end)
         click.echo(f"{client.client_id} ({client.source}):")
         for day in days:
             detail = "; ".join(f.message for f in (*day.messages, *day.warnings))

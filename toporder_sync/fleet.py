@@ -1,8 +1,9 @@
 """Many client-days at once: which ones to run, and what their runs added up to.
 
 Used by the catch-up and dispatch flows (``flows/fleet.py``), which only run what this module
-selects and report what it counts. Selection reads the ledger through the repository; the rest
-is pure. A client-day's outcome is an ``outcome.Outcome``, never a state name read back.
+selects and report what it counts. Selection reads the ledger (``ledger.clients``,
+``ledger.days``); the rest is pure. A client-day's outcome is an ``outcome.Outcome``, never a
+state name read back.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine
 
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients as ledger_clients
+from toporder_sync.ledger import days as ledger_days
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.outcome import KINDS, PRESSING, Outcome, Verdict, fleet_verdict
 
 
@@ -114,7 +116,7 @@ def in_shard(client_id: str, shard: int, shards: int) -> bool:
 def select_clients(engine: Engine, client_ids: Sequence[str] | None) -> list[ClientRecord]:
     """The named clients (all must exist), or every active client when none is named."""
     with session_scope(engine) as session:
-        known = {c.client_id: c for c in repository.list_clients(session)}
+        known = {c.client_id: c for c in ledger_clients.list_clients(session)}
     if client_ids is None:
         return [c for c in known.values() if c.active]
     unknown = sorted(set(client_ids) - set(known))
@@ -133,12 +135,12 @@ def select_dispatch(engine: Engine, *, timezone: str, hour: int, business_date: 
                     shard: int = 0, shards: int = 1) -> list[ClientDay]:
     """The client-days a dispatch of (timezone, hour) runs for ``business_date``, in its shard."""
     with session_scope(engine) as session:
-        due = repository.due_clients(session, timezone=timezone, hour=hour)
-        in_zone = {client.client_id: client for client in repository.list_clients(session)
+        due = ledger_clients.due_clients(session, timezone=timezone, hour=hour)
+        in_zone = {client.client_id: client for client in ledger_clients.list_clients(session)
                    if client.active and client.timezone == timezone}
         # One query for the whole fleet's day, not one per client of the timezone.
         waiting = [in_zone[day.client_id]
-                   for day in repository.fleet_status(session, business_date)
+                   for day in ledger_days.fleet_status(session, business_date)
                    if day.client_id in in_zone and awaits_rerun(day.state, day.attempts)]
     return [day for day in dispatch_plan(due, waiting, business_date)
             if in_shard(day.client_id, shard, shards)]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients
 from toporder_sync.ledger.db import database_url, get_engine, session_scope, upgrade
 from toporder_sync.outcome import Outcome
 
@@ -67,7 +67,7 @@ def run_days(client_days: Sequence[tuple[str, date]],
     engine = get_engine(database_url())
     upgrade(engine)
     with session_scope(engine) as session:
-        territories = {c.client_id: c.territory for c in repository.list_clients(session)}
+        territories = {c.client_id: c.territory for c in clients.list_clients(session)}
 
     async def go() -> list[DayRun]:
         async with shared_clients():

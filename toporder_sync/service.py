@@ -3,7 +3,7 @@
 This is the glue between the pure core and the SQL ledger, used alike by the Prefect tasks and
 the command line: receiving a closure, admitting a day, posting an entry, flagging a day. Every
 function opens and commits its own transaction: ``transaction`` (a connection) for those of a
-client-day's run, which only run statements, ``session_scope`` for the others. The repository
+client-day's run, which only run statements, ``session_scope`` for the others. The ledger
 functions it calls never commit, so a failure anywhere leaves nothing half written.
 """
 
@@ -27,9 +27,12 @@ from toporder_sync.core import calendar
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import Category, Finding, RefusedError, refused
 from toporder_sync.core.model import ClientSettings, Entry, MethodMatch, PreviousClosure
-from toporder_sync.ledger import repository, webhooks
+from toporder_sync.ledger import claims as ledger_claims
+from toporder_sync.ledger import clients, days, journal, webhooks
+from toporder_sync.ledger import inbox as ledger_inbox
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import session_scope, transaction
-from toporder_sync.ledger.repository import ClientRecord, PostResult
+from toporder_sync.ledger.journal import PostResult
 from toporder_sync.ledger.tables import DayState
 from toporder_sync.outcome import Outcome
 from toporder_sync.pennylane import store as pennylane_store
@@ -62,7 +65,7 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime,
     """
     routing = route(load_document(raw, source), source, now=now)
     with session_scope(engine) as session:
-        client = repository.client_by_integration_id(session, routing.integration_id)
+        client = clients.client_by_integration_id(session, routing.integration_id)
         if client is None:
             raise RefusedError(f"{source}: unknown integration identifier; nothing stored")
         if routing.business_date < client.activated_on:
@@ -73,7 +76,7 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime,
         if message_id is not None:
             webhooks.record_message(session, client.client_id, message_id,
                                     sha256=hashlib.sha256(raw).hexdigest(), now=now)
-        stored = repository.store_closure(
+        stored = ledger_inbox.store_closure(
             session, client.client_id, business_date=routing.business_date, raw=raw,
             closure_number=routing.number, establishment_id=routing.establishment_id,
             perpetual_total=routing.perpetual_total, now=now,
@@ -84,13 +87,13 @@ def receive(engine: Engine, raw: bytes, source: str, *, now: datetime,
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """``inbox``: the day's closure as the inbox holds it (``repository.inbox_closure``), when
+    """``inbox``: the day's closure as the inbox holds it (``inbox.inbox_closure``), when
     ``claim_and_admit`` was asked to read it and the day was not refused."""
 
     client: ClientRecord
     settings: ClientSettings
     refusal: str | None
-    inbox: repository.InboxClosure | None = None
+    inbox: ledger_inbox.InboxClosure | None = None
 
 
 def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *, run_id: str,
@@ -106,14 +109,14 @@ def claim_and_admit(engine: Engine, client: ClientRecord, business_date: date, *
     # writes again if a power cut undoes it.
     with transaction(engine, durable=False) as db:
         # The settings first: they check the client, which the claim then needs not do.
-        settings = repository.client_settings(db, client.client_id)
-        if not repository.claim_day(db, client.client_id, business_date, run_id=run_id,
-                                    now=now, lease=lease, client_checked=True):
+        settings = clients.client_settings(db, client.client_id)
+        if not ledger_claims.claim_day(db, client.client_id, business_date, run_id=run_id,
+                                       now=now, lease=lease, client_checked=True):
             return None
         admission = _admit(db, client, settings, business_date, now=now,
                            flow_run_id=run_id)
         if read_inbox and admission.refusal is None:
-            return replace(admission, inbox=repository.inbox_closure(
+            return replace(admission, inbox=ledger_inbox.inbox_closure(
                 db, client.client_id, business_date))
         return admission
 
@@ -124,7 +127,7 @@ def _admit(db: Connection, client: ClientRecord, settings: ClientSettings,
     reason = calendar.refusal(business_date, activated_on=client.activated_on,
                               timezone=client.timezone, now=now)
     if reason is not None:
-        repository.record_day(
+        days.record_day(
             db, client.client_id, business_date, state="refused", error_category=None,
             messages=[refused("refused", "business_date", reason)], warnings=[],
             closure_id=None, flow_run_id=flow_run_id, now=now, release=flow_run_id,
@@ -135,7 +138,7 @@ def _admit(db: Connection, client: ClientRecord, settings: ClientSettings,
 def previous_closure(engine: Engine, client_id: str, establishment_id: str,
                      business_date: date) -> PreviousClosure | None:
     with transaction(engine) as db:
-        return repository.previous_closure(db, client_id, establishment_id, business_date)
+        return ledger_inbox.previous_closure(db, client_id, establishment_id, business_date)
 
 
 def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int, entry: Entry,
@@ -149,24 +152,17 @@ def post(engine: Engine, client_id: str, business_date: date, *, closure_id: int
     as it commits: nothing is left for the run to do in the ledger once the day is posted.
     An open alert of the day (``flag``) is closed, and given back as ``result.resolved``.
     The client is one the ledger knows, as the day's run has claimed the day (an unknown one
-    fails on the day row's foreign key).
+    fails on the day row's foreign key). The ledger's part is ``journal.post_entry``, the one
+    posting path; at ``mid_write`` the ledger is written and the outbox not yet.
     """
     with transaction(engine) as db:
-        day = repository.lock_client_day(db, client_id, business_date, now=now,
-                                         client_known=True)
-        repository.record_methods_seen(db, client_id, business_date, matches)
-        result = repository.write_entry(db, day, closure_id=closure_id, entry=entry,
-                                        now=now)
-        resolved = _resolve(db, day)
-        if resolved is not None:
-            result = replace(result, resolved=resolved)
-        pennylane_store.enqueue_posted(db, client_id, result, now=now)
-        checkpoints.reached("mid_write")
-        repository.record_day(
-            db, client_id, business_date, state="posted", error_category=None,
-            messages=[], warnings=warnings, closure_id=closure_id, flow_run_id=flow_run_id,
-            now=now, entry_id=result.entry_id, release=flow_run_id if release else None,
+        result = journal.post_entry(
+            db, client_id, business_date, closure_id=closure_id, entry=entry, now=now,
+            matches=matches, warnings=warnings, flow_run_id=flow_run_id, release=release,
+            client_known=True,
         )
+        checkpoints.reached("mid_write")
+        pennylane_store.enqueue_posted(db, client_id, result, now=now)
         checkpoints.reached("before_commit")
     return result
 
@@ -181,7 +177,7 @@ class AlertChange:
     ``resolved`` and ``repeated``, the run that raised it)."""
 
     change: Literal["raised", "repeated", "resolved"]
-    alert: repository.Alert
+    alert: days.Alert
 
 
 def alert_key(outcome: Outcome, findings: Sequence[Finding]) -> str:
@@ -207,17 +203,17 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
     with transaction(engine) as db:
         # The client's writers take turns (as posting does): the day's alert read here stays
         # the day's until this transaction ends.
-        repository.lock_client(db, client_id)
+        clients.lock_client(db, client_id)
         if matches:
-            repository.record_methods_seen(db, client_id, business_date, matches)
+            days.record_methods_seen(db, client_id, business_date, matches)
         # A day somebody must act on raises an alert (``outcome``'s table says who).
         recorded = Outcome.of_day(state, None if error_category is None
                                   else error_category.value, False)
         alerting = recorded if recorded is not None and recorded.needs_action else None
-        previous = (repository.day_alert(db, client_id, business_date)
+        previous = (days.day_alert(db, client_id, business_date)
                     if alerting is not None or state == "empty" else None)
         # record_day counts this run as one more attempt of the day, under the day's lock.
-        attempt = repository.record_day(
+        attempt = days.record_day(
             db, client_id, business_date, state=state, error_category=error_category,
             messages=[f for f in findings if f.is_error],
             warnings=[f for f in findings if not f.is_error],
@@ -226,26 +222,18 @@ def flag(engine: Engine, client_id: str, business_date: date, *, state: DayState
         )
         if alerting is None:
             if state == "empty" and previous is not None and previous.key is not None:
-                repository.close_alert(db, client_id, business_date)
+                days.close_alert(db, client_id, business_date)
                 return AlertChange("resolved", previous)
             return None
         key = alert_key(alerting, findings)
         if previous is not None and previous.key == key:
             return AlertChange("repeated", previous)
-        repository.open_alert(db, client_id, business_date, key=key, outcome=alerting.name,
-                              run_id=flow_run_id)
+        days.open_alert(db, client_id, business_date, key=key, outcome=alerting.name,
+                        run_id=flow_run_id)
         notifications.enqueue_flagged(db, client_id, business_date, state=state,
                                       category=error_category, findings=findings,
                                       attempt=attempt, now=now)
-        return AlertChange("raised", repository.Alert(key, alerting.name, flow_run_id))
-
-
-def _resolve(db: Connection, day: repository.DayRecord) -> repository.Alert | None:
-    """Close the day's open alert, if it has one: the alert it was."""
-    if day.alert is None or day.alert.key is None:
-        return None
-    repository.close_alert(db, day.client_id, day.business_date)
-    return day.alert
+        return AlertChange("raised", days.Alert(key, alerting.name, flow_run_id))
 
 
 def relink_run(engine: Engine, client_id: str, day: date, *, from_run: str,
@@ -253,42 +241,42 @@ def relink_run(engine: Engine, client_id: str, day: date, *, from_run: str,
     """The day recorded (and its alert raised) by run ``from_run`` now names ``to_run``: the
     flow run that stands for the day in the UI (a catch-up's day, run in a task run)."""
     with transaction(engine) as db:
-        repository.relink_run(db, client_id, day, from_run=from_run, to_run=to_run)
+        days.relink_run(db, client_id, day, from_run=from_run, to_run=to_run)
 
 
 def claim(engine: Engine, client_id: str, day: date, *, run_id: str, now: datetime,
           lease: timedelta) -> bool:
     """Hold the client-day for flow run ``run_id`` until ``now + lease``, in a transaction of its
-    own; False when another live run holds it (see ``repository.claim_day``)."""
+    own; False when another live run holds it (see ``claims.claim_day``)."""
     with transaction(engine) as db:
-        return repository.claim_day(db, client_id, day, run_id=run_id, now=now,
-                                    lease=lease)
+        return ledger_claims.claim_day(db, client_id, day, run_id=run_id, now=now,
+                                       lease=lease)
 
 
 def release(engine: Engine, client_id: str, day: date, *, run_id: str) -> None:
     """Let go of the client-day if ``run_id`` holds it (nothing happens otherwise)."""
     with transaction(engine) as db:
-        repository.release_day(db, client_id, day, run_id=run_id)
+        ledger_claims.release_day(db, client_id, day, run_id=run_id)
 
 
-def claim_of(engine: Engine, client_id: str, day: date) -> repository.Claim | None:
+def claim_of(engine: Engine, client_id: str, day: date) -> ledger_claims.Claim | None:
     """Who holds the client-day, if anyone (RefusedError for an unknown client)."""
     with transaction(engine) as db:
-        return repository.day_claim(db, client_id, day)
+        return ledger_claims.day_claim(db, client_id, day)
 
 
-def claims(engine: Engine, client_id: str | None = None) -> list[repository.Claim]:
-    """The claimed client-days, lapsed claims included (``repository.claims``)."""
+def claims(engine: Engine, client_id: str | None = None) -> list[ledger_claims.Claim]:
+    """The claimed client-days, lapsed claims included (``claims.claims``)."""
     with transaction(engine) as db:
-        return repository.claims(db, client_id)
+        return ledger_claims.claims(db, client_id)
 
 
-def free(engine: Engine, claim: repository.Claim, *, lapsed_by: datetime | None = None) -> bool:
+def free(engine: Engine, claim: ledger_claims.Claim, *, lapsed_by: datetime | None = None) -> bool:
     """Let go of ``claim`` for its run, found dead, or (``lapsed_by``) whose lease had run out by
     then; False when the run no longer holds the day, or renewed its lease meanwhile."""
     with transaction(engine) as db:
-        return repository.release_day(db, claim.client_id, claim.business_date,
-                                      run_id=claim.run_id, lapsed_by=lapsed_by)
+        return ledger_claims.release_day(db, claim.client_id, claim.business_date,
+                                         run_id=claim.run_id, lapsed_by=lapsed_by)
 
 
 class ClaimKeeper:
@@ -299,7 +287,7 @@ class ClaimKeeper:
     its claim from lapsing with this thread. The first renewal comes a third of a lease after
     the claim: a day that ends before (nearly all of them) costs a thread started and stopped,
     no transaction. Each renewal is one short transaction of its own, extending the lease only
-    if the run still holds the day (``repository.renew_claim``): one that finds the claim gone
+    if the run still holds the day (``claims.renew_claim``): one that finds the claim gone
     (released by the run's last transaction, or taken over) stops renewing, and a renewal that
     fails (the ledger unreachable) is logged and tried again at the next one, never raised
     into the run. Renewals are due at fixed times from the claim, so that one waiting its turn
@@ -346,8 +334,8 @@ class ClaimKeeper:
                     now: Callable[[], datetime], lease: timedelta) -> tuple[bool, str | None]:
         """Whether the run still held the day (now renewed), and which run holds it."""
         with transaction(engine, durable=False) as db:
-            if repository.renew_claim(db, client_id, day, run_id=run_id, now=now(),
-                                      lease=lease):
+            if ledger_claims.renew_claim(db, client_id, day, run_id=run_id, now=now(),
+                                         lease=lease):
                 return True, run_id
-            claim = repository.day_claim(db, client_id, day)
+            claim = ledger_claims.day_claim(db, client_id, day)
             return False, None if claim is None else claim.run_id

@@ -26,7 +26,8 @@ from toporder_sync import service
 from toporder_sync.core.closure import load_document, route
 from toporder_sync.core.errors import ClosureRejected, pos_error
 from toporder_sync.core.model import PreviousClosure
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections
+from toporder_sync.ledger import inbox as ledger_inbox
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClosureSourceKind
 from toporder_sync.toporder_api import ToporderApi, default_api
@@ -36,7 +37,7 @@ from toporder_sync.toporder_api import ToporderApi, default_api
 class FetchedClosure:
     """A closure to run, with the previous closure of its establishment when already read.
 
-    ``previous`` is the ``repository.previous_closure`` of establishment ``previous_of`` (as
+    ``previous`` is the ``inbox.previous_closure`` of establishment ``previous_of`` (as
     the inbox filed the closure), read in the fetch's own transaction; None for ``previous_of``
     means it was not read.
     """
@@ -63,13 +64,13 @@ class InboxSource:
         # The previous closure is read now, in this transaction, rather than in one more
         # after parsing.
         with session_scope(self.engine) as session:
-            inbox = repository.inbox_closure(session, client_id, business_date)
+            inbox = ledger_inbox.inbox_closure(session, client_id, business_date)
         return from_inbox(client_id, business_date, inbox)
 
 
 def from_inbox(client_id: str, business_date: date,
-               inbox: repository.InboxClosure | None) -> FetchedClosure | None:
-    """The closure ``InboxSource.fetch`` gives for what ``repository.inbox_closure`` read."""
+               inbox: ledger_inbox.InboxClosure | None) -> FetchedClosure | None:
+    """The closure ``InboxSource.fetch`` gives for what ``inbox.inbox_closure`` read."""
     if inbox is None:
         return None
     stored = inbox.stored
@@ -92,7 +93,7 @@ class PullSource:
 
     def fetch(self, client_id: str, business_date: date) -> FetchedClosure | None:
         with session_scope(self.engine) as session:
-            integration_id = repository.get_client(session, client_id).integration_id
+            integration_id = clients.get_client(session, client_id).integration_id
         raw = self.api.closure(integration_id, business_date)
         if raw is not None:
             where = f"Toporder API closure of {client_id} {business_date}"

@@ -38,7 +38,7 @@ from test_fleet_flows import deliver
 from e2e.conftest import prefect_server
 from toporder_sync.flows.daily import post_client_day
 from toporder_sync.flows.fleet import catch_up, dispatch_daily
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients
 from toporder_sync.ledger.db import DATABASE_URL_ENV, get_engine, session_scope, upgrade
 from toporder_sync.ledger.tables import OutboxRow
 from toporder_sync.tasks import runtime
@@ -80,9 +80,9 @@ def ledger(postgres_server: str, postgres_admin: Engine,
 
 def activate(engine: Engine, client_id: str, *, deadline_hour: int = 12) -> str:
     with session_scope(engine) as session:
-        client = repository.activate_client(session, client_id, name=client_id.title(),
-                                            activated_on=date(2026, 11, 1),
-                                            deadline_hour=deadline_hour, now=NOW)
+        client = clients.activate_client(session, client_id, name=client_id.title(),
+                                         activated_on=date(2026, 11, 1),
+                                         deadline_hour=deadline_hour, now=NOW)
     return client.integration_id
 
 
@@ -136,7 +136,7 @@ def test_the_ui_tells_who_must_act_on_each_client_day(prefect_pg_api: str,
             faults={DAY: frozenset({"unbalanced"})})
     deliver(ledger, activate(ledger, "charlie"), DAY, 1)
     with session_scope(ledger) as session:  # the accountant's mapping misspells the method
-        repository.set_mapping(session, "charlie", "Carte bancaire", "511500", now=NOW)
+        clients.set_mapping(session, "charlie", "Carte bancaire", "511500", now=NOW)
     activate(ledger, "delta", deadline_hour=5)  # no closure, its deadline passed at 05:00
     activate(ledger, "echo")  # no closure, awaited until noon
 
@@ -154,7 +154,7 @@ def test_the_ui_tells_who_must_act_on_each_client_day(prefect_pg_api: str,
 
     # The accountant fixes the mapping; the day is run again as the client-day deployment does.
     with session_scope(ledger) as session:
-        repository.set_mapping(session, "charlie", "Carte Bancaire", "511500", now=NOW)
+        clients.set_mapping(session, "charlie", "Carte Bancaire", "511500", now=NOW)
     fixed = asyncio.run(run_as_deployment(post_client_day, {"client_id": "charlie",
                                                             "business_date": DAY.isoformat()}))
     assert (fixed.type.value, fixed.name) == ("COMPLETED", "Posted"), fixed.message

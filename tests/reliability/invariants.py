@@ -31,7 +31,8 @@ from sqlalchemy.orm import selectinload
 from toporder_sync import notifications
 from toporder_sync.core import pipeline
 from toporder_sync.core.errors import Category
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients as ledger_clients
+from toporder_sync.ledger import inbox, journal
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import (
     ClientDayRow,
@@ -190,14 +191,14 @@ def _check_day(session: object, found: Violations, client: ClientRow, row: Clien
     from sqlalchemy.orm import Session
     assert isinstance(session, Session)
     client_id, day = client.client_id, row.business_date
-    latest = repository.latest_closure(session, client_id, day)
+    latest = inbox.latest_closure(session, client_id, day)
     assert latest is not None
-    settings = repository.client_settings(session, client_id)
+    settings = ledger_clients.client_settings(session, client_id)
     document_est = session.get(ClosureRow, latest.id)
     previous = None
     if document_est is not None and document_est.establishment_id is not None:
-        previous = repository.previous_closure(session, client_id,
-                                               document_est.establishment_id, day)
+        previous = inbox.previous_closure(session, client_id,
+                                          document_est.establishment_id, day)
     outcome = pipeline.process(latest.raw, "invariant check", settings,
                                integration_id=client.integration_id, previous=previous)
     where = f"{client_id} {day}"
@@ -207,8 +208,8 @@ def _check_day(session: object, found: Violations, client: ClientRow, row: Clien
             found.add("lost", f"{where}: the latest closure #{latest.id} is valid but the day "
                               f"is {row.state} with entry {row.entry_id}")
             return
-        if repository.current_entry(session, client_id, day) is None or \
-                repository.current_entry(session, client_id, day).entry != outcome.entry:  # type: ignore[union-attr]
+        if journal.current_entry(session, client_id, day) is None or \
+                journal.current_entry(session, client_id, day).entry != outcome.entry:  # type: ignore[union-attr]
             found.add("lost", f"{where}: the live entry differs from the latest closure's")
     elif outcome.entry is not None:
         if row.state != "empty":

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from toporder_sync import checkpoints, day, service, simulator
+from toporder_sync.ledger.clients import ClientRecord, activate_client
 from toporder_sync.ledger.db import make_engine, session_scope
-from toporder_sync.ledger.repository import ClientRecord, activate_client
 from toporder_sync.sources import ClosureSource, InboxSource
 
 NOW = datetime(2026, 11, 28, 5, 30, tzinfo=UTC)

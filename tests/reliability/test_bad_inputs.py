@@ -25,7 +25,7 @@ from reliability import invariants, support, tally
 from toporder_sync.core.closure import MAX_CLOSURE_BYTES
 from toporder_sync.core.errors import Category, ClosureRejected, RefusedError
 from toporder_sync.day import client_record
-from toporder_sync.ledger import repository
+from toporder_sync.ledger import clients, days
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClientDayRow, ClientRow, ClosureRow, EntryRow
 
@@ -101,10 +101,10 @@ def _corpus_case(engine: Engine, client_id: str, name: str) -> None:
         assert result.entry is not None and result.entry.is_balanced
         if "method" in case:
             with session_scope(engine) as session:
-                seen = {m.name: m.account for m in repository.list_methods(session, client_id)}
+                seen = {m.name: m.account for m in days.list_methods(session, client_id)}
                 assert seen[case["method"]] == case["account"], seen
-                repository.set_mapping(session, client_id, case["near_miss_of"],
-                                       case["account"], now=support.NOW)
+                clients.set_mapping(session, client_id, case["near_miss_of"],
+                                    case["account"], now=support.NOW)
             again = support.run(engine, client, received.business_date, run_id="near-miss")
             assert again.outcome.kind == "flagged" and again.category is Category.LEDGER, again
             assert ("mapping_near_miss", f"payments[{case['method']!r}]") in {

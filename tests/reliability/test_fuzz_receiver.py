@@ -55,8 +55,8 @@ from reliability.strategies_hostile import FUZZ_SETTINGS, HostileClosure, hostil
 from toporder_sync import signing
 from toporder_sync.day import client_record
 from toporder_sync.ledger import connections
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import session_scope
-from toporder_sync.ledger.repository import ClientRecord
 from toporder_sync.receiver import create_app
 from toporder_sync.simulator.server import message_id, serve_in_thread
 from toporder_sync.toporder_api import INTEGRATION_HEADER

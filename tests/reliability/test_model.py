@@ -27,8 +27,8 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine
 
 from reliability import invariants, support, tally
+from toporder_sync.ledger.clients import ClientRecord
 from toporder_sync.ledger.db import make_engine, upgrade
-from toporder_sync.ledger.repository import ClientRecord
 
 DAYS = support.DAYS[:2]
 VARIANTS = {

@@ -34,11 +34,13 @@ from toporder_sync.core import fec
 from toporder_sync.core.errors import RefusedError
 from toporder_sync.core.model import Entry, EntryLine
 from toporder_sync.day import client_record
-from toporder_sync.ledger import connections, repository
+from toporder_sync.ledger import clients, connections
 from toporder_sync.ledger.db import make_engine, session_scope, upgrade
-from toporder_sync.ledger.repository import store_closure
+from toporder_sync.ledger.inbox import store_closure
 from toporder_sync.ledger.tables import ClosureRow, EntryRow
+from toporder_sync.rate_limit import RateLimiter
 from toporder_sync.receiver import create_app as receiver_app
+from toporder_sync.retrying import RetryPolicy
 from toporder_sync.simulator.server import (
     Simulation,
     SimulatorConfig,
@@ -193,8 +195,8 @@ def test_fec_labels_that_look_like_formulas_stay_one_aligned_field() -> None:
     assert writers == ["toporder_sync/cli.py"], f"a CSV export exists: neutralise its labels: " \
         f"{writers}"
     tally.tried("security", "CSV of issued identifiers: no formula-like first character")
-    issued = ("a-client", repository.new_integration_id(), signing.new_secret())
-    assert repository.CLIENT_ID_PATTERN.pattern.startswith("^[a-z0-9]")
+    issued = ("a-client", clients.new_integration_id(), signing.new_secret())
+    assert clients.CLIENT_ID_PATTERN.pattern.startswith("^[a-z0-9]")
     assert all(cell[0] not in "=+-@\t\r" for cell in issued), issued
 
 

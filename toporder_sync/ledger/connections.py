@@ -1,6 +1,6 @@
 """How each client is connected to Toporder: where its closures come from, the push secret.
 
-Repository-style, like ``repository``: every function takes the caller's ``Session`` and never
+Like the rest of the ledger (``clients``): every function takes the caller's ``Session`` and never
 commits. A client's ``source`` is ``push`` (Toporder posts its closures to the receiver, or they
 are handed to ``receive``) or ``pull`` (the daily run fetches them from Toporder's API). Its push
 secret is the Standard Webhooks key Toporder signs pushed closures with: it is stored because
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from toporder_sync import signing
 from toporder_sync.core.errors import ConfigurationError
-from toporder_sync.ledger import repository
+from toporder_sync.ledger.clients import client_row
 from toporder_sync.ledger.tables import ClientRow, ClosureSourceKind
 
 SOURCES: tuple[ClosureSourceKind, ...] = get_args(ClosureSourceKind)
@@ -50,11 +50,11 @@ class IssuedSecret:
 
 
 def connection(session: Session, client_id: str) -> Connection:
-    return _connection(repository.client_row(session, client_id))
+    return _connection(client_row(session, client_id))
 
 
 def source_of(session: Session, client_id: str) -> ClosureSourceKind:
-    return _connection(repository.client_row(session, client_id)).source
+    return _connection(client_row(session, client_id)).source
 
 
 def set_source(session: Session, client_id: str, source: str) -> Connection:
@@ -62,7 +62,7 @@ def set_source(session: Session, client_id: str, source: str) -> Connection:
     kind = next((k for k in SOURCES if k == source), None)
     if kind is None:
         raise ConfigurationError(f"source {source!r} is not one of {', '.join(SOURCES)}")
-    row = repository.client_row(session, client_id, for_update=True)
+    row = client_row(session, client_id, for_update=True)
     row.source = kind
     session.flush()
     return _connection(row)
@@ -74,7 +74,7 @@ def issue_push_secret(session: Session, client_id: str, *, rotate: bool = False)
     Rotating replaces the key at once: closures Toporder signs with the old one are refused
     from then on, so rotate only when Toporder is ready to take the new one.
     """
-    row = repository.client_row(session, client_id, for_update=True)
+    row = client_row(session, client_id, for_update=True)
     if row.push_secret is not None and not rotate:
         return IssuedSecret(row.push_secret, created=False)
     row.push_secret = signing.new_secret()

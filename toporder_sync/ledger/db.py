@@ -4,8 +4,8 @@ Promises:
 
 * ``make_engine`` gives an engine on which two processes working on the same client-day
   serialize instead of failing: on SQLite every transaction starts with ``BEGIN IMMEDIATE``
-  (the write lock is taken up front, and waited for up to 30 s), on PostgreSQL the repository
-  takes row locks (``repository.lock_client_day``).
+  (the write lock is taken up front, and waited for up to 30 s), on PostgreSQL the ledger
+  takes row locks (``journal.lock_client_day``).
 * ``upgrade`` brings the schema to the latest migration; it is idempotent and safe to run at
   every start-up, from several processes at once.
 * ``session_scope`` and ``transaction`` are the one place that commits. Both turn a transient
@@ -18,8 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import sqlite3
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -70,8 +69,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite_connection)
         # Every transaction begins with BEGIN IMMEDIATE, which the dialect sends on the driver's
         # connection. SQLAlchemy's recipe sends it from a "begin" event; but an engine with any
-        # event of its own dispatches every statement's (empty) events too: ~0.1 ms of CPU a
-        # client-day, a tenth of its ledger work besides SQLite's own.
+        # event of its own dispatches every statement's (empty) events too, work spent on
+        # nothing for every statement of every client-day.
         engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign]
         return engine
     if parsed.drivername == "postgresql+psycopg":
@@ -155,7 +154,7 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-# What the repository runs its statements on: a ``Session`` (``session_scope``) where rows are
+# What the ledger runs its statements on: a ``Session`` (``session_scope``) where rows are
 # read or written as ORM objects, a ``Connection`` (``transaction``) where only statements are
 # run. Both take the same statements and give the same rows.
 Executor: TypeAlias = Session | Connection
@@ -180,6 +179,18 @@ def insert_for(executor: Executor, table: type[Any] | Table) -> postgresql.Inser
     return dialect_insert(dialect_name(executor), table)
 
 
+_T = TypeVar("_T")
+
+
+def for_dialect(executor: Executor, build: Callable[[str], _T]) -> _T:
+    """What ``build`` makes for the database behind a session or a connection.
+
+    ``build`` takes a dialect name; the ledger's are ``functools.cache``d, so that a statement
+    that differs by database is built once per dialect and only executed per call.
+    """
+    return build(dialect_name(executor))
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed at the end of the block, rolled back on any exception."""
@@ -192,9 +203,8 @@ def transaction(engine: Engine, *, durable: bool = True) -> Iterator[Connection]
     """``session_scope`` on a ``Connection``, for the transactions that only run statements.
 
     The transactions of every client-day (``service.claim_and_admit``, ``post``, ``flag``) use
-    it: a statement costs about a third less than through a ``Session``, and a transaction
-    half as much, which is most of what the ledger's side of a day costs besides SQLite itself
-    (``make bench``).
+    it: a statement and a transaction run on a connection skip the ``Session``'s unit of work
+    and identity map, which such transactions never use.
 
     ``durable=False``: the commit does not wait for the disk, for this transaction only
     (SQLite's ``synchronous = NORMAL``, PostgreSQL's ``synchronous_commit = off``). A power cut

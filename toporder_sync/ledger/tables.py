@@ -256,12 +256,12 @@ class ClientDayRow(Base):
     closure_id: Mapped[int | None] = mapped_column(ForeignKey("closures.id"))
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("entries.id"))
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
-    # The flow run holding the day and until when (migration 0002): see repository.claim_day.
+    # The flow run holding the day and until when (migration 0002): see claims.claim_day.
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    # The day's open alert and the run that raised it (migration 0005): see repository.alert.
+    # The day's open alert and the run that raised it (migration 0005): see days.open_alert.
     alert_key: Mapped[str | None] = mapped_column(String(64))
     alert_outcome: Mapped[str | None] = mapped_column(String(32))
     alert_run_id: Mapped[str | None] = mapped_column(String(64))

@@ -9,7 +9,7 @@ Promises:
   (an unclosed quote) stops the reading there: what follows cannot be told apart reliably.
 * A row states a client's settings in full: an optional column left out of the header, or a
   cell left empty, means the default of ``clients activate`` (``OPTIONAL_COLUMNS``).
-* The checks are those of the single-client commands (``repository.activate_client``,
+* The checks are those of the single-client commands (``clients.activate_client``,
   ``connections.set_source``, ``notifications.check_url``), on the same constants.
 * Cells are stripped of surrounding spaces, a UTF-8 byte-order mark is allowed (spreadsheets
   write one) and rows whose cells are all empty are skipped (their trailing ``,,,,`` rows).
@@ -29,13 +29,13 @@ from zoneinfo import available_timezones
 
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Territory
-from toporder_sync.ledger.connections import SOURCES
-from toporder_sync.ledger.repository import (
+from toporder_sync.ledger.clients import (
     CLIENT_ID_PATTERN,
     DEFAULT_DEADLINE_HOUR,
     DEFAULT_RUN_HOUR,
     DEFAULT_TIMEZONE,
 )
+from toporder_sync.ledger.connections import SOURCES
 from toporder_sync.ledger.tables import ClosureSourceKind
 from toporder_sync.notifications import check_url
 

@@ -6,7 +6,7 @@ Promises:
   imported completely or not at all. ``ImportRefused`` names every problem, those of the file
   (``clients_csv``) and those only the ledger shows, before anything is written.
 * The semantics of the single-client commands, applied to many. A new client is activated as
-  ``repository.activate_client`` does (an unguessable integration identifier, active). A
+  ``clients.activate_client`` does (an unguessable integration identifier, active). A
   ``push`` client without a push secret gets one (``connections.issue_push_secret``). A
   webhook URL gets its signing secret the first time, and the client's pending notifications
   become due at once (``notifications.set_webhook``). Timezone, hours, source, name and URL of
@@ -23,7 +23,7 @@ Promises:
   webhook URL costs a statement of its own, waking that client's notifications (figures in
   ``docs/onboarding.md``).
 * On PostgreSQL the file's existing clients are locked FOR NO KEY UPDATE, as every writer of
-  a client does (``repository.lock_client``), so a day cannot be posted between the check of
+  a client does (``clients.lock_client``), so a day cannot be posted between the check of
   posted entries and the change; a client activated by another command during the import
   fails it whole (``ConfigurationError``: import again). On SQLite BEGIN IMMEDIATE serializes.
 * A secret leaves only in ``Issued``, once, for the command to hand to Toporder; no record
@@ -43,8 +43,8 @@ from sqlalchemy.orm import Session
 from toporder_sync import signing
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.core.model import Territory
+from toporder_sync.ledger.clients import new_integration_id
 from toporder_sync.ledger.db import insert_for
-from toporder_sync.ledger.repository import new_integration_id
 from toporder_sync.ledger.tables import Base, ClosureSourceKind
 from toporder_sync.notifications import TOPIC
 from toporder_sync.onboarding.clients_csv import ClientSpec, ParsedFile, Problem
@@ -259,8 +259,8 @@ def _insert(session: Session, changes: Sequence[Change], *, now: datetime) -> li
         "webhook_secret": signing.new_secret() if change.issue_webhook_secret else None,
     } for change in changes]
     # Without RETURNING, a plain executemany, which psycopg pipelines: with RETURNING,
-    # SQLAlchemy sends multi-row VALUES whose parsing by psycopg took 3.9 s of the 5.6 s of an
-    # import of 10,000 clients (cProfile, PostgreSQL, 2 loaded cores).
+    # SQLAlchemy sends multi-row VALUES whose parsing by psycopg took most of an import on
+    # PostgreSQL (measured: docs/onboarding.md).
     # ON CONFLICT: a client activated by another command since the read is not overwritten,
     # and the import fails whole.
     insert = (insert_for(session, _CLIENTS).on_conflict_do_nothing(index_elements=["client_id"])

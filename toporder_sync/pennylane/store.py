@@ -29,7 +29,7 @@ from toporder_sync import outbox
 from toporder_sync.core.errors import ConfigurationError, RefusedError
 from toporder_sync.core.model import EntryLine
 from toporder_sync.ledger.db import Executor, insert_for
-from toporder_sync.ledger.repository import PostResult
+from toporder_sync.ledger.journal import PostResult
 from toporder_sync.ledger.tables import (
     Base,
     ClientRow,
