@@ -4,7 +4,8 @@ A measurement, not a test: nothing is asserted. Every figure is a ratio (or a ra
 baseline measured in the same session, on the same machine, at the same moment:
 
 1. core: CPU of one client-day through ``day.run_day`` on a SQLite ledger (parse → validate →
-   map → build → load) / the floor of ``bench/core.py`` on the same closures (A);
+   map → build → load) / pandera's own ``validate(..., lazy=True)`` of the same closures'
+   tables (``bench/core.py``'s baseline) (A);
 2. flow: wall time of one ``post-client-day`` run (real closure, SQLite ledger) / one empty
    default (sync) flow run, both on the same ``prefect server`` started here (B);
 3. fleet: client-days/s of a ``catch-up`` of 1,000 client-days (200 clients of 5 days, a
@@ -121,26 +122,22 @@ def median(values: Sequence[float]) -> float:
 
 
 def measure_core(sizes: Sizes, work: Path) -> list[Row]:
-    """A: parse → validate → map → build → load of one client-day, against the floor.
+    """A: parse → validate → map → build → load of one client-day, against pandera alone.
 
     The whole of it is ``day.run_day`` on a SQLite ledger (the embedded default): claim and
     admit the day, fetch the closure from the inbox, the pure pipeline, post the entry, release
-    the claim; each client-day once (a posted day's rerun would change nothing). The floor
-    (``bench/core.py``'s) and ``pipeline.process`` alone (no ledger) are measured as ``run_day``
-    is: once per client-day, on that day's closure, in a loop of its own over the repeat's
-    client-days (the three loops take turns at going first, repeat by repeat), their inputs
-    made beforehand, a new ticket-lines frame for each floor (pandas keeps the columns it has
-    read of a frame, which a second validation of the same frame finds). Each loop of
+    the claim; each client-day once (a posted day's rerun would change nothing). The baseline,
+    pandera's own ``validate(..., lazy=True)`` of the closure's tables (``bench/core.py``'s),
+    and ``pipeline.process`` alone (no ledger) are measured as ``run_day`` is: once per
+    client-day, on that day's closure, in a loop of its own over the repeat's client-days (the
+    three loops take turns at going first, repeat by repeat), their inputs made beforehand,
+    new tables for each validation. Each loop of
     ``run_day`` and ``process`` reads through a ``closure.LineCache`` of its own, made empty
     for it, as a catch-up's worker keeps one: a closure finds remembered only what the loop's
     earlier client-days showed, never its own lines and payments read for the inputs or by
     another loop. A repeat's figures are the medians over its client-days.
-    The floor as A's was measured until 2026-12-07 (BENCHMARKS.md), the median of five runs
-    on one frame of each of ten closures, is printed too, with ``run_day`` against it.
     """
-    import pandas as pd
-
-    from bench.core import cpu_ms, floor, ticket_lines
+    from bench.core import Tables, closure_tables, cpu_ms, pandera_validate
     from toporder_sync.core import pipeline
     from toporder_sync.core.closure import LineCache, parse_closure
     from toporder_sync.core.model import ClientSettings
@@ -164,14 +161,13 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
         if stored is None:
             raise SystemExit(f"core: no closure for {client_id} {day}")
         closure = parse_closure(stored.raw, "bench.json")
-        entry = pipeline.build(closure, settings, pipeline.map_methods(closure, settings))
-        return stored.raw, ticket_lines(closure), [
-            (ln.account, ln.label, int(ln.debit * 100), int(ln.credit * 100))
-            for ln in entry.lines]
+        return (stored.raw, closure_tables(closure, settings),
+                sum(len(ticket.lines) for ticket in closure.tickets))
 
     def repeat_of(turn: int, clients: Sequence[str]) -> tuple[float, float, float, float]:
-        """Median CPU ms of run_day, process and the floor over the clients' days, and their
-        median ticket lines: each kind of work in a loop of its own, each client-day once."""
+        """Median CPU ms of run_day, process and pandera's validate over the clients' days, and
+        their median ticket lines: each kind of work in a loop of its own, each client-day
+        once."""
         client_days = [(client_record(engine, client_id), day)
                        for day in days for client_id in clients]
         made = [inputs(client.client_id, day) for client, day in client_days]
@@ -190,7 +186,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
                              integration_id=client_days[n][0].integration_id, lines=lines)
 
         def bare(n: int, lines: LineCache) -> None:
-            floor(made[n][1], made[n][2])
+            pandera_validate(made[n][1])
 
         works = (load, process, bare)
         spent: dict[Callable[[int, LineCache], None], float] = {}
@@ -199,30 +195,25 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
             spent[work] = median([cpu_ms(partial(work, n, lines), 1)
                                   for n in range(len(made))])
         return (spent[load], spent[process], spent[bare],
-                median([len(frame) for _, frame, _ in made]))
+                median([line_count for _, _, line_count in made]))
 
-    repeat_of(0, ids[:1])  # warm caches (compiled schemas, imports, statements)
-    loads, processes, floors, lines = [], [], [], []
+    repeat_of(0, ids[:1])  # warm up (imports, statements)
+    loads, processes, panderas, lines = [], [], [], []
     for repeat in range(sizes.core_repeats):
-        load_ms, process_ms, floor_ms, line_count = repeat_of(
+        load_ms, process_ms, pandera_ms, line_count = repeat_of(
             repeat, ids[1 + repeat * sizes.core_runs:1 + (repeat + 1) * sizes.core_runs])
         loads.append(load_ms)
         processes.append(process_ms)
-        floors.append(floor_ms)
+        panderas.append(pandera_ms)
         lines.append(line_count)
-    # The floor as it was measured until then: five runs on one frame, for ten closures.
-    frames = [(frame, rows) for _, frame, rows in (inputs(ids[0], day) for day in days)]
-    repeated = median([cpu_ms(partial(floor, frame, rows), 5) for frame, rows in frames])
     return [Row("core: ticket lines per closure", "lines", tuple(lines)),
             Row("core: run_day (SQLite ledger)", "ms CPU/client-day", tuple(loads)),
             Row("core: process (no ledger)", "ms CPU/closure", tuple(processes)),
-            Row("core: floor", "ms CPU/closure", tuple(floors)),
-            Row("A core run_day/floor", "×", tuple(p / f for p, f in zip(loads, floors,
-                                                                        strict=True))),
-            Row("core: process/floor", "×", tuple(p / f for p, f in zip(processes, floors,
-                                                                       strict=True))),
-            Row("core: floor, repeated on one frame", "ms CPU/closure", (repeated,)),
-            Row("  run_day against it", "×", tuple(p / repeated for p in loads))]
+            Row("core: pandera validate, lazy (the tables)", "ms CPU/closure", tuple(panderas)),
+            Row("A core run_day/pandera validate", "×",
+                tuple(p / v for p, v in zip(loads, panderas, strict=True))),
+            Row("core: process/pandera validate", "×",
+                tuple(p / v for p, v in zip(processes, panderas, strict=True)))]
 
 
 # ---------------------------------------------------------------- child processes
@@ -537,7 +528,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-run-"))
     (work / "prefect").mkdir()
     # The core first, alone on the machine: a server starting on the other core slowed the
-    # ledger's side of run_day more than the floor (A 2.05x with it, 1.94-1.99x without).
+    # ledger's side of run_day more than its baseline, which has no ledger.
     step(f"core: {sizes.core_repeats} repeats of {sizes.core_runs} clients x "
          f"{sizes.core_days} days, each client-day once")
     rows += measure_core(sizes, work)
@@ -670,7 +661,7 @@ def main() -> None:
     by_name = {row.figure: median(row.values) for row in rows}
     # Enough digits that a figure just short of its target never prints as meeting it
     # (a fleet ratio of 0.498 printed "0.50").
-    print(f"bench: core {by_name['A core run_day/floor']:.2f}×, "
+    print(f"bench: core {by_name['A core run_day/pandera validate']:.2f}×, "
           f"flow {by_name['B flow client-day/empty']:.3f}×, "
           f"fleet {by_name['C fleet catch-up/empty']:.3f}×, "
           f"rss {large['flow_mb'] + large['workers_mb']:.0f} MB")

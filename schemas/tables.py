@@ -7,24 +7,16 @@ converting it, under the ``exact_money`` rule). VAT rates are ``int64`` basis po
 name that ``core.validate`` turns into a message for a person; the identity numbers refer to
 ``closure-v1.md``.
 
-Cost: pandera spends about 0.4 ms on each column of each validation and 0.2 ms on each check,
-whatever the number of rows, far more than the comparisons themselves. So the tables carry
-only the columns their rules read (the rows are named by the frame's index or rebuilt for the
-messages, not by text columns), frame checks are ``ignore_na=False`` (their columns hold no
-missing values but where a check says so, and pandera's "ignore missing values" pass costs as
-much as the check), flags are ``boolean`` and text ``str`` columns, which pandera resolves
-quickly. For the same reason the checks compute on their columns' numpy values (``_values``)
-and return one flag per row (``_per_row``): each pandas operation costs tens of microseconds
-whatever the number of rows, and a day's tables have a few rows to a thousand. Those helpers
-read a table given as ``schemas.columns.Columns`` (``schemas.compiled``'s yes/no check of a
-closure's tables) straight from its arrays, with no ``Series`` made.
+The tables carry only the columns their rules read (the rows are named by the frame's index
+or rebuilt for the messages, not by text columns); flags are ``boolean`` and text ``str``
+columns. Frame checks are ``ignore_na=False``: their columns hold no missing values but where a
+check says so, and a missing value there is a failure, not a row to skip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,18 +25,16 @@ from pandera import dtypes
 from pandera.engines import pandas_engine
 from pandera.typing import Series
 
-from toporder_sync.schemas.columns import Columns, RowsPassed, array_of, to_numpy
-
 
 @pandas_engine.Engine.register_dtype
 @dtypes.immutable(init=True)
 class Text(pandas_engine.STRING):  # type: ignore[misc]
     """pandas' ``str`` dtype, checked on the column's dtype alone.
 
-    pandera's own ``str`` check answers value by value even when the dtype matches, and then
-    formats a report of the (no) failures on every validation: ten times the cost of the rest
-    of a thousand-row column's validation. A ``str`` column can only hold strings (or missing
-    values, which ``nullable`` governs), so its dtype says all there is to check.
+    pandera's own ``str`` check also reads the column value by value when the dtype matches,
+    and formats a report of the (no) failures on every validation. A ``str`` column can only
+    hold strings (or missing values, which ``nullable`` governs), so its dtype says all there
+    is to check.
     """
 
     def check(self, pandera_dtype: Any, data_container: Any = None) -> bool:
@@ -55,30 +45,13 @@ class Text(pandas_engine.STRING):  # type: ignore[misc]
         return bool(resolved.type == self.type)
 
 
-Table = pd.DataFrame | Columns  # a check reads a ``Columns`` table as it reads a frame
-# A check's answer, one flag per row: a series for a frame, ``RowsPassed`` for ``Columns``.
-PerRow: TypeAlias = "pd.Series[bool] | RowsPassed"
-
-
-def _values(df: Table, *columns: str) -> list[np.ndarray[Any, Any]]:
+def _values(df: pd.DataFrame, *columns: str) -> list[np.ndarray[Any, Any]]:
     """The columns' values as numpy arrays (``int64`` cents for money columns)."""
-    return [to_numpy(array_of(df, column)) for column in columns]
+    return [df[column].to_numpy() for column in columns]
 
 
-def _lists(df: Table, *columns: str) -> list[list[Any]]:
-    """The columns' values as Python values (a missing value as ``pd.NA``)."""
-    return [array_of(df, column).tolist() for column in columns]
-
-
-def _flags(df: Table, column: str) -> np.ndarray[Any, Any]:
-    """A ``boolean`` column as numpy flags; a missing value raises, failing the check."""
-    return to_numpy(array_of(df, column), dtype=bool)
-
-
-def _per_row(data: Table | pd.Series, passed: Any) -> PerRow:
-    """A check's answer: one flag per row of ``data`` (a value that is no flag raises)."""
-    if isinstance(data, Columns):
-        return data.per_row(passed)
+def _per_row(data: pd.DataFrame | pd.Series, passed: Any) -> pd.Series[bool]:
+    """A check's answer: one flag per row of ``data``."""
     return pd.Series(np.asarray(passed, dtype=bool), index=data.index)
 
 
@@ -87,8 +60,8 @@ class _Strict:
     coerce = False
 
 
-# pandera's built-in ``ge`` (which ``schemas.compiled`` reads from the array), named as the rule
-# a negative amount is reported under: ``exact_money``.
+# pandera's built-in ``ge``, named as the rule a negative amount is reported under:
+# ``exact_money``.
 _NOT_NEGATIVE = {"min_value": 0, "name": "exact_money", "error": "exact_money"}
 
 
@@ -122,21 +95,20 @@ class VatLinesTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="net_plus_vat_equals_gross", ignore_na=False)
-    def net_plus_vat_equals_gross(cls, df: pd.DataFrame) -> PerRow:
+    def net_plus_vat_equals_gross(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """Identity 1: net + vat = gross, to the cent."""
         net, vat, gross = _values(df, "net", "vat", "gross")
         return _per_row(df, net + vat == gross)
 
     @pa.dataframe_check(name="vat_matches_rate", ignore_na=False)
-    def vat_matches_rate(cls, df: pd.DataFrame) -> PerRow:
+    def vat_matches_rate(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """Identity 2: ±0.01 per ticket at the rate, else ±1 % of the computed VAT (≥ 0.01).
 
         Python integers, not ``int64``: ``net × rate × 100`` may exceed 2⁶³ for the largest
         amounts the format allows, and the table has a handful of rows.
         """
-        within = map(_vat_within_tolerance,
-                     *_lists(df, "net", "vat", "vat_rate", "tickets"))
-        return _per_row(df, list(within))
+        columns = (df[name].tolist() for name in ("net", "vat", "vat_rate", "tickets"))
+        return _per_row(df, list(map(_vat_within_tolerance, *columns)))
 
 
 class SalesTable(VatLinesTable):
@@ -147,7 +119,7 @@ class RefundsTable(VatLinesTable):
     """``refunds[]``: same shape as sales, amounts positive."""
 
     @pa.check("gross", name="refund_positive")
-    def refund_positive(cls, series: pd.Series[int]) -> PerRow:
+    def refund_positive(cls, series: pd.Series[int]) -> pd.Series[bool]:
         return _per_row(series, series.to_numpy() >= 0)
 
 
@@ -177,8 +149,8 @@ class TipsTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="tip_method_paid", ignore_na=False)
-    def tip_method_paid(cls, df: pd.DataFrame) -> PerRow:
-        return _per_row(df, _flags(df, "paid_with_method"))
+    def tip_method_paid(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        return _per_row(df, df["paid_with_method"].to_numpy(dtype=bool))
 
 
 class TicketLinesTable(pa.DataFrameModel):
@@ -199,7 +171,7 @@ class TicketLinesTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="ticket_line_rate")
-    def ticket_line_rate(cls, df: pd.DataFrame) -> PerRow:
+    def ticket_line_rate(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """A sale or refund line has a VAT rate; a gift card or tip line has none."""
         kinds, rates = _values(df, "kind", "vat_rate")
         taxed = (kinds == "sale") | (kinds == "refund")
@@ -237,13 +209,13 @@ class TicketsTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="ticket_balanced", ignore_na=False)
-    def ticket_balanced(cls, df: pd.DataFrame) -> PerRow:
+    def ticket_balanced(cls, df: pd.DataFrame) -> pd.Series[bool]:
         lines_total, payments_total = _values(df, "lines_total", "payments_total")
         return _per_row(df, lines_total == payments_total)
 
     @pa.dataframe_check(name="ticket_in_business_day", ignore_na=False)
-    def ticket_in_business_day(cls, df: pd.DataFrame) -> PerRow:
-        return _per_row(df, _flags(df, "in_business_day"))
+    def ticket_in_business_day(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        return _per_row(df, df["in_business_day"].to_numpy(dtype=bool))
 
 
 class ReconciliationTable(pa.DataFrameModel):
@@ -259,7 +231,7 @@ class ReconciliationTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="tickets_match_totals", ignore_na=False)
-    def tickets_match_totals(cls, df: pd.DataFrame) -> PerRow:
+    def tickets_match_totals(cls, df: pd.DataFrame) -> pd.Series[bool]:
         declared, from_tickets = _values(df, "declared", "from_tickets")
         return _per_row(df, declared == from_tickets)
 
@@ -287,40 +259,38 @@ class TotalsTable(pa.DataFrameModel):
         pass
 
     @pa.dataframe_check(name="debit_equals_credit", ignore_na=False)
-    def debit_equals_credit(cls, df: pd.DataFrame) -> PerRow:
+    def debit_equals_credit(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """Identity 4: Σ payments = Σ sales − Σ refunds + gift cards sold + Σ tips."""
         payments, sales, refunds, gift_cards, tips = _values(
             df, "payments", "sales_gross", "refunds_gross", "gift_cards_sold", "tips")
         return _per_row(df, payments == sales - refunds + gift_cards + tips)
 
     @pa.dataframe_check(name="grand_total_period", ignore_na=False)
-    def grand_total_period(cls, df: pd.DataFrame) -> PerRow:
+    def grand_total_period(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """Identity 5: grand_total.period = Σ sales.gross − Σ refunds.gross."""
         period, sales, refunds = _values(df, "period_total", "sales_gross", "refunds_gross")
         return _per_row(df, period == sales - refunds)
 
     @pa.dataframe_check(name="cash_count_expected", ignore_na=False)
-    def cash_count_expected(cls, df: pd.DataFrame) -> PerRow:
+    def cash_count_expected(cls, df: pd.DataFrame) -> pd.Series[bool]:
         """Identity 8: cash_count.expected = the payment amount of cash_count.method.
 
         Without a cash count (``<NA>``) there is nothing to compare; a count against no
         payment of its method (``<NA>``) does not match.
         """
-        rows = zip(*_lists(df, "cash_expected", "cash_paid"), strict=True)
+        rows = zip(df["cash_expected"].tolist(), df["cash_paid"].tolist(), strict=True)
         return _per_row(df, [pd.isna(expected) or (not pd.isna(paid) and expected == paid)
                              for expected, paid in rows])
 
     @pa.dataframe_check(name="gift_cards_not_negative", ignore_na=False)
-    def gift_cards_not_negative(cls, df: pd.DataFrame) -> PerRow:
-        (gift_cards,) = _values(df, "gift_cards_sold")
-        return _per_row(df, gift_cards >= 0)
+    def gift_cards_not_negative(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        return _per_row(df, df["gift_cards_sold"].to_numpy() >= 0)
 
     @pa.dataframe_check(name="business_day_dates", ignore_na=False)
-    def business_day_dates(cls, df: pd.DataFrame) -> PerRow:
-        return _per_row(df, _flags(df, "dates_ok"))
+    def business_day_dates(cls, df: pd.DataFrame) -> pd.Series[bool]:
+        return _per_row(df, df["dates_ok"].to_numpy(dtype=bool))
 
 
-@cache
 def sales_schema(table: str, rates: frozenset[int]) -> pa.DataFrameSchema:
     """The sales or refunds schema with identity 3: every rate (in basis points) in force."""
     model = SalesTable if table == "sales" else RefundsTable

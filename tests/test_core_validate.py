@@ -274,7 +274,7 @@ def test_an_amount_without_exact_cents_is_an_exact_money_finding() -> None:
 
 def test_a_negative_ticket_line_or_tip_is_an_exact_money_finding() -> None:
     # The format lets any amount be negative; a ticket line or a tip may not (pandera's ``ge``,
-    # named after the rule, run on the arrays by schemas.compiled and by pandera alike).
+    # named after the rule, run by schemas.quick and by pandera alike).
     document = put("tips.0.amount", "-1.00", ticketed)
     document["tickets"][0]["lines"][1]["gross"] = "-1.00"
     found = {(f.rule, f.field): f.message

@@ -6,15 +6,14 @@ ticket payments, tickets, the ticket reconciliation and the day's totals), valid
 failure case into a ``Finding`` whose message is written from the offending row. Identities 1–5,
 7, 8 and a rate not in force are POS errors; identity 6 (continuity) is a warning.
 
-Cost: pandera's price is per column and per check (about 0.4 and 0.2 ms), not per row. A table
-is first put to ``schemas.compiled.passes``, the same schema's rules run without pandera's
-machinery, which only answers "valid"; a table it does not pass goes to pandera, whose failure
-cases are the ones reported. A table is its columns' arrays (``schemas.columns.Columns``), the
-``DataFrame`` made only for pandera. The tables carry only the columns their rules read: money
-as ``int64`` cents everywhere (exact; a value without exact cents is reported as ``exact_money``
-while converting), VAT rates as ``int64`` basis points, text as ``str`` and flags as
-``boolean`` columns; an empty table is not validated. Rows are rebuilt with their ``Decimal``
-amounts only to write the message of a failure, so messages read as they always have.
+A table is first put to ``schemas.quick.passes``, which runs the schema's own checks through
+pandera's public API and only answers "valid"; a table it does not pass goes to pandera's
+``validate(..., lazy=True)``, whose failure cases are the ones reported. The tables carry only
+the columns their rules read: money as ``int64`` cents everywhere (exact; a value without exact
+cents is reported as ``exact_money`` while converting), VAT rates as ``int64`` basis points,
+text as ``str`` and flags as ``boolean`` columns; an empty table is not validated. Rows are
+rebuilt with their ``Decimal`` amounts only to write the message of a failure, so messages read
+as they always have.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -62,8 +61,7 @@ from toporder_sync.schemas import (
     TotalsTable,
     sales_schema,
 )
-from toporder_sync.schemas.columns import Columns
-from toporder_sync.schemas.compiled import passes
+from toporder_sync.schemas.quick import passes
 
 Row = pd.Series  # one row of a table as people read it (Decimal amounts), by column name
 
@@ -75,10 +73,9 @@ _KIND_TEXT = {kind: kind.value for kind in LineKind}
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    """One table of a closure: its schema, its columns, and how to speak of its rows.
+    """One table of a closure: its schema, its frame, and how to speak of its rows.
 
-    ``columns`` is what the schema checks (money in cents, rates in basis points), as
-    ``frame`` for pandera;
+    ``frame`` is what the schema checks (money in cents, rates in basis points);
     ``label`` names a row of it as the closure does (``tickets[3].lines[1]``) and ``rows``
     rebuilds its rows with ``Decimal`` amounts for the messages, only when something failed.
     ``not_cents`` are the amounts that had no exact cents, found while converting.
@@ -86,14 +83,10 @@ class _Table:
 
     name: str
     schema: pa.DataFrameSchema
-    columns: Columns
+    frame: pd.DataFrame
     label: Callable[[Any], str]
     rows: Callable[[], pd.DataFrame]
     not_cents: tuple[Finding, ...] = ()
-
-    @property
-    def frame(self) -> pd.DataFrame:
-        return self.columns.frame()
 
 
 class _Cents:
@@ -133,7 +126,7 @@ _PYTHON_STR = isinstance(_STR, pd.StringDtype) and _STR.storage == "python"
 
 def _strings(values: np.ndarray[Any, np.dtype[np.object_]]) -> Any:
     """``_texts`` of values that are all ``str`` or NaN, in an object array: the same array,
-    made without pandas converting each value (~10 µs less for a day's ticket lines)."""
+    made without pandas converting each value again."""
     if _PYTHON_STR:
         return StringArray(values, dtype=_STR)  # type: ignore[call-arg]  # (pandas 3; stubs lag)
     return _texts(list(values))
@@ -164,6 +157,11 @@ def _listed(table: str) -> Callable[[Any], str]:
     return lambda position: f"{table}[{position}]"
 
 
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A table's frame from its columns' arrays, which keep their dtypes."""
+    return pd.DataFrame(columns, copy=False)
+
+
 def _object_frame(columns: dict[str, list[Any]], dtypes: dict[str, Any] | None = None,
                   index: pd.Index | None = None) -> pd.DataFrame:
     """Columns not typed in ``dtypes`` hold Python objects (Decimals, datetimes)."""
@@ -185,7 +183,7 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
                tickets_per_rate: Counter[Decimal]) -> _Table:
     lines = closure.sales if table == "sales" else closure.refunds
     to_cents = _Cents(_listed(table))
-    frame = Columns({
+    frame = _frame({
         "vat_rate": _ints([_rate_points(ln.vat_rate) for ln in lines]),
         **{column: _ints([to_cents(getattr(ln, column), column, i)
                           for i, ln in enumerate(lines)])
@@ -200,19 +198,18 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
              "tickets": [tickets_per_rate[ln.vat_rate] for ln in lines]},
             {"tickets": "int64"})
 
-    return _Table(table, sales_schema(table, _points_in_force(territory)), frame, _listed(table),
-                  rows,
+    return _Table(table, _VAT_SCHEMAS[table, territory], frame, _listed(table), rows,
                   tuple(to_cents.problems))
 
 
 def _payments_table(closure: Closure) -> _Table:
     payments = closure.payments
     to_cents = _Cents(_listed("payments"))
-    frame = Columns({
+    frame = _frame({
         "method": _texts([p.method for p in payments]),
         "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
     })
-    return _Table("payments", _schema(PaymentsTable), frame, _listed("payments"),
+    return _Table("payments", _SCHEMAS[PaymentsTable], frame, _listed("payments"),
                   lambda: _object_frame({"method": [p.method for p in payments],
                                          "amount": [p.amount for p in payments]}),
                   tuple(to_cents.problems))
@@ -222,12 +219,12 @@ def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     tips = closure.tips
     to_cents = _Cents(_listed("tips"))
     covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
-    frame = Columns({
+    frame = _frame({
         "method": _texts([t.method for t in tips]),
         "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
         "paid_with_method": _flags(covered),
     })
-    return _Table("tips", _schema(TipsTable), frame, _listed("tips"),
+    return _Table("tips", _SCHEMAS[TipsTable], frame, _listed("tips"),
                   lambda: _object_frame({"method": [t.method for t in tips],
                                          "amount": [t.amount for t in tips],
                                          "paid_with_method": covered}),
@@ -254,7 +251,7 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
     to_cents = _Cents(lambda _: "closure")
     in_cents = {name: None if value is None else to_cents(value, name, 0)
                 for name, value in amounts.items()}
-    frame = Columns({
+    frame = _frame({
         **{name: _optional_ints([value]) if name.startswith("cash_") else _ints([value or 0])
            for name, value in in_cents.items()},
         "dates_ok": _flags([dates_ok]),
@@ -264,7 +261,7 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
         return _object_frame({**{name: [value] for name, value in amounts.items()},
                               "dates_ok": [dates_ok]})
 
-    return _Table("totals", _schema(TotalsTable), frame, lambda _: "closure", rows,
+    return _Table("totals", _SCHEMAS[TotalsTable], frame, lambda _: "closure", rows,
                   tuple(to_cents.problems))
 
 
@@ -433,7 +430,7 @@ def _ticket_tables(closure: Closure,
     opened, closed = closure.opened_at, closure.closed_at
     in_day = [opened <= ticket.closed_at <= closed for ticket in tickets]
     kinds = records.per_line(np.array(records.kinds, dtype=object))
-    lines = Columns({
+    lines = _frame({
         "kind": _strings(kinds),
         "vat_rate": _strings(records.per_line(np.array(records.rates, dtype=object))),
         # in cents, converted as it can be where not exact
@@ -446,27 +443,27 @@ def _ticket_tables(closure: Closure,
             "vat_rate": [tickets[t].lines[n].vat_rate for t, n in line_at()],
             "gross": [tickets[t].lines[n].gross for t, n in line_at()]})
 
-    lines_table = _Table("ticket_lines", _schema(TicketLinesTable), lines,
+    lines_table = _Table("ticket_lines", _SCHEMAS[TicketLinesTable], lines,
                          lambda i: line_label(*line_at()[i]), line_rows,
                          tuple(line_cents.problems))
-    payments = Columns({
+    payments = _frame({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
     payments_table = _Table(
-        "ticket_payments", _schema(TicketPaymentsTable), payments,
+        "ticket_payments", _SCHEMAS[TicketPaymentsTable], payments,
         lambda i: pay_label(*pay_at()[i]),
         lambda: _object_frame({
             "ticket": [tickets[t].number for t, _ in pay_at()], "method": methods,
             "amount": [tickets[t].payments[n].amount for t, n in pay_at()]}),
         tuple(pay_cents.problems))
-    per_ticket = Columns({
+    per_ticket = _frame({
         "ticket": _texts([t.number for t in tickets]),
         "lines_total": _ints(lines_total),
         "payments_total": _ints(payments_total),
         "in_business_day": _flags(in_day),
     })
-    tickets_table = _Table("tickets", _schema(TicketsTable), per_ticket, _listed("tickets"),
+    tickets_table = _Table("tickets", _SCHEMAS[TicketsTable], per_ticket, _listed("tickets"),
                            lambda: _object_frame({
                                "ticket": [t.number for t in tickets],
                                "closed_at": [t.closed_at for t in tickets],
@@ -489,12 +486,12 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
         declared[("payments", p.method)] += p.amount
     keys = sorted(set(declared) | set(from_tickets))
     to_cents = _Cents(lambda _: "reconciliation")
-    frame = Columns({
+    frame = _frame({
         "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
         "from_tickets": _ints([from_tickets[key] for key in keys]),
     })
     return _Table(
-        "reconciliation", _schema(ReconciliationTable), frame,
+        "reconciliation", _SCHEMAS[ReconciliationTable], frame,
         lambda i: keys[i][0] if not keys[i][1] else f"{keys[i][0]}[{keys[i][1]!r}]",
         lambda: _object_frame({"table": [t for t, _ in keys], "key": [k for _, k in keys],
                                "declared": [declared[key] for key in keys],
@@ -502,19 +499,20 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
     )
 
 
-@cache
-def _schema(model: type[pa.DataFrameModel]) -> pa.DataFrameSchema:
-    return model.to_schema()
-
-
-@cache
-def _points_in_force(territory: Territory) -> frozenset[int]:
-    """The rates in force in ``territory``, in basis points, as the VAT tables carry them."""
-    return frozenset(_rate_points(rate) for rate in _rates(territory))
-
-
 def _rates(territory: Territory) -> frozenset[Decimal]:
     return accounts.rates_in_force(territory)
+
+
+# Each model's schema, and the VAT tables' schemas of each territory (identity 3: the rates in
+# force there, in basis points as the tables carry them), made once.
+_SCHEMAS: dict[type[pa.DataFrameModel], pa.DataFrameSchema] = {
+    model: model.to_schema()
+    for model in (PaymentsTable, TipsTable, TicketLinesTable, TicketPaymentsTable, TicketsTable,
+                  ReconciliationTable, TotalsTable)}
+_VAT_SCHEMAS: dict[tuple[str, Territory], pa.DataFrameSchema] = {
+    (table, territory): sales_schema(
+        table, frozenset(_rate_points(rate) for rate in _rates(territory)))
+    for table in ("sales", "refunds") for territory in Territory}
 
 
 def _tolerance(row: Row) -> Decimal:
@@ -648,7 +646,7 @@ def validate_closure(closure: Closure, territory: Territory,
                           "that"),)
     for table in tables:
         findings.extend(table.not_cents)
-        if not len(table.columns) or passes(table.schema, table.columns):
+        if table.frame.empty or passes(table.schema, table.frame):
             continue
         try:
             table.schema.validate(table.frame, lazy=True, inplace=True)
@@ -657,6 +655,22 @@ def validate_closure(closure: Closure, territory: Territory,
     if previous is not None:
         findings.extend(_continuity(closure, previous))
     return tuple(findings)
+
+
+class ClosureTable(NamedTuple):
+    """One table of a closure as ``validate_closure`` validates it: its name, schema, frame."""
+
+    name: str
+    schema: pa.DataFrameSchema
+    frame: pd.DataFrame
+
+
+def closure_tables(closure: Closure, territory: Territory) -> tuple[ClosureTable, ...]:
+    """The closure's tables that ``validate_closure`` validates (the empty ones are not), each
+    with its schema: what pandera alone would be given (``bench/core.py``'s baseline, the
+    tests of ``schemas.quick``)."""
+    return tuple(ClosureTable(table.name, table.schema, table.frame)
+                 for table in _tables(closure, territory) if not table.frame.empty)
 
 
 def _continuity(closure: Closure, previous: PreviousClosure) -> Iterator[Finding]:
