@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -13,6 +11,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
+import tenacity
 from prefect import Flow, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -29,6 +28,7 @@ from toporder_sync.core_processes import CoreProcesses
 from toporder_sync.day import Assess
 from toporder_sync.ledger.db import database_url, get_engine, upgrade
 from toporder_sync.outcome import NEEDS_ACTION_TAG, RESOLVED_TAG
+from toporder_sync.retrying import RetryPolicy
 from toporder_sync.tasks import prefect_private
 
 P = ParamSpec("P")
@@ -129,8 +129,9 @@ async def shared_clients() -> AsyncIterator[None]:
     prefect 3.9.1 opens new clients for each top-level flow run unless one is open in the
     context: an async client for the run, and a sync one each time it looks up the server's
     default result storage (twice per flow run, subflows included). Each new client builds an
-    SSL context, loading the CA bundle even for an ``http://`` server: ~50 ms of CPU apiece, a
-    third of a client-day's flow run (measured with cProfile). Runs started inside this
+    SSL context, loading the CA bundle even for an ``http://`` server, a large share of a
+    client-day's flow run (measured: docs/operations.md, "Shared API clients"). Runs started
+    inside this
     context, here and in the flows they start, reuse one client of each kind instead
     (``prefect_private.shared_api_clients``: Prefect documents no public way).
     """
@@ -153,9 +154,9 @@ def frozen_heap() -> Iterator[None]:
 
     A fleet run's process holds a large, long-lived heap (prefect, pandas, pandera, SQLAlchemy
     and their caches) that every full collection walks again, for nothing, while the
-    client-days allocate. Frozen, it is skipped: measured on a catch-up of 999 client-days
-    against a PostgreSQL-backed server, 23.3 → 21.6 ms of the worker's CPU per client-day
-    (two runs each way). Objects are still freed by reference counting; on the way out they
+    client-days allocate. Frozen, it is skipped, which saves the worker CPU on every
+    client-day (measured: docs/operations.md, "The heap kept from the garbage collector").
+    Objects are still freed by reference counting; on the way out they
     go back to the collector (``gc.unfreeze``), unless the heap was frozen before, by someone
     else, in which case this changes nothing.
     """
@@ -228,22 +229,25 @@ def only_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -
     return isinstance(state.data, TransientError)
 
 
-async def retry_transient(work: Callable[[], Awaitable[R]], *, what: str, retries: int = 4,
-                          base_delay: float = 1.0, rng: random.Random | None = None) -> R:
-    """Await ``work()``; on a ``TransientError`` try again, ``retries`` times at most, after
-    exponential delays with jitter (1, 2, 4, 8 s ± 50 % by default). Any other error, or the
-    last TransientError, is raised. Each retry is logged to the flow run."""
-    jitter = rng or random.Random()  # noqa: S311 (jitter, not a secret)
-    for attempt in range(retries + 1):
-        try:
+# A client-day's transient failures (the ledger busy, the closure source unreachable): five
+# tries, the waits doubling from 1 s up to 8 s with jitter.
+TRANSIENT_RETRY = RetryPolicy(attempts=5, backoff=1.0, max_backoff=8.0, patience=None)
+
+
+async def retry_transient(work: Callable[[], Awaitable[R]], *, what: str,
+                          policy: RetryPolicy = TRANSIENT_RETRY) -> R:
+    """Await ``work()``; on a ``TransientError`` try again under ``policy`` (the project's one
+    retry policy, ``toporder_sync.retrying``). Any other error, or the last TransientError, is
+    raised. Each retry is logged to the flow run."""
+
+    def log(state: tenacity.RetryCallState) -> None:
+        get_run_logger().warning("%s: %s; retry %d/%d in %.1f s", what,
+                                 state.outcome.exception() if state.outcome else "",
+                                 state.attempt_number, policy.attempts - 1, state.upcoming_sleep)
+
+    async for attempt in policy.async_retrying(TransientError, before_sleep=log):
+        with attempt:
             return await work()
-        except TransientError as exc:
-            if attempt == retries:
-                raise
-            delay = base_delay * 2 ** attempt * jitter.uniform(0.5, 1.5)
-            get_run_logger().warning("%s: %s; retry %d/%d in %.1f s", what, exc, attempt + 1,
-                                     retries, delay)
-            await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -39,17 +39,19 @@ from toporder_sync.outbox import DeliveryFailed, Message
 from toporder_sync.pennylane import TOPIC
 from toporder_sync.pennylane import store as push_store
 from toporder_sync.pennylane.client import (
+    RATE_MARGIN,
     EntryLinePayload,
     EntryPayload,
     LedgerAccount,
     PennylaneClient,
     PennylaneRejected,
-    RateLimiter,
     amount_text,
+    token_limiter,
 )
 from toporder_sync.pennylane.resolver import Resolver
 from toporder_sync.pennylane.sink import PennylaneHandler
 from toporder_sync.pennylane.tokens import TokenRef, load_token
+from toporder_sync.rate_limit import RateLimiter
 
 TOKEN = "plk-good-token"  # noqa: S105 (the fake's token)
 TOKEN_ENV = "PENNYLANE_TOKEN_PETIT_ZINC"  # noqa: S105 (a variable name)
@@ -114,7 +116,7 @@ def _handler(engine: Engine, fake: FakePennylane, clock: Clock, *,
     return PennylaneHandler(
         engine, resolver=Resolver(),
         client_factory=lambda token: PennylaneClient(
-            token, url=fake.url, timeout=httpx.Timeout(0.5), limiter=RateLimiter()),
+            token, url=fake.url, timeout=httpx.Timeout(0.5), limiter=token_limiter()),
         environ={TOKEN_ENV: TOKEN} if environ is None else environ, clock=clock)
 
 
@@ -144,7 +146,7 @@ def post(engine: Engine, client_id: str, store: Callable[..., StoreResult],
 
 def _api(fake: FakePennylane) -> PennylaneClient:
     """A client of the fake with a limiter of its own (the process-wide one is per token)."""
-    return PennylaneClient(TOKEN, url=fake.url, limiter=RateLimiter())
+    return PennylaneClient(TOKEN, url=fake.url, limiter=token_limiter())
 
 
 def _relay(engine: Engine, handler: PennylaneHandler, clock: Clock) -> outbox.RelayReport:
@@ -460,7 +462,7 @@ def test_the_servers_own_rate_limit_is_honoured_when_the_client_sends_too_fast(
     fake: FakePennylane,
 ) -> None:
     fake.rate_limit, fake.window = 4, 1.0
-    too_fast = RateLimiter(limit=100, window=1.0)
+    too_fast = RateLimiter(100, 1.0)
     with PennylaneClient(TOKEN, url=fake.url, limiter=too_fast) as api:
         journals = [api.journals() for _ in range(6)]
     assert all(len(j) == 2 for j in journals)
@@ -472,7 +474,8 @@ def test_the_client_side_limiter_keeps_every_thread_of_a_token_within_the_limit(
     fake: FakePennylane,
 ) -> None:
     fake.rate_limit, fake.window = 5, 1.0
-    shared = RateLimiter(limit=5, window=1.0)
+    # The margin of the client's own limiter: it counts departures, the server arrivals.
+    shared = RateLimiter(5, 1.0 + RATE_MARGIN)
     errors: list[BaseException] = []
 
     def calls() -> None:

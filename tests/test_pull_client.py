@@ -39,15 +39,7 @@ from toporder_sync.simulator.server import (
     serve_in_thread,
 )
 from toporder_sync.sources import InboxSource, PullSource, source_for
-from toporder_sync.toporder_api import (
-    API_TOKEN_ENV,
-    API_URL_ENV,
-    ApiSettings,
-    RetryPolicy,
-    TokenBucket,
-    ToporderApi,
-    retry_after_seconds,
-)
+from toporder_sync.toporder_api import API_TOKEN_ENV, API_URL_ENV, ApiSettings, ToporderApi
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 DAY = date(2026, 11, 27)
@@ -86,10 +78,10 @@ class Sleeps:
 
 def client(base_url: str, *, timeout: float = 2.0, attempts: int = 4,
            sleep: Callable[[float], None] | None = None,
-           limiter: TokenBucket | None = None, token: str = TOKEN) -> ToporderApi:
+           limiter: RateLimiter | None = None, token: str = TOKEN) -> ToporderApi:
     return ToporderApi(ApiSettings(base_url, token, timeout=timeout),
-                       policy=RetryPolicy(attempts=attempts, backoff=0.05, max_retry_after=5),
-                       limiter=limiter or TokenBucket(1000), sleep=sleep or Sleeps())
+                       policy=RetryPolicy(attempts=attempts, backoff=0.05, patience=5),
+                       limiter=limiter or RateLimiter.per_second(1000), sleep=sleep or Sleeps())
 
 
 def statuses(simulation: Simulation) -> list[tuple[int, str | None]]:
@@ -152,7 +144,9 @@ def test_5xx_is_retried_with_backoff(serve: Serve) -> None:
     sleeps = Sleeps()
     with client(base_url, sleep=sleeps) as api:
         assert api.closure(ID, DAY) == simulation.closure(ID, DAY)
-    assert sleeps.waits == [0.05, 0.1]
+    # Jittered within the upper half of a doubling step: [0.025, 0.05), then [0.05, 0.1).
+    first, second = sleeps.waits
+    assert 0.025 <= first < 0.05 <= second < 0.1
     assert statuses(simulation) == [(503, "5xx"), (503, "5xx"), (200, None)]
 
 
@@ -185,9 +179,9 @@ def test_a_body_that_is_not_json_is_never_a_closure(serve: Serve) -> None:
         api.closure(ID, DAY)
 
 
-def test_the_token_bucket_spaces_requests_of_every_thread(serve: Serve) -> None:
+def test_the_rate_limiter_spaces_requests_of_every_thread(serve: Serve) -> None:
     simulation, base_url = serve()
-    bucket = TokenBucket(rate=20, capacity=1)
+    bucket = RateLimiter(1, 0.05)  # 20 a second, no burst
     with client(base_url, limiter=bucket) as api:
         api.closure(ID, DAY)  # warm: the first closure is generated on demand
         simulation.requests.clear()
@@ -203,16 +197,6 @@ def test_the_token_bucket_spaces_requests_of_every_thread(serve: Serve) -> None:
     assert arrivals[-1] - arrivals[0] >= 8 / 20 - 0.05
 
 
-def test_token_bucket_refills_at_its_rate() -> None:
-    clock = [0.0]
-    sleeps = Sleeps()
-    bucket = TokenBucket(rate=2, capacity=2, clock=lambda: clock[0], sleep=sleeps)
-    assert [bucket.acquire() for _ in range(4)] == [0.0, 0.0, 0.5, 1.0]
-    clock[0] = 10.0
-    assert bucket.acquire() == 0.0
-    assert sleeps.waits == [0.5, 1.0]
-
-
 def test_settings_come_from_the_environment_and_hide_the_token() -> None:
     settings = ApiSettings.from_environment(
         {API_URL_ENV: "https://api.example/", API_TOKEN_ENV: TOKEN})
@@ -224,12 +208,6 @@ def test_settings_come_from_the_environment_and_hide_the_token() -> None:
         ApiSettings.from_environment({API_URL_ENV: "ftp://x", API_TOKEN_ENV: TOKEN})
     with pytest.raises(ConfigurationError, match=API_TOKEN_ENV):
         ApiSettings.from_environment({API_URL_ENV: "https://api.example"})
-
-
-def test_retry_after_as_an_http_date() -> None:
-    assert retry_after_seconds("Sat, 28 Nov 2026 07:00:30 GMT", now=NOW) == 30.0
-    assert retry_after_seconds("12", now=NOW) == 12.0
-    assert retry_after_seconds("soon", now=NOW) is None
 
 
 def test_the_token_is_never_logged(serve: Serve, caplog: pytest.LogCaptureFixture) -> None:

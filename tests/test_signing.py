@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from toporder_sync import signing
 
@@ -95,3 +96,23 @@ def test_the_longest_well_formed_headers_still_verify() -> None:
     headers[signing.SIGNATURE_HEADER] = "v1a," + "A" * (padding - 4) + " " + rotated
     assert len(headers[signing.SIGNATURE_HEADER]) == signing.MAX_SIGNATURE_LENGTH
     assert signing.verify(SECRET, headers, b"{}", now=NOW) == message
+
+
+def test_known_vector_verifies_and_the_library_accepts_what_we_sign() -> None:
+    body = b'{"test": 2432232314}'
+    headers = {signing.ID_HEADER: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+               signing.TIMESTAMP_HEADER: "1614265330",
+               signing.SIGNATURE_HEADER: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+    sent = datetime.fromtimestamp(1614265330, UTC)
+    assert signing.verify(SECRET, headers, body, now=sent) == "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    # What we sign, the maintained implementation verifies (at the real time: it reads the
+    # wall clock).
+    signed = signing.sign(SECRET, "evt_1", body, now=datetime.now(UTC))
+    assert Webhook(SECRET).verify(body, signed, json_parse=False) is None
+
+
+@pytest.mark.parametrize("secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!",
+                                    "whsec_"])
+def test_a_secret_not_in_the_whsec_base64_form_is_refused(secret: str) -> None:
+    with pytest.raises(ValueError, match="signing secret"):
+        signing.sign(secret, "evt_1", b"{}", now=NOW)

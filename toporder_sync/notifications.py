@@ -33,7 +33,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -54,6 +53,7 @@ from toporder_sync.outbox import (
     register,
     wake,
 )
+from toporder_sync.retrying import retry_after_seconds
 
 TOPIC: Final = "day.flagged"
 # The day states Toporder is told about; the others are not errors anybody must act on.
@@ -232,20 +232,9 @@ class WebhookHandler:
 
 
 def retry_after(response: httpx.Response, *, now: datetime) -> timedelta | None:
-    """The wait a Retry-After header asks for: seconds, or an HTTP date (RFC 9110 §10.2.3)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(when - now, timedelta(0))
+    """The wait a response's ``Retry-After`` asks for, if it asks for one."""
+    seconds = retry_after_seconds(response.headers.get("retry-after"), now=now)
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 register(TOPIC, WebhookHandler)

@@ -19,12 +19,13 @@ Promises:
   SQLite every transaction starts with ``BEGIN IMMEDIATE`` (``ledger.db``), which serializes the
   claims just as well; one relay per SQLite ledger is still the intended set-up.
 * A handler raising ``DeliveryFailed`` (or any ``TransientError``) gets the message retried
-  with exponential backoff and jitter, never before a ``retry_after`` it gives (HTTP
-  Retry-After); ``DeliveryRefused`` dead-letters it at once; after ``max_attempts`` failed
+  after the backoff of ``DELIVERY_RETRY`` (the edges' one policy, ``toporder_sync.retrying``:
+  exponential, jittered, capped), never before a ``retry_after`` it gives (HTTP Retry-After);
+  ``DeliveryRefused`` dead-letters it at once; after ``max_attempts`` failed
   attempts it is ``dead`` too. ``DeliveryDeferred`` (the receiver is not configured yet) keeps
   it pending without spending an attempt. A ``dead`` message only moves again by hand
   (``retry``), with a fresh budget of attempts.
-* A handler's delivery should finish well within ``LEASE / CLAIM_BATCH`` (30 s): a slower one
+* A handler's delivery should finish well within ``LEASE / CLAIM_BATCH``: a slower one
   may find its later messages' leases expired and those messages delivered twice (which is
   still at-least-once, but noisy).
 * ``last_error`` holds what went wrong in words; handlers never put secrets, signatures or
@@ -46,7 +47,6 @@ import contextlib
 import functools
 import json
 import logging
-import random
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +67,7 @@ from toporder_sync.ledger.db import (
     transaction,
 )
 from toporder_sync.ledger.tables import OUTBOX_STATUSES, OutboxRow, OutboxStatus
+from toporder_sync.retrying import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,12 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 # Messages claimed per short transaction; see the module docstring for the delivery budget.
 CLAIM_BATCH = 10
-# Backoff after the n-th failed attempt: BACKOFF_BASE * 2**(n-1), at most BACKOFF_CAP, times a
-# random factor in [0.5, 1) so that messages failed together do not all come back together.
-# With the default 8 attempts, a message is given up about 2 hours after its first failure.
-BACKOFF_BASE = timedelta(minutes=1)
-BACKOFF_CAP = timedelta(hours=6)
-# A receiver's Retry-After is honoured up to this; beyond, it is more likely a mistake.
-RETRY_AFTER_CAP = timedelta(hours=6)
+# The wait before the next attempt, stored as the message's next_attempt_at: a minute after the
+# first failure, doubling up to six hours, so that with the default 8 attempts a message is
+# given up about two hours after its first failure. Only its delay is used here: the attempts
+# are counted in the row (``max_attempts``) and nothing is slept.
+DELIVERY_RETRY = RetryPolicy(backoff=timedelta(minutes=1).total_seconds(),
+                             max_backoff=timedelta(hours=6).total_seconds(), patience=None)
 # A message whose receiver is not configured yet is looked at again this often (configuring it
 # wakes its messages at once: ``wake``).
 DEFERRED_WAIT = timedelta(hours=1)
@@ -227,8 +227,7 @@ def _enqueue_statement(dialect: str) -> Executable:
 
 
 def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], datetime],
-          limit: int = 100, max_attempts: int = 8,
-          rng: random.Random | None = None) -> RelayReport:
+          limit: int = 100, max_attempts: int = 8) -> RelayReport:
     """Deliver up to ``limit`` due pending messages of the topics of ``handlers``.
 
     Messages of other topics are left pending for a relay that has their handler. Each message
@@ -238,8 +237,6 @@ def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], 
     """
     if limit < 1 or max_attempts < 1:
         raise ValueError("limit and max_attempts must be at least 1")
-    # Jitter only spreads retries out; it needs no cryptographic randomness.
-    rng = rng or random.Random()  # noqa: S311
     counts = {"claimed": 0, "sent": 0, "retried": 0, "deferred": 0, "dead": 0}
     while counts["claimed"] < limit:
         batch = _claim(engine, tuple(handlers), now=now(),
@@ -249,7 +246,7 @@ def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], 
         counts["claimed"] += len(batch)
         for message in batch:
             outcome = _deliver(engine, handlers[message.topic], message, now=now,
-                               max_attempts=max_attempts, rng=rng)
+                               max_attempts=max_attempts)
             counts[outcome] += 1
     return RelayReport(**counts)
 
@@ -330,7 +327,7 @@ def _claim(engine: Engine, topics: Sequence[str], *, now: datetime,
 
 
 def _deliver(engine: Engine, handler: Handler, message: Message, *,
-             now: Callable[[], datetime], max_attempts: int, rng: random.Random) -> str:
+             now: Callable[[], datetime], max_attempts: int) -> str:
     """Deliver one claimed message and record the outcome; return the counter to bump."""
     try:
         remote_ref = handler.deliver(message)
@@ -341,11 +338,11 @@ def _deliver(engine: Engine, handler: Handler, message: Message, *,
     except TransientError as exc:
         retry_after = exc.retry_after if isinstance(exc, DeliveryFailed) else None
         return _retry(engine, message, str(exc), now=now(), max_attempts=max_attempts,
-                      rng=rng, retry_after=retry_after)
+                      retry_after=retry_after)
     except Exception as exc:  # a handler's bug: see relay's docstring
         log.exception("outbox: %s %s: the handler crashed", message.topic, message.event_id)
         return _retry(engine, message, f"{type(exc).__name__}: {exc}", now=now(),
-                      max_attempts=max_attempts, rng=rng, retry_after=None)
+                      max_attempts=max_attempts, retry_after=None)
     checkpoints.reached("relay_after_send")
     try:
         with session_scope(engine) as session:
@@ -369,24 +366,16 @@ def _deliver(engine: Engine, handler: Handler, message: Message, *,
         log.exception("outbox: %s %s: delivered, but marking it sent failed",
                       message.topic, message.event_id)
         return _retry(engine, message, f"delivered, not recorded: {type(exc).__name__}: {exc}",
-                      now=now(), max_attempts=max_attempts, rng=rng, retry_after=None)
+                      now=now(), max_attempts=max_attempts, retry_after=None)
     log.info("outbox: %s %s for %s sent", message.topic, message.event_id, message.client_id)
     return "sent"
 
 
-def backoff(attempt: int, rng: random.Random) -> timedelta:
-    """The wait after the ``attempt``-th failed attempt (1 for the first), jittered."""
-    exponent = min(attempt - 1, 32)  # 2**32 minutes is far past the cap already
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (1 << exponent))
-    return ceiling * (0.5 + rng.random() / 2)
-
-
 def _retry(engine: Engine, message: Message, error: str, *, now: datetime, max_attempts: int,
-           rng: random.Random, retry_after: timedelta | None) -> str:
+           retry_after: timedelta | None) -> str:
     attempt = message.attempts + 1
-    wait = backoff(attempt, rng)
-    if retry_after is not None:
-        wait = max(wait, min(retry_after, RETRY_AFTER_CAP))
+    wait = timedelta(seconds=DELIVERY_RETRY.delay(
+        attempt, None if retry_after is None else retry_after.total_seconds()))
     return _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait)
 
 

@@ -1,31 +1,43 @@
-"""HMAC-SHA256 signatures of HTTP bodies, Standard Webhooks style, in both directions.
+"""Standard Webhooks signatures of HTTP bodies, in both directions, over the ``standardwebhooks``
+library.
 
 Toporder signs the closures it pushes to the receiver; we sign the error notifications we send
 to Toporder. Both use the scheme of https://www.standardwebhooks.com: the signed content is
 ``{id}.{timestamp}.{body}`` (the raw body bytes), the headers are ``webhook-id``,
 ``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` (``v1,<base64 digest>``, several
 separated by spaces while a key is rotated). A secret is ``whsec_`` + base64 of 32 random bytes.
-A signature is checked in constant time, and refused outside a window around now (replays of an
-old request fail even with a valid signature).
+The library's ``Webhook.sign`` makes every signature; a signature is checked in constant time,
+and refused outside ``TOLERANCE`` around now (replays of an old request fail even with a valid
+signature).
 
-The headers are read strictly, before any signature is computed, so that what is signed is
-exactly what the headers say and nothing malformed reaches the arithmetic: ``webhook-id`` is 1
-to ``MAX_ID_LENGTH`` printable ASCII characters without spaces (the ledger's column);
-``webhook-timestamp`` 1 to ``MAX_TIMESTAMP_DIGITS`` ASCII digits, without sign, spaces,
-underscores or leading zero (the form ``sign`` writes: ``str(int(t)) == t``); and
-``webhook-signature`` at most ``MAX_SIGNATURE_LENGTH`` printable ASCII characters, signatures
-separated by single spaces. Anything else is a ``SignatureError``, like a wrong signature.
+This module adds what the library leaves open, so that every caller gets the same answer:
+
+* The headers are read strictly, before any signature is computed, so that what is signed is
+  exactly what the headers say and nothing malformed reaches the arithmetic: ``webhook-id`` is 1
+  to ``MAX_ID_LENGTH`` printable ASCII characters without spaces (the ledger's column);
+  ``webhook-timestamp`` 1 to ``MAX_TIMESTAMP_DIGITS`` ASCII digits, without sign, spaces,
+  underscores or leading zero (the form ``sign`` writes: ``str(int(t)) == t``); and
+  ``webhook-signature`` at most ``MAX_SIGNATURE_LENGTH`` printable ASCII characters, signatures
+  separated by single spaces. Anything else is a ``SignatureError``, like a wrong signature.
+* The replay window is measured against the caller's clock (``now``): ``Webhook.verify`` reads
+  the wall clock and a fixed window, which neither the simulator's clock nor the tests' fixed
+  dates could use.
+* A secret must carry its ``whsec_`` prefix and be strict base64 (the library would skip stray
+  characters and accept a bare key): a mistyped secret fails loudly rather than signing with
+  another key.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
+import binascii
 import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
+
+from standardwebhooks.webhooks import Webhook
 
 from toporder_sync.core.errors import ToporderSyncError
 
@@ -33,7 +45,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
-# A signed request older or newer than this (seconds) is refused, whatever its signature.
+# A signed request older or newer than this (seconds) is refused, whatever its signature: the
+# specification's recommended window.
 TOLERANCE = 300
 # The longest id the ledger records (``webhook_messages.webhook_id``).
 MAX_ID_LENGTH = 128
@@ -55,16 +68,29 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _key(secret: str) -> bytes:
+def _webhook(secret: str) -> Webhook:
     if not secret.startswith(SECRET_PREFIX):
         raise ValueError("a signing secret starts with 'whsec_'")
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        raise ValueError("a signing secret is 'whsec_' followed by base64") from None
+    if not key:
+        raise ValueError("a signing secret is 'whsec_' followed by base64")
+    return Webhook(key)
 
 
 def signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    content = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    """The ``v1,...`` signature of ``body`` sent as ``message_id`` at Unix time ``timestamp``.
+
+    A timestamp no date can hold (past the year 9999) is a ValueError: ``verify`` refuses such
+    a request for its clock before it computes any signature.
+    """
+    try:
+        sent = datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"timestamp {timestamp} is out of the range of dates") from None
+    return _webhook(secret).sign(message_id, sent, body)
 
 
 def sign(secret: str, message_id: str, body: bytes, *, now: datetime) -> dict[str, str]:
@@ -101,9 +127,9 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: datetim
     if abs(now.timestamp() - timestamp) > tolerance:
         raise SignatureError(f"{TIMESTAMP_HEADER} is more than {tolerance} s away from now "
                              "(a replay, or a clock out of step)")
-    expected = signature(secret, message_id, timestamp, body)
-    # The candidates are ASCII (checked above), as compare_digest requires of a str.
-    if not any(hmac.compare_digest(expected, candidate)
-               for candidate in offered.split(" ") if candidate.startswith("v1,")):
+    expected = signature(secret, message_id, timestamp, body).encode()
+    # Compared as bytes, like the library's own verify: constant time, whatever the characters.
+    if not any(hmac.compare_digest(expected, candidate.encode())
+               for candidate in offered.split(" ")):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match the body")
     return message_id

@@ -5,15 +5,16 @@ What it promises:
 * ``ApiSettings.from_environment`` reads ``TOPORDER_API_URL`` and ``TOPORDER_API_TOKEN`` once,
   at start-up, and raises ``ConfigurationError`` naming the variable that is missing or wrong.
   The token never appears in a ``repr``, a log line or an error message.
-* Every request has a timeout. A 429 or a 5xx is tried again after the ``Retry-After`` the API
-  asked for (else after a short exponential back-off), a bounded number of times; so is a
-  timeout or a dropped connection. What still fails is raised as ``TransientError``, which
-  Prefect's task retry takes over with a longer breath.
+* Every request has a timeout. A 429 or a 5xx is tried again under the edges' one retry
+  policy (``toporder_sync.retrying``): after a jittered exponential backoff, never before the
+  ``Retry-After`` the API asked for, a bounded number of times; so is a timeout or a dropped
+  connection. What still fails, or asks for a wait longer than the policy's patience, is raised
+  as ``TransientError``, which Prefect's task retry takes over with a longer breath.
 * A body shorter than its ``Content-Length`` or that is not JSON is a ``TransientError``
   (a cut connection, a proxy's error page), never a half-read closure handed on.
-* Every request of the process first takes a token from one shared, thread-safe
-  ``TokenBucket`` (``TOPORDER_API_RATE`` requests per second, default 10), so that thousands of
-  client-days run in parallel never hammer Toporder beyond what it allows.
+* Every request of the process first passes one shared, thread-safe ``RateLimiter``
+  (``TOPORDER_API_RATE`` requests per second, ``DEFAULT_RATE`` unless set), so that thousands
+  of client-days run in parallel never hammer Toporder beyond what it allows.
 """
 
 from __future__ import annotations
@@ -22,18 +23,19 @@ import functools
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlsplit
 
 import httpx
+from tenacity import RetryCallState
 
 from toporder_sync.core import bounds
 from toporder_sync.core.errors import ConfigurationError, TransientError
+from toporder_sync.rate_limit import RateLimiter
+from toporder_sync.retrying import RetryPolicy, retry_after_seconds
 
 API_URL_ENV = "TOPORDER_API_URL"
 API_TOKEN_ENV = "TOPORDER_API_TOKEN"  # noqa: S105 (the variable's name, not a token)
@@ -41,6 +43,8 @@ API_RATE_ENV = "TOPORDER_API_RATE"
 # The header naming whose closure a push carries (``POST /v1/closures``, the receiver).
 INTEGRATION_HEADER = "x-toporder-integration-id"
 DEFAULT_RATE = 10.0
+# Within one call: a few quick tries; a longer wait is left to Prefect's task retry.
+PULL_RETRY = RetryPolicy(attempts=4, backoff=0.5, max_backoff=8.0, patience=30.0)
 
 log = logging.getLogger(__name__)
 
@@ -70,64 +74,8 @@ class ApiSettings:
         return cls(url.rstrip("/"), token)
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How long one call may insist before handing over to Prefect's task retry.
-
-    ``attempts`` counts every try, the first included. ``max_retry_after``: a ``Retry-After``
-    longer than this is not slept through here (a worker thread would sit idle): the call
-    gives up at once and the task retry comes back later.
-    """
-
-    attempts: int = 4
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 30.0
-
-    def wait_before(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
-        if retry_after is not None:
-            return retry_after
-        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
-
-
-class TokenBucket:
-    """A rate limit shared by threads: ``rate`` requests a second, bursts of ``capacity``.
-
-    A caller that finds the bucket empty reserves the next token (the count goes below zero)
-    and sleeps outside the lock until it is due, so waiting callers are served in order and
-    the lock is never held while sleeping.
-    """
-
-    def __init__(self, rate: float, capacity: float | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate <= 0:
-            raise ConfigurationError(f"a rate limit must be positive, not {rate}")
-        self.rate = rate
-        self.capacity = max(1.0, capacity if capacity is not None else rate)
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = self.capacity
-        self._updated = clock()
-
-    def acquire(self) -> float:
-        """Take one token, waiting for it if needed; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity,
-                               self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
 @functools.cache
-def shared_bucket() -> TokenBucket:
+def shared_limiter() -> RateLimiter:
     """The process's one rate limit towards Toporder (``TOPORDER_API_RATE`` per second)."""
     text = os.environ.get(API_RATE_ENV, "").strip()
     try:
@@ -135,23 +83,9 @@ def shared_bucket() -> TokenBucket:
     except ValueError:
         raise ConfigurationError(f"{API_RATE_ENV}={text!r} is not a number of requests per "
                                  "second") from None
-    return TokenBucket(rate)
-
-
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    if not 0 < rate < float("inf"):
+        raise ConfigurationError(f"{API_RATE_ENV}={text!r}: a rate limit must be positive")
+    return RateLimiter.per_second(rate)
 
 
 class _Retry(TransientError):
@@ -166,12 +100,12 @@ class _Retry(TransientError):
 class ToporderApi:
     """Closures pulled from Toporder; one instance per process is enough (httpx pools)."""
 
-    def __init__(self, settings: ApiSettings, *, policy: RetryPolicy | None = None,
-                 limiter: TokenBucket | None = None,
+    def __init__(self, settings: ApiSettings, *, policy: RetryPolicy = PULL_RETRY,
+                 limiter: RateLimiter | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
-        self.policy = policy or RetryPolicy()
-        self.limiter = limiter if limiter is not None else shared_bucket()
+        self.policy = policy
+        self.limiter = limiter if limiter is not None else shared_limiter()
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=settings.base_url,
@@ -198,21 +132,26 @@ class ToporderApi:
     def closure(self, integration_id: str, business_date: date) -> bytes | None:
         """The raw closure of that day exactly as served, or None when Toporder has none yet."""
         path = self.closure_path(integration_id, business_date)
-        attempts = max(1, self.policy.attempts)
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._get_closure(path)
-            except _Retry as retry:
-                wait = self.policy.wait_before(attempt, retry.retry_after)
-                if attempt == attempts or wait > self.policy.max_retry_after:
-                    raise TransientError(
-                        f"Toporder API {path}: {retry.reason}; gave up after {attempt} "
-                        f"attempt(s)" + (f", Retry-After {wait:g} s" if retry.retry_after
-                                         is not None else "")
-                    ) from None
-                log.info("Toporder API %s: %s; trying again in %.2f s (attempt %d of %d)",
-                         path, retry.reason, wait, attempt + 1, attempts)
-                self._sleep(wait)
+        tries = 0
+
+        def log_retry(state: RetryCallState) -> None:
+            failure = state.outcome.exception() if state.outcome else None
+            log.info("Toporder API %s: %s; trying again in %.2f s (attempt %d of %d)", path,
+                     failure, state.upcoming_sleep, state.attempt_number + 1,
+                     self.policy.attempts)
+
+        try:
+            for attempt in self.policy.retrying(_Retry, sleep=self._sleep,
+                                                before_sleep=log_retry):
+                with attempt:
+                    tries = attempt.retry_state.attempt_number
+                    return self._get_closure(path)
+        except _Retry as retry:
+            raise TransientError(
+                f"Toporder API {path}: {retry.reason}; gave up after {tries} attempt(s)"
+                + (f", Retry-After {retry.retry_after:g} s" if retry.retry_after is not None
+                   else "")
+            ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _get_closure(self, path: str) -> bytes | None:

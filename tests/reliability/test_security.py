@@ -48,13 +48,7 @@ from toporder_sync.simulator.server import (
     serve_in_thread,
 )
 from toporder_sync.sources import PullSource
-from toporder_sync.toporder_api import (
-    INTEGRATION_HEADER,
-    ApiSettings,
-    RetryPolicy,
-    TokenBucket,
-    ToporderApi,
-)
+from toporder_sync.toporder_api import INTEGRATION_HEADER, ApiSettings, ToporderApi
 
 API_TOKEN = "canary-api-token-7c2d"  # noqa: S105 - a canary, checked never to leak
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,7 +202,8 @@ def test_canary_secrets_never_reach_logs_artifacts_or_notifications(
                                      venue="shop"), clock=lambda: support.NOW)
     server = serve_in_thread(create_app(sim))
     api = ToporderApi(ApiSettings(server.base_url, API_TOKEN, timeout=5),
-                      policy=RetryPolicy(attempts=2, backoff=0.01), limiter=TokenBucket(1000))
+                      policy=RetryPolicy(attempts=2, backoff=0.01),
+                      limiter=RateLimiter.per_second(1000))
     try:
         with session_scope(ledger) as session:
             push_secret = connections.issue_push_secret(session, "canary").secret

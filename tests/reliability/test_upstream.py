@@ -25,6 +25,8 @@ from reliability import invariants, support, tally
 from toporder_sync.core.errors import TransientError
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.ledger.tables import ClosureRow, EntryLineRow, EntryRow
+from toporder_sync.rate_limit import RateLimiter
+from toporder_sync.retrying import RetryPolicy
 from toporder_sync.simulator.faults import FaultRule
 from toporder_sync.simulator.server import (
     Simulation,
@@ -33,7 +35,7 @@ from toporder_sync.simulator.server import (
     serve_in_thread,
 )
 from toporder_sync.sources import PullSource
-from toporder_sync.toporder_api import ApiSettings, RetryPolicy, TokenBucket, ToporderApi
+from toporder_sync.toporder_api import ApiSettings, ToporderApi
 
 TOKEN = "canary-api-token-5f1e"  # noqa: S105 - a test token, also a canary for class 6
 HTTP_FAULTS = (
@@ -76,8 +78,8 @@ def test_http_faults_are_retried_or_raised_transient_never_half_stored(
     client = support.activate(engine, "pull")
     waits: list[float] = []
     api = ToporderApi(ApiSettings(base_url, TOKEN, timeout=1.0),
-                      policy=RetryPolicy(attempts=3, backoff=0.01, max_retry_after=5),
-                      limiter=TokenBucket(1000), sleep=waits.append)
+                      policy=RetryPolicy(attempts=3, backoff=0.01, patience=5),
+                      limiter=RateLimiter.per_second(1000), sleep=waits.append)
     source = PullSource(engine, api, clock=lambda: support.NOW)
     days = iter(support.DAYS)
     try:

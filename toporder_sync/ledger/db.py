@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
+import tenacity
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
@@ -97,18 +98,18 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _database_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+# Switching a fresh file to WAL needs an exclusive lock, and SQLite does not always call the
+# busy handler for it: two processes opening a new ledger at once can see "database is locked"
+# here. Waiting a little and trying again is all it takes.
+@tenacity.retry(retry=tenacity.retry_if_exception(_database_locked),
+                wait=tenacity.wait_fixed(0.05), stop=tenacity.stop_after_attempt(100),
+                reraise=True)
 def _switch_to_wal(cursor: Any) -> None:
-    # Switching a fresh file to WAL needs an exclusive lock, and SQLite does not always call
-    # the busy handler for it: two processes opening a new ledger at once can see "database is
-    # locked" here. Waiting a little and trying again is all it takes.
-    for attempt in range(100):
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 99:
-                raise
-            time.sleep(0.05)
+    cursor.execute("PRAGMA journal_mode = WAL")
 
 
 def _begin_immediate(dbapi_connection: Any) -> None:

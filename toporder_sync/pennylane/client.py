@@ -2,11 +2,12 @@
 
 Promises:
 
-* Every call has a timeout (``DEFAULT_TIMEOUT``) and goes through the rate limiter of its token:
-  at most ``RATE_LIMIT`` requests per ``RATE_WINDOW`` seconds per token across every thread of
-  the process, as Pennylane allows. A ``429`` all the same is honoured: the token's limiter is
-  paused for ``retry-after`` seconds (every thread waits) and the request is sent again, a few
-  times at most.
+* Every call has a timeout (``DEFAULT_TIMEOUT``) and goes through the rate limiter of its token
+  (``limiter_for``): at most ``RATE_LIMIT`` requests per ``RATE_WINDOW`` seconds per token
+  across every thread of the process, as Pennylane allows. A ``429`` all the same is honoured
+  under the edges' one retry policy (``THROTTLED_RETRY``, ``toporder_sync.retrying``): the
+  token's limiter is paused until its ``Retry-After`` (every thread waits) and the request is
+  sent again, a few times at most; a longer wait is left to the outbox.
 * Amounts leave as strings with two decimals, made from ``Decimal`` (a float is refused).
 * Failures are sorted by what they mean for a retry (see ``toporder_sync.core.errors``):
   ``PennylaneUnavailable`` (a ``TransientError``) may pass; its ``uncertain`` flag says the
@@ -19,13 +20,10 @@ Promises:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import os
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,6 +42,8 @@ from toporder_sync.core.errors import (
     ledger_error,
 )
 from toporder_sync.core.money import require_money
+from toporder_sync.rate_limit import RateLimiter
+from toporder_sync.retrying import RetryPolicy, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://app.pennylane.com/api/external/v2"
 # Points the client at another server (a sandbox, the tests' fake Pennylane).
@@ -56,10 +56,10 @@ RATE_MARGIN = 0.25
 # Connecting should be quick; creating an entry of a few hundred lines may take a while. The
 # outbox wants one delivery (a few requests) to stay well within 30 s.
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0, pool=10.0)
-# A retry-after longer than this, or more 429s in a row than MAX_THROTTLED, is not slept through
-# here: the call fails as transient with the wait, and the outbox tries again after it.
-MAX_RETRY_AFTER = 10.0
-MAX_THROTTLED = 3
+# A Retry-After longer than its patience, or more 429s in a row than its attempts allow, is not
+# waited for here: the call fails as transient with the wait, and the outbox tries again after
+# it. A 429 without a readable Retry-After backs off up to one window, what the limit is about.
+THROTTLED_RETRY = RetryPolicy(attempts=4, backoff=1.0, max_backoff=RATE_WINDOW, patience=10.0)
 PER_PAGE = 100
 # A listing longer than this is a runaway pagination, not a journal's day of entries.
 MAX_PAGES = 1000
@@ -173,47 +173,6 @@ def base_url() -> str:
 # --- rate limiting ----------------------------------------------------------------------------
 
 
-class RateLimiter:
-    """At most ``limit`` requests in any ``window`` (+ ``margin``) seconds, shared by every
-    thread using it.
-
-    Each caller reserves the earliest instant allowed (under a lock) and then sleeps until it
-    outside the lock, so waiting callers queue in order instead of spinning.
-    """
-
-    def __init__(self, limit: int = RATE_LIMIT, window: float = RATE_WINDOW, *,
-                 margin: float = RATE_MARGIN, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if limit < 1 or window <= 0 or margin < 0:
-            raise ValueError(f"a rate limit needs limit >= 1, window > 0 and margin >= 0, "
-                             f"not {limit}/{window}/{margin}")
-        self.limit = limit
-        self.window = window
-        self.margin = margin
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        # Reserved send instants of the last `limit` requests, in increasing order.
-        self._sent: deque[float] = deque(maxlen=limit)
-        self._paused_until = 0.0
-
-    def acquire(self) -> None:
-        """Wait until one more request may be sent, and count it."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._paused_until)
-            if len(self._sent) == self.limit:
-                start = max(start, self._sent[0] + self.window + self.margin)
-            self._sent.append(start)
-        if start > now:
-            self._sleep(start - now)
-
-    def pause(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` (the server said so with a 429)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
-
-
 _limiters: dict[str, RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
@@ -223,13 +182,18 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+def token_limiter() -> RateLimiter:
+    """A new limiter at Pennylane's rate for one token (``limiter_for`` shares one per token)."""
+    return RateLimiter(RATE_LIMIT, RATE_WINDOW + RATE_MARGIN)
+
+
 def limiter_for(token: str) -> RateLimiter:
     """The process-wide limiter of ``token``: Pennylane counts requests per token."""
     key = token_fingerprint(token)
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            limiter = _limiters[key] = RateLimiter()
+            limiter = _limiters[key] = token_limiter()
         return limiter
 
 
@@ -241,14 +205,12 @@ class PennylaneClient:
 
     def __init__(self, token: str, *, url: str | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT, limiter: RateLimiter | None = None,
-                 max_throttled: int = MAX_THROTTLED,
-                 max_retry_after: float = MAX_RETRY_AFTER) -> None:
+                 policy: RetryPolicy = THROTTLED_RETRY) -> None:
         if not token.strip():
             raise ConfigurationError("the Pennylane API token is empty")
         self.url = url or base_url()
         self._limiter = limiter if limiter is not None else limiter_for(token)
-        self._max_throttled = max_throttled
-        self._max_retry_after = max_retry_after
+        self._policy = policy
         self._http = httpx.Client(
             base_url=self.url,
             timeout=timeout,
@@ -319,57 +281,55 @@ class PennylaneClient:
 
     def _request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                  json_body: Mapping[str, Any] | None = None) -> httpx.Response:
+        # A 429 was not carried out: wait as told, every user of the token, and send again.
+        retrying = self._policy.retrying(_Throttled, sleep=self._limiter.pause)
+        try:
+            return retrying(self._send, method, path, params=params, json_body=json_body)
+        except _Throttled as throttled:
+            wait = RATE_WINDOW if throttled.retry_after is None else throttled.retry_after
+            raise PennylaneUnavailable(
+                f"{method} {path}: rate limited by Pennylane (retry after {wait:g} s)",
+                uncertain=False, retry_after=wait) from None
+
+    def _send(self, method: str, path: str, *, params: Mapping[str, str] | None,
+              json_body: Mapping[str, Any] | None) -> httpx.Response:
         # Only a POST changes anything: a GET that failed half-way is simply not carried out.
         changes = method != "GET"
-        throttled = 0
-        while True:
-            self._limiter.acquire()
-            try:
-                response = self._http.request(method, path, params=params, json=json_body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                # Nothing was sent: certain that nothing happened.
-                raise PennylaneUnavailable(
-                    f"{method} {path}: cannot reach Pennylane at {self.url} "
-                    f"({type(exc).__name__})", uncertain=False) from exc
-            except httpx.TransportError as exc:
-                raise PennylaneUnavailable(
-                    f"{method} {path}: no answer from Pennylane ({type(exc).__name__})",
-                    uncertain=changes) from exc
-            if response.status_code == 429:
-                wait = _retry_after(response)
-                throttled += 1
-                if throttled > self._max_throttled or wait > self._max_retry_after:
-                    raise PennylaneUnavailable(
-                        f"{method} {path}: rate limited by Pennylane (retry after {wait:g} s)",
-                        uncertain=False, retry_after=wait)
-                # A 429 was not carried out: wait as told (every user of the token) and resend.
-                self._limiter.pause(wait)
-                continue
-            if response.status_code >= 500:
-                raise PennylaneUnavailable(
-                    f"{method} {path}: Pennylane failed with {response.status_code}",
-                    uncertain=changes)
-            if response.status_code >= 400:
-                raise PennylaneRejected(_refusal(method, path, response),
-                                        status_code=response.status_code)
-            return response
+        self._limiter.acquire()
+        try:
+            response = self._http.request(method, path, params=params, json=json_body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing was sent: certain that nothing happened.
+            raise PennylaneUnavailable(
+                f"{method} {path}: cannot reach Pennylane at {self.url} "
+                f"({type(exc).__name__})", uncertain=False) from exc
+        except httpx.TransportError as exc:
+            raise PennylaneUnavailable(
+                f"{method} {path}: no answer from Pennylane ({type(exc).__name__})",
+                uncertain=changes) from exc
+        if response.status_code == 429:
+            raise _Throttled(retry_after_seconds(response.headers.get("retry-after"),
+                                                 now=datetime.now(UTC)))
+        if response.status_code >= 500:
+            raise PennylaneUnavailable(
+                f"{method} {path}: Pennylane failed with {response.status_code}",
+                uncertain=changes)
+        if response.status_code >= 400:
+            raise PennylaneRejected(_refusal(method, path, response),
+                                    status_code=response.status_code)
+        return response
+
+
+class _Throttled(ToporderSyncError):
+    """A 429: not carried out, to send again after ``retry_after`` seconds (None: unsaid)."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("HTTP 429")
+        self.retry_after = retry_after
 
 
 def _filter(*conditions: tuple[str, str, str]) -> str:
     return json.dumps([{"field": f, "operator": o, "value": v} for f, o, v in conditions])
-
-
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return RATE_WINDOW  # absent or unreadable: one window is what the limit is about
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _refusal(method: str, path: str, response: httpx.Response) -> Finding:
