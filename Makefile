@@ -51,7 +51,7 @@ reliability: install
 		--audit-status $$audit
 
 # Measurements, not tests: each figure a ratio against a baseline run in the same session
-# (BENCHMARKS.md). bench-quick takes under 2 minutes, bench about 5 here.
+# (BENCHMARKS.md, which also says how long each takes).
 bench: install
 	$(BIN)/python -m bench.run
 

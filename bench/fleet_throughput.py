@@ -85,10 +85,10 @@ def drain(server_pid: int, *, quiet: float = 0.06, limit: float = 900.0) -> floa
     waited.
 
     The server records task runs from their events, asynchronously, and falls behind a burst
-    of them: it spends ~27 ms of CPU on each, so the 1,000 empty mapped tasks ``bench.run``
-    sends in 5–8 s keep it busy for 22–27 s more (seen on 2026-12-06). A run measured right
-    after another inherits that backlog; ``bench.run`` starts each rate of C from an idle
-    server."""
+    of them: the 1,000 empty mapped tasks ``bench.run`` sends keep it busy for some time after
+    they are done (measured: BENCHMARKS.md, "C: warm processes, an idle server"). A run
+    measured right after another inherits that backlog; ``bench.run`` starts each rate of C
+    from an idle server."""
     started = time.perf_counter()
     before = process_cpu(server_pid)
     while time.perf_counter() - started < limit:

@@ -4,7 +4,8 @@
 * ``empty_mapped_tasks``: an async flow mapping an empty (sync) task over ``n`` numbers with
   the default task runner (a thread pool), the orchestration floor of ``n`` units of work in
   one run (the issue's "1,000 empty mapped tasks"). Async like ``catch-up``, so that neither
-  rate carries the ~1 s heartbeat-thread join of a sync flow run's exit.
+  rate carries the heartbeat-thread join of a sync flow run's exit (BENCHMARKS.md,
+  "Heartbeats").
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ day it ran (``tasks.daily.publish_board``). The run ends in the state its days a
 Toporder, 1 mapping``), when any day needs somebody; Cancelled, named after the days not done
 (``2 waiting``), when nobody need act but not every day is done; Completed ``All posted``.
 
-Everything runs in this process, sharing its API clients (``runtime.shared_clients``): ~0.15 s
-of orchestration per flow run instead of a fresh Python process per deployment run (measured on
-prefect 3.9.1, see issue 3).
+Everything runs in this process, sharing its API clients (``runtime.shared_clients``): a flow
+run started in a running process costs a fraction of a fresh Python process per deployment run
+(measured: docs/operations.md, "One schedule per (timezone, hour)").
 """
 
 from __future__ import annotations
@@ -64,12 +64,13 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
     """A ``post-client-day`` flow run of its own, tagged with its client and territory.
 
     Started from a copy of this context without the dispatch's run in it, so that the client-day
-    is a top-level flow run, not a subflow: a subflow also costs a placeholder task run in the
-    parent, ~0.25 CPU-s of the server per empty subflow against ~0.17 for the same flow run on
-    its own (measured on prefect 3.9.1, PostgreSQL-backed server), and the server is what bounds
-    a morning on two cores. It still shares this process's API clients. It carries the tags of
-    every client-day run (``tasks.daily.run_tags``) from its creation, so that a posted day
-    needs no further call to the server."""
+    is a top-level flow run, not a subflow: a subflow also costs the server a placeholder task
+    run in the parent (measured: docs/operations.md, "Flow runs of their own, not subflows"),
+    and the server is what bounds a morning on two cores. It still shares this process's API
+    clients. It carries the tags of every client-day run (``tasks.daily.run_tags``) from its
+    creation, so that a posted day needs no further call to the server. Its outcome is the
+    value its final state carries (``tasks.daily.outcome_of_run``), never read back from the
+    state's name."""
     async def run() -> State[Any]:
         state: State[Any] = await post_client_day(client_day.client_id,
                                                   client_day.business_date, return_state=True)
@@ -80,13 +81,10 @@ async def as_flow_run(client_day: fleet.ClientDay) -> list[fleet.DayOutcome]:
         detached = prefect_private.context_outside_any_run()
     try:
         state = await asyncio.create_task(run(), context=detached)
+        return [await t.outcome_of_run(state, client_day.client_id, client_day.business_date)]
     except Exception as exc:  # one client-day never stops the others
         # e.g. the server answering 503 while creating the flow run
         return [_crashed(client_day.client_id, client_day.business_date, exc)]
-    run_id = state.state_details.flow_run_id
-    return [fleet.DayOutcome(client_day.client_id, client_day.business_date,
-                             Outcome.of_state(state.type.value, state.name),
-                             state.message or "", str(run_id) if run_id else None)]
 
 
 def _crashed(client_id: str, business_date: date, exc: Exception | str) -> fleet.DayOutcome:
@@ -99,23 +97,23 @@ def as_task(posted_artifacts: bool) -> RunUnit[fleet.ClientDays]:
 
     One task run per client rather than per client-day: the days must run one after the other
     anyway (``tasks.daily.client_days``), and every task run costs the Prefect server the
-    same ~27 ms of CPU, a posted day or an empty task (measured against a PostgreSQL-backed
-    server, BENCHMARKS.md), and the worker a few ms of orchestration.
+    same CPU, a posted day or an empty task, and the worker some orchestration (measured:
+    BENCHMARKS.md, "C: warm processes, an idle server").
 
     Not tagged: a tagged task run goes through the server's tag concurrency limits as it starts
-    and ends. Measured (300 empty async task runs, 10 at once, PostgreSQL-backed server):
-    48–58/s and 23–26 ms of server CPU each untagged, 7–14/s and 65–97 ms with two tags. The
-    run's name and the catch-up's parameters say whose days they are.
+    and ends, which slows it several times over (measured: docs/operations.md, "The
+    measurements behind this design"). The run's name and the catch-up's parameters say whose
+    days they are.
 
-    Without ``posted_artifacts`` a posted day leaves no artifact: measured with py-spy on a
-    catch-up of 200 client-days (PostgreSQL-backed server), creating them took ~8 % of the
-    server's CPU (~40 ms a day) and ~3 % of the worker's."""
+    Without ``posted_artifacts`` a posted day leaves no artifact: creating one per posted day
+    is a share of the server's CPU that a catch-up of thousands of days does without (measured:
+    docs/operations.md, "The measurements behind this design")."""
     async def run_days(unit: fleet.ClientDays) -> list[fleet.DayOutcome]:
         try:
             # An async task called with return_state=True: prefect's stubs type it as the state.
             state = await cast("Awaitable[State[Any]]", client_days_task(
-                unit.client_id, list(unit.business_dates), posted_artifacts, unit.territory,
-                return_state=True))
+                unit.client_id, list(unit.business_dates), post_client_day, posted_artifacts,
+                unit.territory, return_state=True))
             outcomes = await state.aresult(raise_on_failure=False)
         except Exception as exc:  # one client never stops the others
             return [_crashed(unit.client_id, day, exc) for day in unit.business_dates]

@@ -11,16 +11,16 @@ flow run of a client-day (``flows/daily.py``) and each day of a catch-up's ``cli
 task run (``client_days`` below) go through the same three steps, so a day reads the same
 whichever way it ran.
 
-Why a catch-up runs task runs and the daily dispatch flow runs: measured on prefect 3.9.1 against
-a PostgreSQL-backed server, a subflow run costs the server ~0.25 CPU-s, a task run ~0.03
-(docs/operations.md, "Fitting a morning"). The daily runs keep one flow run per client-day, as
-their own deployment runs are; a catch-up of thousands of past days runs each client's days as
-one task run of its flow run, named ``<client> <first day> to <last day>``, its days in date
-order. A
-day of a catch-up that needs somebody, waits for its closure or resolves an alert also gets a
-flow run of its own in its final state (``runtime.record_flow_run``), with the same name, tags,
-state and artifact as a ``post-client-day`` run: every client-day a person must look at is
-found the same way, whatever ran it.
+Why a catch-up runs task runs and the daily dispatch flow runs: a subflow run costs the Prefect
+server much more than a task run does (measured: docs/operations.md, "Fitting a morning").
+The daily runs keep one flow run per client-day, as their own deployment runs are; a catch-up
+of thousands of past days runs each client's days as one task run of its flow run, named
+``<client> <first day> to <last day>``, its days in date order. A day of a catch-up that
+needs somebody, waits for its closure or resolves an alert also gets a flow run of its own in
+its final state (``runtime.record_flow_run``), with the same name, tags, state and artifact as
+a ``post-client-day`` run: every client-day a person must look at is found the same way,
+whatever ran it. The flow those runs are recorded as is the caller's to give
+(``client_days``'s ``day_flow``): tasks never import flows.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from functools import cache
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import Flow, get_run_logger, task
 from prefect.artifacts import MarkdownArtifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, StateType
@@ -128,9 +128,25 @@ def _emit_day_event(name: str, done: fleet.DayOutcome, payload: dict[str, Any]) 
 
 
 def state_of(done: fleet.DayOutcome) -> State[Any]:
-    """The final state of the run of a client-day: its outcome's type and name."""
+    """The final state of the run of a client-day: its outcome's type and name, and the
+    ``DayOutcome`` itself as its data, for the caller in this process (``outcome_of_run``);
+    Prefect keeps no result of it (``persist_result=False``)."""
     return State(type=StateType(done.outcome.state_type), name=done.outcome.state_name,
-                 message=done.message)
+                 message=done.message, data=done)
+
+
+async def outcome_of_run(state: State[Any], client_id: str,
+                         business_date: date) -> fleet.DayOutcome:
+    """What the ``post-client-day`` run of ``client_id``'s ``business_date`` that ended in
+    ``state`` came to: the ``DayOutcome`` of ``state_of``, never read back from the state's
+    name. A run that ended without one (it crashed, was cancelled from the UI...) is an
+    unexpected error, its state's name and message saying how."""
+    done = None if state.data is None else await state.aresult(raise_on_failure=False)
+    if isinstance(done, fleet.DayOutcome):
+        return done
+    run_id = state.state_details.flow_run_id
+    return fleet.DayOutcome(client_id, business_date, Outcome.UNEXPECTED_ERROR,
+                            f"{state.name}: {state.message}", str(run_id) if run_id else None)
 
 
 def run_tags(client: ClientRecord | str, territory: str | None, business_date: date | None,
@@ -167,7 +183,7 @@ def _days_run_name() -> str:
 
 
 @task(name="client-days", task_run_name=_days_run_name, cache_policy=NO_CACHE)
-async def client_days(client_id: str, business_dates: list[date],
+async def client_days(client_id: str, business_dates: list[date], day_flow: Flow[..., Any],
                       posted_artifact: bool = True, territory: str = "") -> State[Any]:
     """A client's days of a catch-up as one task run, oldest first, each day the same story,
     final state, artifact and events as a ``post-client-day`` run. The task run's id holds each
@@ -186,6 +202,9 @@ async def client_days(client_id: str, business_dates: list[date],
     ``business_dates``: at least one. The client is read from the ledger once, when its first
     day needs it (a read that fails is not kept: the next day reads again).
 
+    ``day_flow``: the flow the days' runs of their own are recorded as (``post-client-day``,
+    given by the catch-up: tasks never import flows).
+
     ``posted_artifact=False``: a posted day leaves no artifact (its entry is in the ledger); a
     day that needs a person still leaves its table of failures.
     """
@@ -200,10 +219,10 @@ async def client_days(client_id: str, business_dates: list[date],
     for the_day in business_dates:
         if stopped is not None:
             outcomes.append(await _recorded(fleet.not_run(client_id, the_day, stopped),
-                                            territory, None))
+                                            territory, None, day_flow))
             continue
         outcome = await _catch_up_day(client_id, territory, the_day, run_id, posted_artifact,
-                                      read_client)
+                                      read_client, day_flow)
         outcomes.append(outcome)
         if outcome.kind == "error":  # still unavailable after its retries, or a bug
             stopped = outcome
@@ -211,7 +230,8 @@ async def client_days(client_id: str, business_dates: list[date],
 
 
 async def _catch_up_day(client_id: str, territory: str, business_date: date, run_id: str,
-                        posted_artifact: bool, read_client: ClientAndSource) -> fleet.DayOutcome:
+                        posted_artifact: bool, read_client: ClientAndSource,
+                        day_flow: Flow[..., Any]) -> fleet.DayOutcome:
     try:
         result = await asyncio.wait_for(post_day(client_id, business_date, runtime.now(),
                                                  run_id, read_client), DAY_TIMEOUT)
@@ -219,7 +239,7 @@ async def _catch_up_day(client_id: str, territory: str, business_date: date, run
         if isinstance(exc, TimeoutError):
             exc = TimeoutError(str(exc) or f"the day ran over {DAY_TIMEOUT:g} s")
         done = await _recorded(verdict_of_error(client_id, business_date, exc, None),
-                               territory, None)
+                               territory, None, day_flow)
         announce_error(done)
         return done
     done = verdict(result, None)
@@ -228,21 +248,18 @@ async def _catch_up_day(client_id: str, territory: str, business_date: date, run
         if posted_artifact or not done.outcome.done:
             await announce(result, done)
         return done
-    done = await _recorded(done, territory, result)
+    done = await _recorded(done, territory, result, day_flow)
     await asyncio.to_thread(service.relink_run, engine(), client_id, business_date,
                             from_run=run_id, to_run=done.run_id or run_id)
     await announce(result, done)
     return done
 
 
-async def _recorded(done: fleet.DayOutcome, territory: str,
-                    result: day.DayResult | None) -> fleet.DayOutcome:
-    """``done`` with a flow run of its own, created in its final state."""
-    # Imported here: the flow module imports this one.
-    from toporder_sync.flows.daily import post_client_day
-
+async def _recorded(done: fleet.DayOutcome, territory: str, result: day.DayResult | None,
+                    day_flow: Flow[..., Any]) -> fleet.DayOutcome:
+    """``done`` with a flow run of ``day_flow`` of its own, created in its final state."""
     record = await runtime.record_flow_run(
-        post_client_day, f"{done.client_id} {done.business_date}",
+        day_flow, f"{done.client_id} {done.business_date}",
         parameters={"client_id": done.client_id,
                     "business_date": done.business_date.isoformat()},
         tags=run_tags(done.client_id, territory, done.business_date, done.outcome),
@@ -363,6 +380,6 @@ async def publish_board(business_date: date, errors: list[fleet.DayOutcome]) -> 
 
 
 __all__ = ["ERROR_EVENT", "FLAGGED_EVENT", "RESOLVED_EVENT", "announce", "announce_error",
-           "client_days", "days_state",
+           "client_days", "days_state", "outcome_of_run",
            "post_day", "publish_board", "publish_client", "run_tags", "state_of", "verdict",
            "verdict_of_error"]

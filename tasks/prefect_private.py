@@ -7,7 +7,8 @@ each, saying what it reaches into, why, and what was looked for first. ``tests/
 test_prefect_private.py`` checks each of them against the installed Prefect, so that an
 upgrade that changes one fails there, by name, rather than somewhere in a fleet run.
 
-Written against prefect 3.9.1 (``pyproject.toml`` pins ``>=3.9,<3.10``). Where the public way
+Written against prefect 3.9.1, the version the lock file pins (``pyproject.toml`` allows
+``>=3.9.1,<4``: an upgrade within it is tried by running the tests). Where the public way
 was looked for: Prefect's API reference and guides (docs.prefect.io, v3: ``prefect.context``,
 ``prefect.events.worker``, ``prefect.deployments.flow_runs``, ``prefect.client.utilities``,
 "nested flows", "runtime context") and its issue tracker (PrefectHQ/prefect).
@@ -52,9 +53,9 @@ def context_outside_any_run() -> contextvars.Context:
     as_subflow=False)`` (``prefect.deployments.flow_runs``; the "nested flows" docs and
     PrefectHQ/prefect#11611 "Make subflows optional with run_deployment"): it needs a
     deployment and runs each client-day in a process of a worker, where the fleet runs them in
-    its own process at ~0.15 s of orchestration each (``flows.fleet``). Calling the flow from a
+    its own process at a fraction of that cost (``flows.fleet``). Calling the flow from a
     new thread (which starts with an empty context) is public too, but loses the shared API
-    clients (``shared_api_clients``: ~50 ms of CPU per new client), the tags and the project's
+    clients (``shared_api_clients``: each new client costs CPU), the tags and the project's
     context variables, each to be rebuilt per run, and needs an event loop per thread."""
     detached = contextvars.copy_context()
     detached.run(_clear_run_contexts)

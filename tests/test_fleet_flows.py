@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStartTime,
     FlowRunFilterTags,
 )
+from prefect.client.schemas.objects import State, StateType
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.flow_engine import run_flow_async
 from prefect.states import Scheduled
@@ -411,6 +412,29 @@ async def _run_scheduled(flow: Any, parameters: dict[str, Any], at: datetime) ->
         state = await run_flow_async(flow, flow_run=flow_run, parameters=parameters,
                                      return_type="state")
         return state, await client.read_flow_run(flow_run.id)
+
+
+def test_a_client_day_run_gives_its_outcome_as_a_value(ledger: Engine) -> None:
+    day = date(2026, 11, 27)
+    deliver(ledger, activate(ledger, "alpha", date(2026, 11, 1)), day, 1)
+
+    state = asyncio.run(post_client_day("alpha", day, return_state=True))
+    done = asyncio.run(t.outcome_of_run(state, "alpha", day))
+
+    assert (done.client_id, done.business_date, done.outcome, done.message, done.run_id) == (
+        "alpha", day, Outcome.POSTED, state.message, str(state.state_details.flow_run_id))
+
+
+@pytest.mark.parametrize("state", [
+    State(type=StateType.COMPLETED, name="Posted", message="named so, carrying no outcome"),
+    State(type=StateType.CRASHED, name="Crashed", message="the worker died"),
+    State(type=StateType.CANCELLED, name="Cancelled", message="cancelled from the UI"),
+], ids=["a name alone", "crashed", "cancelled by hand"])
+def test_a_client_day_run_that_ended_without_its_outcome_is_an_unexpected_error(
+        state: State[Any]) -> None:
+    done = asyncio.run(t.outcome_of_run(state, "alpha", date(2026, 11, 27)))
+    assert done.outcome is Outcome.UNEXPECTED_ERROR
+    assert done.message == f"{state.name}: {state.message}"
 
 
 def test_a_scheduled_run_processes_the_day_before_its_start_and_is_named_after_it(

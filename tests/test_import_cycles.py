@@ -182,6 +182,27 @@ def test_the_outbox_imports_none_of_its_handlers_even_inside_a_function() -> Non
                 if name.startswith(("toporder_sync.notifications", "toporder_sync.pennylane"))}
 
 
+def _every_import(name: str, path: Path) -> set[str]:
+    """The dotted names every import of ``path`` may load, at any level (inside functions and
+    under ``if TYPE_CHECKING:`` too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {target for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)
+            for target in _imported(name, path, node)}
+
+
+def test_tasks_never_import_flows_even_inside_a_function() -> None:
+    # The dependency goes one way: a flow calls tasks, a task is given what it needs of a flow
+    # (``tasks.daily.client_days``'s ``day_flow``). An import inside a function hid the way
+    # back once; it dodges the cycle finder above, not this test.
+    offenders = {
+        name: sorted(target for target in _every_import(name, path)
+                     if target == "toporder_sync.flows"
+                     or target.startswith("toporder_sync.flows."))
+        for name, path in modules({"toporder_sync.tasks": SOURCES["toporder_sync.tasks"]}).items()
+    }
+    assert not {name: found for name, found in offenders.items() if found}
+
+
 # (files of a throwaway package "pkg", the cycles expected)
 CASES = [
     pytest.param({"a.py": "from pkg import b\n", "b.py": "import pkg.a\n"},

@@ -25,6 +25,7 @@ from toporder_sync.core.errors import RefusedError
 from toporder_sync.core.model import Territory
 from toporder_sync.ledger import connections
 from toporder_sync.ledger.db import get_engine, session_scope, upgrade
+from toporder_sync.outcome import EXIT_DONE, EXIT_FLAGGED
 from toporder_sync.simulator import VENUES
 
 if TYPE_CHECKING:
@@ -187,4 +188,4 @@ def simulator_push(simulation: Simulation, integration_id: str, receiver_url: st
     results = push(simulation, receiver_url, integration_id, secret, days)
     for result in results:
         click.echo(f"{result.business_date}: HTTP {result.status} {result.answer}")
-    sys.exit(0 if all(r.status in (200, 201) for r in results) else 1)
+    sys.exit(EXIT_DONE if all(r.status in (200, 201) for r in results) else EXIT_FLAGGED)

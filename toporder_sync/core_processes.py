@@ -1,8 +1,8 @@
 """The pure stages of many client-days in worker processes, so that they get a core of their own.
 
 A client-day is CPU-bound Python: reading the closure (JSON, JSON Schema), validating its
-tables (pandas, pandera) and building its entry take ~6.5 ms of CPU of the ~9.5 of a posted
-day on a SQLite ledger, and hold the GIL. In threads, a catch-up's days, its ledger work and
+tables (pandas, pandera) and building its entry take most of a posted day's CPU on a SQLite
+ledger, and hold the GIL. In threads, a catch-up's days, its ledger work and
 its Prefect orchestration share one core whatever the machine. ``CoreProcesses`` runs the pure
 stages (``pipeline.assess``: raw closure in, a few small records out) in worker processes; the
 ledger transactions, the claim and everything Prefect stay in the flow's process, unchanged.
@@ -15,8 +15,9 @@ Promises:
 * the workers are forked once, when the pool is entered, before any client-day runs: a forked
   child copies the modules already imported and warmed (its first day costs no more than the
   next), and a fork taken then copies no lock held by a day's thread. Started with ``spawn``
-  or ``forkserver`` instead, a worker imports pandas and pandera afresh: ~3 s of CPU per flow
-  run, which cancelled the gain of a catch-up of 1,000 client-days on two cores (measured);
+  or ``forkserver`` instead, a worker imports pandas and pandera afresh in every flow run,
+  which cancelled the gain of a catch-up on two cores (measured: docs/operations.md, "Worker
+  processes for the pure stages");
 * a worker that dies (killed, out of memory) breaks the pool: the day it was computing, and
   every later day of the run, are computed in the flow's process instead, as without workers
   (the stages are pure, so computing one twice is harmless), with a warning (``warn``: the

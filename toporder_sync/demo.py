@@ -197,7 +197,7 @@ def run_demo(directory: Path) -> None:
         notified = _relay(engine, simulator.base_url, names)
 
     sources = {c.client_id: c.source for c in CLIENTS}
-    posted = [r for r in results if r.exit_code == 0]
+    posted = [r for r in results if r.outcome.done]
     summary: dict[str, Any] = {
         "client_days": len(results), "posted": len(posted),
         "flagged": sum(1 for r in results if r.exit_code == EXIT_FLAGGED),
@@ -278,7 +278,7 @@ def _push(engine: Engine, receiver_url: str, ids: Mapping[str, str], start: date
 
 def _print_runs(results: list[DayRun]) -> None:
     for run in results:
-        if run.exit_code != 0 or "warning" in run.state_name.lower():
+        if not run.outcome.done or run.outcome is Outcome.POSTED_WITH_WARNINGS:
             click.echo(f"  {run.client_id} {run.business_date}: {run.state_name}: "
                        f"{run.message[:140]}")
 

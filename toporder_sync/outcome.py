@@ -148,16 +148,7 @@ class Outcome(Enum):
             return Outcome.MAPPING_ERROR if category == "ledger" else Outcome.POS_DATA_ERROR
         return _BY_LEDGER_STATE.get(state)
 
-    @classmethod
-    def of_state(cls, state_type: str, state_name: str | None) -> Outcome:
-        """The outcome a final state stands for; a state of no outcome (a crash, a cancel
-        from the UI…) is an ``UNEXPECTED_ERROR``."""
-        return _BY_STATE.get((state_type.upper(), state_name or ""), Outcome.UNEXPECTED_ERROR)
 
-
-_BY_STATE: Mapping[tuple[str, str], Outcome] = {
-    (o.state_type, o.state_name): o for o in Outcome
-}
 _BY_LEDGER_STATE: Mapping[str, Outcome] = {
     o.value.ledger_state: o for o in (Outcome.NOTHING_TO_POST, Outcome.WAITING, Outcome.REFUSED,
                                       Outcome.MISSING, Outcome.UNEXPECTED_ERROR)

@@ -26,8 +26,9 @@ def quiet_prefect_defaults() -> None:
     """Offline-friendly Prefect defaults, set before Prefect is imported (never overriding)."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    # Prefect's local mode starts a server in ~15 s on an idle 2-core machine; its default
-    # 20 s limit fails a first run on a busy one.
+    # Prefect's local mode takes most of its default 20 s limit to start a server on an idle
+    # 2-core machine (BENCHMARKS.md, "The order of a run"): that limit fails a first run on a
+    # busy one.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
@@ -54,7 +55,7 @@ def run_days(client_days: Sequence[tuple[str, date]],
     from prefect import tags
 
     from toporder_sync.flows.daily import post_client_day
-    from toporder_sync.tasks.daily import run_tags
+    from toporder_sync.tasks.daily import outcome_of_run, run_tags
     from toporder_sync.tasks.prefect_private import (
         console_without_tracebacks,
         mute_server_stop_line,
@@ -82,8 +83,8 @@ def run_days(client_days: Sequence[tuple[str, date]],
                 continue
             with tags(*run_tags(client_id, territories[client_id].value, day)):
                 state = await post_client_day(client_id, day, return_state=True)
-            done = DayRun(client_id, day, Outcome.of_state(state.type.value, state.name),
-                          state.message or "")
+            outcome = await outcome_of_run(state, client_id, day)
+            done = DayRun(client_id, day, outcome.outcome, outcome.message)
             results.append(done)
             if progress is not None:
                 progress(done)

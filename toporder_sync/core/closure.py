@@ -221,13 +221,14 @@ class _Checks(NamedTuple):
 def _compile() -> _Checks:
     """The compiled checks of the schema (``_Checks``), built once at import (``_CHECKS``).
 
-    ``fastjsonschema`` generates Python code for the schema: twenty times faster than
-    ``jsonschema``'s interpreter, but it stops at the first problem and words it its own way.
-    So it only answers "valid" (``_read``); any other answer goes to ``jsonschema``,
-    whose findings are the ones reported. It may be stricter than ``jsonschema``, never looser,
-    on this schema: it checks the same keywords (draft 2020-12's ``items`` with one schema is
-    draft-07's), its patterns end in ``\\Z`` where ours end in ``$``, and ``format`` is left
-    out of both, as draft 2020-12 makes it an annotation (dates are checked while reading).
+    ``fastjsonschema`` generates Python code for the schema: much faster than ``jsonschema``'s
+    interpreter (measured: docs/architecture.md, "Measured choices"), but it stops at the first
+    problem and words it its own way. So it only answers "valid" (``_read``); any other answer
+    goes to ``jsonschema``, whose findings are the ones reported. It may be stricter than
+    ``jsonschema``, never looser, on this schema: it checks the same keywords (draft 2020-12's
+    ``items`` with one schema is draft-07's), its patterns end in ``\\Z`` where ours end in
+    ``$``, and ``format`` is left out of both, as draft 2020-12 makes it an annotation (dates
+    are checked while reading).
     """
     schema = {key: value for key, value in _SCHEMA.items() if key not in ("$schema", "$id")}
     document_schema = copy.deepcopy(schema)
@@ -291,15 +292,16 @@ def _read(raw: bytes, source: str,
     which ``load_document`` and ``jsonschema`` then read, and report on.
 
     The JSON is decoded with each object as its pairs (``object_pairs_hook=tuple``, in C)
-    rather than through a Python hook making a dict of each (~0.15 ms a day). ``_object``
-    makes the dicts afterwards, refusing a duplicated key as ``_unique_keys`` does, but for
-    the tickets' lines and payments: those stay pairs, each the key of its record in
-    ``known``. Only pairs of strings are ever kept, and no other JSON value equals a string:
-    equal pairs are equal text. Every other object becomes a dict, so the compiled check never
-    takes an object for an array; a value that is not an object's pairs, or an unhashable one
-    (an array), makes the closure "not valid". So does a value out of ``bounds``: the schema
-    carries them (a number too long to convert is left a ``bounds.LongNumber``, which no schema
-    type takes), and ``load_document`` then names it.
+    rather than through a Python hook making a dict of each, which costs more (measured:
+    docs/architecture.md, "Measured choices"). ``_object`` makes the dicts afterwards,
+    refusing a duplicated key as ``_unique_keys`` does, but for the tickets' lines and
+    payments: those stay pairs, each the key of its record in ``known``. Only pairs of strings
+    are ever kept, and no other JSON value equals a string: equal pairs are equal text. Every
+    other object becomes a dict, so the compiled check never takes an object for an array; a
+    value that is not an object's pairs, or an unhashable one (an array), makes the closure
+    "not valid". So does a value out of ``bounds``: the schema carries them (a number too long
+    to convert is left a ``bounds.LongNumber``, which no schema type takes), and
+    ``load_document`` then names it.
     """
     text = _text(raw, source)
     lines, payments = known.lines.get, known.payments.get
