@@ -76,8 +76,9 @@ def passes(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
     if not _reads_all_of(schema) or list(frame.columns) != list(schema.columns):
         return False
     try:
-        for name, column in schema.columns.items():
-            series = frame[name]
+        # the frame's columns are the schema's, in its order (checked above)
+        for (name, column), (_, series) in zip(schema.columns.items(), frame.items(),
+                                               strict=True):
             if not _dtype_passes(column, series):
                 return False
             if not column.nullable and _may_hold_missing(series) and series.hasnans:

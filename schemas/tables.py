@@ -50,6 +50,18 @@ def _values(df: pd.DataFrame, *columns: str) -> list[np.ndarray[Any, Any]]:
     return [df[column].to_numpy() for column in columns]
 
 
+# The longest method name the contract allows (``closure-v1.schema.json``, ``$defs.method``).
+_METHOD_LENGTH = 100
+
+
+def _lengths_within(series: pd.Series[str], shortest: int, longest: int | None) -> Any:
+    """Whether each text's length is within bounds: pandera's ``str_length``, on the Python
+    strings of a ``str`` column (``.str.len()`` builds a whole new array first)."""
+    lengths = np.fromiter(map(len, series.tolist()), dtype=np.int64, count=len(series))
+    within = lengths >= shortest
+    return within if longest is None else within & (lengths <= longest)
+
+
 def _per_row(data: pd.DataFrame | pd.Series, passed: Any) -> pd.Series[bool]:
     """A check's answer: one flag per row of ``data``."""
     return pd.Series(np.asarray(passed, dtype=bool), index=data.index)
@@ -126,12 +138,17 @@ class RefundsTable(VatLinesTable):
 class PaymentsTable(pa.DataFrameModel):
     """``payments[]``: one line per payment method, as named in Toporder."""
 
-    method: Series[Text] = pa.Field(unique=True, str_length={"min_value": 1, "max_value": 100},
+    method: Series[Text] = pa.Field(unique=True,
                                    description="payment method name, exactly as typed in Toporder")
     amount: Series[int] = pa.Field(description="amount collected through the method, in cents")
 
     class Config(_Strict):
         pass
+
+    @pa.check("method", name="str_length")
+    def method_length(cls, series: pd.Series[str]) -> pd.Series[bool]:
+        """1 to 100 characters, as the contract names a method."""
+        return _per_row(series, _lengths_within(series, 1, _METHOD_LENGTH))
 
 
 class TipsTable(pa.DataFrameModel):
@@ -184,13 +201,18 @@ class TicketPaymentsTable(pa.DataFrameModel):
     Its amounts add up in the tickets' ``payments_total`` and in the reconciliation.
     """
 
-    method: Series[Text] = pa.Field(str_length={"min_value": 1}, description="payment method")
+    method: Series[Text] = pa.Field(description="payment method")
     amount: Series[int] = pa.Field(
         description="amount paid in cents (negative: change handed back)"
     )
 
     class Config(_Strict):
         pass
+
+    @pa.check("method", name="str_length")
+    def method_length(cls, series: pd.Series[str]) -> pd.Series[bool]:
+        """At least one character: a payment names its method."""
+        return _per_row(series, _lengths_within(series, 1, None))
 
 
 class TicketsTable(pa.DataFrameModel):
