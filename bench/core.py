@@ -32,7 +32,7 @@ from pandera.errors import SchemaErrors
 from toporder_sync.core import pipeline
 from toporder_sync.core import validate as validating
 from toporder_sync.core.closure import parse_closure
-from toporder_sync.core.model import ClientSettings, Closure
+from toporder_sync.core.model import ClientSettings
 from toporder_sync.simulator import dumps, generate_series
 
 INTEGRATION_ID = "tpo_bench"
@@ -50,11 +50,6 @@ def cpu_ms(work: Callable[[], object], runs: int) -> float:
 
 
 Tables = tuple[validating.ClosureTable, ...]
-
-
-def closure_tables(closure: Closure, settings: ClientSettings) -> Tables:
-    """The closure's tables as ``pipeline.validate`` checks them, each with its schema."""
-    return validating.closure_tables(closure, settings.territory)
 
 
 def pandera_validate(tables: Tables) -> None:
@@ -77,7 +72,7 @@ def main() -> None:
     closures = [parse_closure(raw, "bench.json") for raw in raws]
     mappings = [pipeline.map_methods(closure, settings) for closure in closures]
     entries = [pipeline.build(c, settings, m) for c, m in zip(closures, mappings, strict=True)]
-    tables = [closure_tables(closure, settings) for closure in closures]
+    tables = [validating.closure_tables(closure, settings.territory) for closure in closures]
     print(f"{len(raws)} closures, {sum(map(len, raws)) // len(raws):,} bytes and "
           f"{sum(sum(len(t.lines) for t in c.tickets) for c in closures) // len(closures):,} "
           f"ticket lines on average, "

@@ -137,8 +137,9 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
     earlier client-days showed, never its own lines and payments read for the inputs or by
     another loop. A repeat's figures are the medians over its client-days.
     """
-    from bench.core import Tables, closure_tables, cpu_ms, pandera_validate
+    from bench.core import Tables, cpu_ms, pandera_validate
     from toporder_sync.core import pipeline
+    from toporder_sync.core import validate as validating
     from toporder_sync.core.closure import LineCache, parse_closure
     from toporder_sync.core.model import ClientSettings
     from toporder_sync.day import client_record, run_day
@@ -161,7 +162,7 @@ def measure_core(sizes: Sizes, work: Path) -> list[Row]:
         if stored is None:
             raise SystemExit(f"core: no closure for {client_id} {day}")
         closure = parse_closure(stored.raw, "bench.json")
-        return (stored.raw, closure_tables(closure, settings),
+        return (stored.raw, validating.closure_tables(closure, settings.territory),
                 sum(len(ticket.lines) for ticket in closure.tickets))
 
     def repeat_of(turn: int, clients: Sequence[str]) -> tuple[float, float, float, float]:
