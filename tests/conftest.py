@@ -7,6 +7,7 @@ are missing the tests fail, they are never skipped (a skipped backend is an unte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -138,6 +140,13 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
+    with fresh_postgres_database(request) as url:
+        yield url
+
+
+@contextmanager
+def fresh_postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a new, empty database on the throwaway cluster, dropped afterwards."""
     server: str = request.getfixturevalue("postgres_server")
     admin: Engine = request.getfixturevalue("postgres_admin")
     name = f"ledger_{uuid.uuid4().hex}"
@@ -161,6 +170,12 @@ class Clock:
         self.now += delta
 
 
+@pytest.fixture
+def clock() -> Clock:
+    """A clock at ``NOW``, moved by hand."""
+    return Clock()
+
+
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite ledger file migrated once per session: copy it (migrating costs ~0.5 s)."""
@@ -169,6 +184,20 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(engine)
     engine.dispose()
     return path
+
+
+@contextmanager
+def migrated_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated ledger for an ``engine`` fixture of a module whose tests run on SQLite and
+    only some also on PostgreSQL: ``postgresql`` when the test asks for it (``indirect``)."""
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'ledger.db'}"
+               if getattr(request, "param", "sqlite") == "sqlite"
+               else stack.enter_context(fresh_postgres_database(request)))
+        engine = make_engine(url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture

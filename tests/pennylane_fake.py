@@ -13,6 +13,7 @@ answer; ``throttle(n)`` answers the next n requests 429.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -35,6 +36,8 @@ class Logged:
     method: str
     path: str
     status: int
+    # When the request arrived (time.monotonic(), the clock of the fake's own rate limit).
+    arrived: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -126,6 +129,12 @@ class FakePennylane:
     def statuses(self) -> list[int]:
         return [e.status for e in self.log]
 
+    def busiest_window(self) -> int:
+        """The most requests that arrived within one ``window`` (429s included)."""
+        arrivals = sorted(e.arrived for e in self.log)
+        return max((bisect.bisect_left(arrivals, start + self.window) - index
+                    for index, start in enumerate(arrivals)), default=0)
+
     # --- rate limit
 
     def _admit(self, token: str) -> tuple[bool, dict[str, str]]:
@@ -152,6 +161,7 @@ class FakePennylane:
 
 class _Handler(BaseHTTPRequestHandler):
     pennylane: FakePennylane
+    arrived: float
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -166,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- dispatch
 
     def _handle(self, method: str) -> None:
+        self.arrived = time.monotonic()
         fake = self.pennylane
         parts = urlsplit(self.path)
         path = parts.path.removeprefix(PREFIX)
@@ -232,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "timeout":
             # Created, but the answer comes after the client gave up (logged now: the test
             # may be done before it is sent).
-            fake.log.append(Logged(method, path, 0))
+            fake.log.append(Logged(method, path, 0, self.arrived))
             time.sleep(fake.hang)
             self._send(method, path, 201, {"id": entry_id}, headers, log=False)
             return
@@ -242,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
                        headers)
             return
         elif fault == "drop":
-            fake.log.append(Logged(method, path, 0))
+            fake.log.append(Logged(method, path, 0, self.arrived))
             self.close_connection = True  # no answer at all: the server closes the socket
             return
         answer = {"id": entry_id, "label": entry["label"], "date": entry["date"],
@@ -253,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, method: str, path: str, status: int, body: dict[str, Any],
               headers: dict[str, str] | None = None, *, log: bool = True) -> None:
         if log:
-            self.pennylane.log.append(Logged(method, path, status))
+            self.pennylane.log.append(Logged(method, path, status, self.arrived))
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -320,3 +331,17 @@ def _problem(fake: FakePennylane, data: Any) -> tuple[str, dict[str, Any]] | Non
         return ("Entry lines are not balanced",
                 {"ledger_entry_lines": [f"debit {debit} != credit {credit}"]})
     return None
+
+
+TOKEN = "plk-good-token"  # noqa: S105 (the fake's token)
+
+
+def sales_company(accounts: tuple[str, ...], **options: Any) -> FakePennylane:
+    """A company (not started) with a purchases journal HA, the sales journal VT and these
+    accounts, reachable with ``TOKEN``."""
+    pennylane = FakePennylane(tokens=frozenset({TOKEN}), **options)
+    pennylane.add_journal("HA", "Journal des achats")
+    pennylane.add_journal("VT")
+    for number in accounts:
+        pennylane.add_account(number)
+    return pennylane

@@ -98,7 +98,7 @@ def test_upgrade_creates_the_schema_of_the_tables_module_and_is_idempotent(
         assert set(inspect(connection).get_table_names()) >= LEDGER_TABLES
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0006"
+        assert version == "0007"
     engine.dispose()
 
 

@@ -446,3 +446,53 @@ def test_a_message_sent_meanwhile_by_another_relay_is_recorded_once(engine: Engi
     assert outbox.relay(engine, {"test.recorded": handler}, now=Clock()).sent == 1
     assert handler.recorded == []  # the other relay's delivery is the one recorded
     assert (row(engine, event).status, row(engine, event).attempts) == ("sent", 1)
+
+
+@dataclass
+class Waiting:
+    """A handler whose message must wait for another one: deferred for ``wait``."""
+
+    wait: timedelta | None
+
+    def deliver(self, message: Message) -> str | None:
+        raise outbox.DeliveryDeferred("waits for another message", retry_after=self.wait)
+
+    def record(self, session: Session, message: Message, remote_ref: str | None) -> None:
+        raise AssertionError("never delivered")
+
+
+@pytest.mark.parametrize("wait", [timedelta(seconds=40), None])
+def test_a_deferred_message_spends_no_attempt_and_comes_back_when_told(
+    engine: Engine, client_id: str, wait: timedelta | None,
+) -> None:
+    event = _enqueue(engine, client_id, "test.recorded")
+    for _ in range(3):
+        report = outbox.relay(engine, {"test.recorded": Waiting(wait)}, now=Clock(T0))
+        assert report.deferred == 1
+        kept = row(engine, event)
+        assert (kept.status, kept.attempts, kept.claimed_until) == ("pending", 0, None)
+        assert kept.next_attempt_at == T0 + (outbox.DEFERRED_WAIT if wait is None else wait)
+        with session_scope(engine) as session:
+            assert outbox.wake(session, client_id, topic="test.recorded", now=T0) == 1
+
+
+def test_deliver_sends_named_messages_now_and_leaves_held_ones_to_their_relay(
+    engine: Engine, client_id: str,
+) -> None:
+    waiting, held, other = (_enqueue(engine, client_id, "test.recorded") for _ in range(3))
+    with session_scope(engine) as session:
+        for row_ in session.scalars(select(OutboxRow)):
+            row_.next_attempt_at = T0 + timedelta(minutes=30)  # waiting for a retry
+            if row_.event_id == held:
+                row_.claimed_until = row_.next_attempt_at = T0 + outbox.LEASE  # a relay has it
+
+    with session_scope(engine) as session:  # waking skips the held message too
+        assert outbox.wake(session, client_id, topic="test.recorded", now=T0,
+                           event_ids=[held]) == 0
+    deliveries = outbox.deliver(engine, {"test.recorded": Recording()}, [waiting, held],
+                                now=Clock(T0))
+
+    assert deliveries == [outbox.Delivery(waiting, "sent")]
+    assert [row(engine, e).status for e in (waiting, held, other)] == [
+        "sent", "pending", "pending"]
+    assert row(engine, waiting).claimed_until is None

@@ -12,7 +12,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -21,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import BUSINESS_DAY, CLIENT_ID, CORRECTED, NOW, Clock
-from pennylane_fake import FakePennylane, Fault
+from conftest import BUSINESS_DAY, CLIENT_ID, CORRECTED, NOW, Clock, migrated_ledger
+from pennylane_fake import TOKEN, FakePennylane, Fault, sales_company
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -35,25 +34,23 @@ from toporder_sync.ledger.db import make_engine, session_scope, upgrade
 from toporder_sync.ledger.inbox import StoreResult
 from toporder_sync.ledger.journal import PostResult
 from toporder_sync.ledger.tables import OutboxRow, PennylanePushRow
-from toporder_sync.outbox import DeliveryFailed, Message
+from toporder_sync.outbox import DeliveryDeferred, DeliveryFailed, Message
 from toporder_sync.pennylane import TOPIC
 from toporder_sync.pennylane import store as push_store
 from toporder_sync.pennylane.client import (
     RATE_MARGIN,
     EntryLinePayload,
     EntryPayload,
-    LedgerAccount,
     PennylaneClient,
     PennylaneRejected,
     amount_text,
+    close_limiters,
     token_limiter,
 )
-from toporder_sync.pennylane.resolver import Resolver
 from toporder_sync.pennylane.sink import PennylaneHandler
 from toporder_sync.pennylane.tokens import TokenRef, load_token
 from toporder_sync.rate_limit import RateLimiter
 
-TOKEN = "plk-good-token"  # noqa: S105 (the fake's token)
 TOKEN_ENV = "PENNYLANE_TOKEN_PETIT_ZINC"  # noqa: S105 (a variable name)
 ACCOUNTS = ("511500", "511800", "530000", "658000", "706100", "706200", "445712", "445711",
             "419100", "467500")
@@ -67,40 +64,22 @@ ACCOUNTS = ("511500", "511800", "530000", "658000", "706100", "706200", "445712"
 @pytest.fixture
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated ledger: SQLite, unless a test asks for ``postgresql`` (indirect)."""
-    backend = getattr(request, "param", "sqlite")
-    admin: Engine | None = None
-    name = f"ledger_{uuid.uuid4().hex}"
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        server: str = request.getfixturevalue("postgres_server")
-        admin = request.getfixturevalue("postgres_admin")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = f"{server}/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    if admin is not None:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with migrated_ledger(request, tmp_path) as engine:
+        yield engine
+
+
+@pytest.fixture(autouse=True)
+def _limiters() -> Iterator[None]:
+    """The token limiters a command made for a test's ledger go with it."""
+    yield
+    close_limiters()
 
 
 @pytest.fixture
 def fake() -> Iterator[FakePennylane]:
     """A Pennylane company with the sales journal VT and every account of the worked example."""
-    with FakePennylane(tokens=frozenset({TOKEN}), hang=1.0) as pennylane:
-        pennylane.add_journal("HA", "Journal des achats")
-        pennylane.add_journal("VT")
-        for number in ACCOUNTS:
-            pennylane.add_account(number)
+    with sales_company(ACCOUNTS, hang=1.0) as pennylane:
         yield pennylane
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -112,9 +91,10 @@ def handler(engine: Engine, fake: FakePennylane, clock: Clock) -> Iterator[Penny
 
 def _handler(engine: Engine, fake: FakePennylane, clock: Clock, *,
              environ: dict[str, str] | None = None) -> PennylaneHandler:
-    # A fresh resolver and limiter: what a new process would have.
+    # A fresh handler and limiter: what a new process would have (the ids cached in the ledger
+    # are shared, as they are between processes).
     return PennylaneHandler(
-        engine, resolver=Resolver(),
+        engine,
         client_factory=lambda token: PennylaneClient(
             token, url=fake.url, timeout=httpx.Timeout(0.5), limiter=token_limiter()),
         environ={TOKEN_ENV: TOKEN} if environ is None else environ, clock=clock)
@@ -250,7 +230,7 @@ def test_a_reversal_waits_until_the_entry_it_reverses_is_in_pennylane(
     replaced = post(413, CORRECTED)
     assert replaced.reversal_id is not None
 
-    with pytest.raises(DeliveryFailed, match="waits for the entry it reverses"):
+    with pytest.raises(DeliveryDeferred, match=r"waits for n°1 \(entry\) of the same day"):
         handler.deliver(_message(engine, replaced.reversal_id))
     assert fake.posts() == []
 
@@ -309,7 +289,7 @@ def test_a_journal_missing_in_pennylane_is_a_ledger_error_naming_it(
     assert "--journal CODE" in message.last_error
 
 
-def test_an_entry_pennylane_refuses_is_dead_lettered_and_its_ids_looked_up_again(
+def test_an_account_gone_from_pennylane_is_looked_up_again_and_named_at_once(
     engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
     handler: PennylaneHandler, clock: Clock,
 ) -> None:
@@ -320,19 +300,42 @@ def test_an_entry_pennylane_refuses_is_dead_lettered_and_its_ids_looked_up_again
 
     report = _relay(engine, handler, clock)
 
-    # The reversal still names 658000: Pennylane refuses it (422) with its own words.
-    assert (report.sent, report.dead) == (1, 1)
+    # The reversal still names 658000's cached id: Pennylane refuses it (422), the ids are
+    # looked up again, and the account is named as missing. The replacement waits for it.
+    assert (report.sent, report.dead, report.deferred) == (0, 1, 1)
     reversal = _message(engine, replaced.reversal_id or 0)
     with session_scope(engine) as session:
         (dead,) = outbox.list_messages(session, status="dead")
-        assert dead.message == reversal
-        assert "422 unprocessable_entity): Ledger account not found" in (dead.last_error or "")
-        outbox.retry(session, event_ids=[reversal.event_id], now=clock())
-    # The refusal dropped the cached ids: asked again, the account is named as missing.
-    assert _relay(engine, handler, clock).dead == 1
-    with session_scope(engine) as session:
-        (dead,) = outbox.list_messages(session, status="dead")
+    assert dead.message == reversal
     assert "account 658000 does not exist in the Pennylane company" in (dead.last_error or "")
+    assert [p.status for p in fake.posts()] == [201, 422]
+
+    fake.add_account("658000")  # fixed on the Pennylane side, with a new id
+    with session_scope(engine) as session:
+        outbox.retry(session, event_ids=[reversal.event_id], now=clock())
+    # The replacement, woken when the reversal went, goes in the same relay.
+    assert _relay(engine, handler, clock).sent == 2
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1", "Z412-VT2", "Z413-VT3"]
+
+
+def test_an_id_changed_in_pennylane_is_looked_up_again_and_the_entry_sent_once_more(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    post(412)
+    assert _relay(engine, handler, clock).sent == 1
+    # 658000 deleted and created again in Pennylane: same number, new id.
+    fake.accounts = [a for a in fake.accounts if a["number"] != "658000"]
+    new_id = fake.add_account("658000")
+    replaced = post(413, CORRECTED)
+
+    assert _relay(engine, handler, clock).sent == 2
+
+    assert [p.status for p in fake.posts()] == [201, 422, 201, 201]
+    reversal = fake.entries[1]
+    assert new_id in [line["ledger_account_id"] for line in reversal["ledger_entry_lines"]]
+    assert [p.status for p in _pushes(engine)] == ["pushed"] * 3
+    assert replaced.entry_id == _pushes(engine)[2].entry_id
 
 
 def test_pennylane_refuses_an_unbalanced_entry_with_a_ledger_finding(
@@ -348,27 +351,6 @@ def test_pennylane_refuses_an_unbalanced_entry_with_a_ledger_finding(
     assert caught.value.category.value == "ledger"
     assert "Entry lines are not balanced" in str(caught.value)
     assert fake.entries == []
-
-
-def test_several_accounts_with_one_number_the_enabled_one_with_the_lowest_id_is_used(
-    fake: FakePennylane,
-) -> None:
-    disabled = fake.add_account("706300", enabled=False)
-    oldest = fake.add_account("706300")
-    fake.add_account("706300")
-    fake.add_account("7063001")  # a longer number with the same prefix is another account
-    resolver = Resolver()
-    with _api(fake) as api:
-        ids = resolver.account_ids(api, "company", ["706300", "706100"])
-        assert ids["706300"] == oldest != disabled
-        requests = len(fake.log)
-        assert resolver.account_ids(api, "company", ["706300"]) == {"706300": oldest}
-        assert len(fake.log) == requests  # cached
-
-    fake.accounts = [a for a in fake.accounts if a["number"] != "706300" or not a["enabled"]]
-    with _api(fake) as api, pytest.raises(
-            PennylaneRejected, match="account 706300 is disabled in the Pennylane company"):
-        Resolver().account_ids(api, "company", ["706300"])
 
 
 def test_a_refused_token_dead_letters_without_showing_it(
@@ -561,6 +543,231 @@ def test_two_pushes_of_one_entry_at_once_post_it_once(
     assert fake.posts() == []
 
 
+# --- ledger order ---------------------------------------------------------------------------
+
+
+def _attempts(engine: Engine) -> list[tuple[int, str, int]]:
+    """(entry id, outbox status, failed attempts so far) of each push, oldest entry first."""
+    return [(m.payload["entry_id"], m.status, m.attempts) for m in _messages(engine)]
+
+
+@pytest.mark.parametrize(
+    "engine", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_dropped_original_holds_its_day_back_without_spending_the_others_attempts(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    first = post(412)
+    replaced = post(413, CORRECTED)
+    fake.fail_next_post("drop")
+
+    report = _relay(engine, handler, clock)
+
+    # The original was created, but we do not know it: its reversal and replacement wait.
+    assert (report.retried, report.deferred, report.sent) == (1, 2, 0)
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1"]
+    assert _attempts(engine) == [(first.entry_id, "pending", 1),
+                                 (replaced.reversal_id, "pending", 0),
+                                 (replaced.entry_id, "pending", 0)]
+    with session_scope(engine) as session:
+        waiting = push_store.push_statuses(session, configured)
+    assert [(s.state, s.waits_for) for s in waiting] == [
+        ("pending", None), ("waiting", 1), ("waiting", 1)]
+    # Looked at again while it waits (a relay every few seconds): still no attempt spent.
+    for _ in range(3):
+        clock.advance(timedelta(seconds=5))
+        _relay(engine, handler, clock)
+    assert [a for _, _, a in _attempts(engine)] == [1, 0, 0]
+
+    clock.advance(timedelta(minutes=5))
+    report = _relay(engine, handler, clock)
+
+    # The original is found (not posted again), then the reversal, then the replacement.
+    assert report.sent == 3
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1", "Z412-VT2", "Z413-VT3"]
+    assert len(fake.posts()) == 3
+    assert [(status, a) for _, status, a in _attempts(engine)] == [
+        ("sent", 2), ("sent", 1), ("sent", 1)]
+
+
+def test_a_dropped_reversal_holds_the_replacement_back_until_it_is_found(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    post(412)
+    assert _relay(engine, handler, clock).sent == 1
+    replaced = post(413, CORRECTED)
+    fake.fail_next_post("drop")
+
+    report = _relay(engine, handler, clock)
+
+    assert (report.retried, report.deferred) == (1, 1)
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1", "Z412-VT2"]
+    with session_scope(engine) as session:
+        new = next(s for s in push_store.push_statuses(session, configured)
+                   if s.entry_id == replaced.entry_id)
+    assert (new.state, new.waits_for, new.attempts) == ("waiting", 2, 0)
+
+    clock.advance(timedelta(minutes=5))
+    assert _relay(engine, handler, clock).sent == 2
+
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1", "Z412-VT2", "Z413-VT3"]
+    # The replacement's POST came after the lookup that found the reversal in Pennylane.
+    requests = [(e.method, e.path) for e in fake.log]
+    lookup = max(i for i, r in enumerate(requests) if r == ("GET", "/ledger_entries"))
+    assert requests[lookup + 1:] == [("POST", "/ledger_entries")]
+    assert len(fake.posts()) == 3
+
+
+def test_other_days_do_not_wait_for_a_day_held_back(
+    engine: Engine, configured: str, client_id: str, post: Callable[..., PostResult],
+    store: Callable[..., StoreResult], make_entry: Callable[..., Entry], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    post(412)
+    post(413, CORRECTED)
+    next_day = BUSINESS_DAY + timedelta(days=1)
+    stored = store(b'{"closure": 414}', business_date=next_day, number=414)
+    service.post(engine, client_id, next_day, closure_id=stored.closure_id,
+                 entry=make_entry(number=414, business_date=next_day), matches=[],
+                 warnings=[], now=NOW)
+    fake.fail_next_post("drop")
+
+    report = _relay(engine, handler, clock)
+
+    assert (report.retried, report.deferred, report.sent) == (1, 2, 1)
+    assert [e["date"] for e in fake.entries] == ["2026-11-27", "2026-11-28"]
+
+
+# --- pennylane push ---------------------------------------------------------------------------
+
+
+def test_a_push_right_after_a_failed_delivery_sends_now_and_only_that_clients_entries(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock, make_entry: Callable[..., Entry],
+) -> None:
+    from toporder_sync.ledger.clients import activate_client
+    from toporder_sync.ledger.inbox import store_closure
+    from toporder_sync.pennylane.push import push_range
+
+    other = "cafe-des-arts"
+    with session_scope(engine) as session:
+        activate_client(session, other, name="Café des Arts", activated_on=date(2026, 11, 1),
+                        now=NOW)
+        push_store.configure(session, other, token=TokenRef("env", TOKEN_ENV), now=NOW)
+        closure = store_closure(session, other, business_date=BUSINESS_DAY, raw=b"{}",
+                                closure_number=9, establishment_id="est-9",
+                                perpetual_total=None, now=NOW)
+    service.post(engine, other, BUSINESS_DAY, closure_id=closure.closure_id,
+                 entry=make_entry(number=9), matches=[], warnings=[], now=NOW)
+    first = post(412)
+    post(413, CORRECTED)
+    fake.fail_next_post("500")
+    # A relay's attempt fails, just now: the message's next attempt is a minute away.
+    (failed,) = outbox.deliver(engine, {TOPIC: handler}, [push_store.event_id(first.entry_id)],
+                               now=clock)
+    assert failed.outcome == "retried"
+    fake.log.clear()
+
+    report = push_range(engine, configured, BUSINESS_DAY, BUSINESS_DAY, handler, now=clock,
+                        sleep=lambda seconds: None)
+
+    assert report.missing == [] and report.passes == 1
+    assert [(s.position, s.kind, s.state) for s in report.statuses] == [
+        (1, "entry", "pushed"), (2, "reversal", "pushed"), (3, "entry", "pushed")]
+    # Found (the 500 had created it), then the reversal and the replacement, in that order.
+    assert [e["piece_number"] for e in fake.entries] == ["Z412-VT1", "Z412-VT2", "Z413-VT3"]
+    assert len(fake.posts()) == 2
+    # The other client's entry is left to the relay.
+    with session_scope(engine) as session:
+        (theirs,) = outbox.list_messages(session, client_id=other)
+    assert (theirs.status, theirs.message.attempts) == ("pending", 0)
+
+
+def test_a_push_waits_as_pennylane_asks_then_delivers(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    from toporder_sync.pennylane.push import push_range
+
+    post(412)
+    fake.throttle(5, retry_after=20)  # past the client's own patience: left to the push
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        fake.throttle(0)  # the wait is over
+
+    report = push_range(engine, configured, BUSINESS_DAY, BUSINESS_DAY, handler, now=clock,
+                        sleep=sleep)
+
+    assert report.missing == [] and report.passes == 2
+    assert len(waits) == 1 and waits[0] >= 20
+    assert len(fake.entries) == 1
+
+
+def test_a_push_told_to_wait_longer_than_its_patience_says_so(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    from toporder_sync.pennylane.push import push_range
+
+    post(412)
+    fake.throttle(5, retry_after=3600)
+
+    report = push_range(engine, configured, BUSINESS_DAY, BUSINESS_DAY, handler, now=clock,
+                        sleep=lambda seconds: pytest.fail("slept through a one-hour wait"))
+
+    assert [s.state for s in report.missing] == ["pending"]
+    assert report.wait == 3600 and report.passes == 1
+
+
+def test_a_push_leaves_a_message_another_relay_holds_to_it(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    clock: Clock,
+) -> None:
+    result = post(412)
+    with session_scope(engine) as session:
+        row = session.scalars(select(OutboxRow).where(OutboxRow.topic == TOPIC)).one()
+        row.next_attempt_at = row.claimed_until = NOW + outbox.LEASE  # a relay holds it
+    handler = _handler(engine, fake, clock)
+
+    assert outbox.deliver(engine, {TOPIC: handler}, [push_store.event_id(result.entry_id)],
+                          now=clock) == []
+    assert fake.log == []
+    clock.advance(outbox.LEASE)  # its claim ran out: the relay died
+    (delivery,) = outbox.deliver(engine, {TOPIC: handler},
+                                 [push_store.event_id(result.entry_id)], now=clock)
+    assert delivery.outcome == "sent"
+    handler.close()
+
+
+# --- ids cached in the ledger -----------------------------------------------------------------
+
+
+def test_a_resend_from_a_new_process_costs_one_request_an_entry(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    post(412)
+    assert _relay(engine, handler, clock).sent == 1  # the ids are in the ledger now
+    post(413, CORRECTED)
+    fake.throttle(1, retry_after=600)  # the reversal's POST refused for now: not created
+    report = _relay(engine, handler, clock)
+    assert (report.retried, report.deferred) == (1, 1)
+    assert [p.post_attempts for p in _pushes(engine)] == [1, 0, 0]
+    fake.log.clear()
+
+    clock.advance(timedelta(minutes=11))
+    restarted = _handler(engine, fake, clock)  # a new process: only the ledger remembers
+    assert _relay(engine, restarted, clock).sent == 2
+    restarted.close()
+
+    # No journal or account lookup, no search for an entry certainly not created.
+    assert [(e.method, e.path, e.status) for e in fake.log] == [
+        ("POST", "/ledger_entries", 201), ("POST", "/ledger_entries", 201)]
+
+
 # --- money and secrets ----------------------------------------------------------------------
 
 
@@ -593,24 +800,6 @@ def test_the_token_is_never_logged(
     assert TOKEN not in caplog.text
     assert TOKEN not in repr(_api(fake))
     assert all(TOKEN not in (m.last_error or "") for m in _messages(engine))
-
-
-def test_resolver_rule_is_deterministic_whatever_the_order_pennylane_lists() -> None:
-    class Listing:
-        def __init__(self, accounts: list[LedgerAccount]) -> None:
-            self.accounts = accounts
-
-        def journals(self) -> list[object]:
-            return []
-
-        def ledger_accounts(self, number: str) -> list[LedgerAccount]:
-            return self.accounts
-
-    accounts = [LedgerAccount(9, "706100", "", True), LedgerAccount(3, "706100", "", True),
-                LedgerAccount(1, "706100", "", False)]
-    for listing in (accounts, accounts[::-1]):
-        ids = Resolver().account_ids(Listing(listing), "c", ["706100"])  # type: ignore[arg-type]
-        assert ids == {"706100": 3}
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -655,7 +844,7 @@ def test_the_command_line_configures_pushes_after_a_fix_and_reports_without_the_
     days = ("--from", "2026-11-27", "--to", "2026-11-27")
     code, out = run("push", CLIENT_ID, *days, extra={TOKEN_ENV: TOKEN})
     assert code == 1, out
-    assert "n°1 entry 2026-11-27 Z412-VT1: dead" in out
+    assert "2026-11-27 VT 1/1 n°1 entry Z412-VT1: dead" in out
     assert "account 658000 does not exist in the Pennylane company" in out
 
     fake.add_account("658000")  # fixed on the Pennylane side
@@ -673,6 +862,43 @@ def test_the_command_line_configures_pushes_after_a_fix_and_reports_without_the_
     code, out = run("status", "nobody")
     assert code == 3
     assert not any(TOKEN in output for output in outputs)
+
+
+def test_status_shows_a_corrected_days_three_entries_in_ledger_order(
+    engine: Engine, configured: str, post: Callable[..., PostResult], fake: FakePennylane,
+    handler: PennylaneHandler, clock: Clock,
+) -> None:
+    post(412)
+    post(413, CORRECTED)
+    fake.fail_next_post("500")
+    _relay(engine, handler, clock)  # the original failed: the other two wait for it
+    env = {"TOPORDER_SYNC_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+           "TOPORDER_SYNC_PENNYLANE_URL": fake.url, TOKEN_ENV: TOKEN}
+    runner = CliRunner()
+
+    waiting = runner.invoke(main, ["pennylane", "status", configured], env=env)
+    assert waiting.exit_code == 0, waiting.output
+    error = _messages(engine)[0].last_error
+    assert waiting.output.splitlines() == [
+        f"2026-11-27 VT 1/3 n°1 entry Z412-VT1: pending; last error: {error}",
+        "2026-11-27 VT 2/3 n°2 reversal of n°1 Z412-VT2: waiting for n°1",
+        "2026-11-27 VT 3/3 n°3 entry replacing n°1 Z413-VT3: waiting for n°1",
+    ]
+
+    pushed = runner.invoke(main, ["pennylane", "push", configured, "--from", "2026-11-27",
+                                  "--to", "2026-11-27"], env=env)
+    assert pushed.exit_code == 0, pushed.output
+    assert "3 of 3 entries of 2026-11-27..2026-11-27 in Pennylane" in pushed.output
+
+    shown = runner.invoke(main, ["pennylane", "status", configured, "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    items = json.loads(shown.output)
+    ids = [int(item["remote_id"]) for item in items]
+    assert [(i["position"], i["kind"], i["reverses_entry_number"], i["replaces_entry_number"],
+             i["state"]) for i in items] == [(1, "entry", None, None, "pushed"),
+                                             (2, "reversal", 1, None, "pushed"),
+                                             (3, "entry", None, 1, "pushed")]
+    assert ids == sorted(ids) == [e["id"] for e in fake.entries]  # received in that order
 
 
 # --- the fake itself follows the API's shapes -----------------------------------------------

@@ -5,10 +5,12 @@
   block (the token itself is never stored, printed nor asked for on the command line). The
   token must be there already: a missing one fails here, naming the variable or block.
 * ``push CLIENT --from D --to D``: queue CLIENT's entries of those days not yet queued, send
-  again those given up on (after a fix on the Pennylane side), then deliver now through the
-  outbox relay (with any other Pennylane push already due).
-* ``status CLIENT [--from D] [--to D] [--json]``: each entry, pushed or not, its id in
-  Pennylane and the last error.
+  again those given up on (after a fix on the Pennylane side), then send them all now, in
+  ledger order, waiting as Pennylane asks (``pennylane.push``); other clients' entries are
+  left to the relay.
+* ``status CLIENT [--from D] [--to D] [--json]``: day by day, each entry in ledger order (a
+  corrected day: the original, its reversal, the replacement), pushed or not, its id in
+  Pennylane, what it waits for and the last error.
 
 Exit codes: 0 done (``push``: every entry of the range is in Pennylane); 1 some entry of the
 range is not pushed yet (see ``status``); 2 bad usage or configuration (token missing, client
@@ -32,9 +34,6 @@ from toporder_sync.outcome import EXIT_FLAGGED
 from toporder_sync.pennylane import TOPIC, store
 from toporder_sync.pennylane.store import PushStatus
 from toporder_sync.pennylane.tokens import TokenRef, load_token
-
-# One push delivers at most this many messages: a bound, not a batch size.
-MAX_DELIVERIES = 100_000
 
 
 @click.group("pennylane")
@@ -80,9 +79,15 @@ def configure(client: str, token_env: str | None, token_block: str | None,
 @click.option("--to", "date_to", required=True, callback=cli_support.day,
               help="Last business day YYYY-MM-DD.")
 def push(client: str, date_from: date, date_to: date) -> None:
-    """Queue CLIENT's entries of the days not yet pushed, and deliver them now."""
+    """Send CLIENT's entries of those days to Pennylane now, in ledger order.
+
+    Entries not yet queued are queued, those given up on are sent again (after a fix on the
+    Pennylane side), those waiting for a retry go at once. Exits 0 only when every entry of the
+    days is in Pennylane.
+    """
     if date_to < date_from:
         raise click.BadParameter("--to is before --from", param_hint="--to")
+    from toporder_sync.pennylane.push import push_range
     from toporder_sync.pennylane.sink import PennylaneHandler
 
     engine = cli_support.engine()
@@ -94,33 +99,22 @@ def push(client: str, date_from: date, date_to: date) -> None:
             raise ConfigurationError(f"{client} is not set up for Pennylane: "
                                      "toporder-sync pennylane configure CLIENT first")
         load_token(settings.token)
-        now = cli_support.now()
-        with session_scope(engine) as session:
-            queued = store.enqueue_entries(
-                session, client, store.entries_to_queue(session, client, date_from, date_to),
-                now=now)
-            again = outbox.retry(session, event_ids=store.given_up(session, client, date_from,
-                                                                   date_to), now=now)
-            outbox.wake(session, client, topic=TOPIC, now=now)
-    click.echo(f"{client}: {len(queued)} entries queued, {len(again)} sent again")
-    handler = PennylaneHandler(engine)
-    delivered = 0
-    try:
-        while delivered < MAX_DELIVERIES:
-            # A failed message is due again only later: each pass claims fewer, ending at none.
-            report = outbox.relay(engine, {TOPIC: handler}, now=cli_support.now)
-            if report.claimed == 0:
-                break
-            delivered += report.claimed
-    finally:
-        handler.close()
-    with session_scope(engine) as session:
-        statuses = store.push_statuses(session, client, date_from=date_from, date_to=date_to)
-    for status in statuses:
-        click.echo(_line(status))
-    missing = [s for s in statuses if s.state != "pushed"]
-    click.echo(f"{client}: {len(statuses) - len(missing)} of {len(statuses)} entries of "
-               f"{date_from}..{date_to} in Pennylane")
+        handler = PennylaneHandler(engine)
+        try:
+            report = push_range(engine, client, date_from, date_to, handler,
+                                now=cli_support.now)
+        finally:
+            handler.close()
+    click.echo(f"{client}: {report.queued} entries queued, {report.sent_again} given up on sent "
+               f"again, {report.passes} passes")
+    for item in report.statuses:
+        click.echo(_line(item))
+    missing = report.missing
+    click.echo(f"{client}: {len(report.statuses) - len(missing)} of {len(report.statuses)} "
+               f"entries of {date_from}..{date_to} in Pennylane")
+    if report.wait is not None and missing:
+        click.echo(f"{client}: Pennylane asked to wait {report.wait:g} s: the relay sends the "
+                   "rest then, or push again later")
     if missing:
         sys.exit(EXIT_FLAGGED)
 
@@ -145,11 +139,19 @@ def status(client: str, date_from: date | None, date_to: date | None, as_json: b
 
 
 def _line(item: PushStatus) -> str:
-    text = (f"n°{item.number} {item.kind} {item.business_date} {item.piece_number}: "
-            f"{item.state}")
+    """``2026-11-27 VT 2/3 n°2 reversal of n°1 Z412-VT2: pushed, Pennylane id 1002``."""
+    what = f"n°{item.number} {item.kind}"
+    if item.reverses is not None:
+        what += f" of n°{item.reverses}"
+    if item.replaces is not None:
+        what += f" replacing n°{item.replaces}"
+    text = (f"{item.business_date} {item.journal} {item.position}/{item.day_entries} {what} "
+            f"{item.piece_number}: {item.state}")
+    if item.waits_for is not None:
+        text += f" for n°{item.waits_for}"
     if item.remote_id is not None:
         text += f", Pennylane id {item.remote_id}"
-    if item.last_error:
+    if item.last_error and item.waits_for is None:
         text += f"; last error: {item.last_error}"
     return text
 
@@ -159,6 +161,12 @@ def _json(item: PushStatus) -> dict[str, Any]:
         "entry_number": item.number,
         "kind": item.kind,
         "business_date": item.business_date.isoformat(),
+        "journal": item.journal,
+        "position": item.position,
+        "day_entries": item.day_entries,
+        "reverses_entry_number": item.reverses,
+        "replaces_entry_number": item.replaces,
+        "waits_for_entry_number": item.waits_for,
         "piece_number": item.piece_number,
         "pushed": item.state == "pushed",
         "state": item.state,

@@ -13,8 +13,9 @@ Promises:
   again once its lease has run out, with the same ``event_id`` (the receiver drops duplicates
   by it: the ``webhook-id`` header for webhooks).
 * No database transaction is open during a remote call. A message is *claimed* in a short
-  transaction that pushes its ``next_attempt_at`` ``LEASE`` into the future; other relays only
-  pick due messages, so they leave it alone until the lease runs out. On PostgreSQL the claim
+  transaction that pushes its ``next_attempt_at`` ``LEASE`` into the future and records the
+  lease in ``claimed_until`` (cleared when the delivery ends); other relays only pick due
+  messages, so they leave it alone until the lease runs out. On PostgreSQL the claim
   selects ``FOR UPDATE SKIP LOCKED``: relays running at once never claim the same message. On
   SQLite every transaction starts with ``BEGIN IMMEDIATE`` (``ledger.db``), which serializes the
   claims just as well; one relay per SQLite ledger is still the intended set-up.
@@ -22,9 +23,13 @@ Promises:
   after the backoff of ``DELIVERY_RETRY`` (the edges' one policy, ``toporder_sync.retrying``:
   exponential, jittered, capped), never before a ``retry_after`` it gives (HTTP Retry-After);
   ``DeliveryRefused`` dead-letters it at once; after ``max_attempts`` failed
-  attempts it is ``dead`` too. ``DeliveryDeferred`` (the receiver is not configured yet) keeps
-  it pending without spending an attempt. A ``dead`` message only moves again by hand
+  attempts it is ``dead`` too. ``DeliveryDeferred`` (the receiver is not configured yet, or
+  the message must wait for another one) keeps it pending without spending an attempt, for
+  its ``retry_after`` or else ``DEFERRED_WAIT``. A ``dead`` message only moves again by hand
   (``retry``), with a fresh budget of attempts.
+* ``deliver`` sends named messages now, whatever their backoff (``toporder-sync pennylane
+  push``): it claims them as a relay does, but skips a message another relay holds
+  (``claimed_until`` in the future), so no message is ever delivered by two at once.
 * A handler's delivery should finish well within ``LEASE / CLAIM_BATCH``: a slower one
   may find its later messages' leases expired and those messages delivered twice (which is
   still at-least-once, but noisy).
@@ -52,9 +57,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Engine, Executable, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from toporder_sync import checkpoints
@@ -115,6 +120,19 @@ class OutboxEntry:
     sent_at: datetime | None
 
 
+DeliveryOutcome = Literal["sent", "retried", "deferred", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one message handed to its handler; ``retry_after``: the receiver asked
+    not to be called again before that long (only for ``retried`` and ``deferred``)."""
+
+    event_id: str
+    outcome: DeliveryOutcome
+    retry_after: timedelta | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RelayReport:
     """What one ``relay`` call did: messages claimed, and what became of them."""
@@ -138,8 +156,10 @@ class DeliveryFailed(TransientError):
 
 
 class DeliveryDeferred(DeliveryFailed):
-    """The message cannot be delivered before someone configures its receiver (no webhook URL
-    or secret yet): it stays pending without spending an attempt, never dead-lettered."""
+    """The message cannot be delivered yet, through no fault of its own: its receiver is not
+    configured (no webhook URL or secret yet), or it must go after another message still on its
+    way. It stays pending without spending an attempt, never dead-lettered, and is looked at
+    again after ``retry_after`` (``DEFERRED_WAIT`` if None)."""
 
 
 class DeliveryRefused(ToporderSyncError):
@@ -245,10 +265,30 @@ def relay(engine: Engine, handlers: Mapping[str, Handler], *, now: Callable[[], 
             break
         counts["claimed"] += len(batch)
         for message in batch:
-            outcome = _deliver(engine, handlers[message.topic], message, now=now,
-                               max_attempts=max_attempts)
-            counts[outcome] += 1
+            delivery = _deliver(engine, handlers[message.topic], message, now=now,
+                                max_attempts=max_attempts)
+            counts[delivery.outcome] += 1
     return RelayReport(**counts)
+
+
+def deliver(engine: Engine, handlers: Mapping[str, Handler], event_ids: Sequence[str], *,
+            now: Callable[[], datetime], max_attempts: int = 8) -> list[Delivery]:
+    """Deliver these pending messages now, oldest first, whether or not they are due.
+
+    Messages of topics without a handler, messages not pending, and messages another relay
+    holds right now (its claim has not run out) are left as they are and not in the result.
+    Each message is claimed, delivered and marked as ``relay`` does.
+    """
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    deliveries: list[Delivery] = []
+    wanted = list(dict.fromkeys(event_ids))
+    for start in range(0, len(wanted), CLAIM_BATCH):
+        batch = _claim(engine, tuple(handlers), now=now(),
+                       event_ids=wanted[start:start + CLAIM_BATCH])
+        deliveries += [_deliver(engine, handlers[message.topic], message, now=now,
+                                max_attempts=max_attempts) for message in batch]
+    return deliveries
 
 
 def next_due(db: Executor, topics: Sequence[str]) -> datetime | None:
@@ -303,38 +343,43 @@ def _next_due(engine: Engine, topics: Sequence[str]) -> datetime | None:
         return next_due(connection, topics)
 
 
-def _claim(engine: Engine, topics: Sequence[str], *, now: datetime,
-           count: int) -> list[Message]:
-    """Take up to ``count`` due messages for one lease, in a transaction of their own."""
+def _claim(engine: Engine, topics: Sequence[str], *, now: datetime, count: int = CLAIM_BATCH,
+           event_ids: Sequence[str] | None = None) -> list[Message]:
+    """Take up to ``count`` due messages for one lease, in a transaction of their own; or,
+    with ``event_ids``, those messages (oldest first), due or not, unless another relay holds
+    them."""
     if not topics:
         return []
     with session_scope(engine) as session:
-        query = (
-            select(OutboxRow)
-            .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now,
-                   OutboxRow.topic.in_(topics))
-            .order_by(OutboxRow.next_attempt_at, OutboxRow.id)
-            .limit(count)
-        )
+        query = select(OutboxRow).where(OutboxRow.status == "pending",
+                                        OutboxRow.topic.in_(topics))
+        if event_ids is None:
+            query = (query.where(OutboxRow.next_attempt_at <= now)
+                     .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(count))
+        else:
+            query = (query.where(OutboxRow.event_id.in_(event_ids),
+                                 or_(OutboxRow.claimed_until.is_(None),
+                                     OutboxRow.claimed_until <= now))
+                     .order_by(OutboxRow.id))
         if session.get_bind().dialect.name == "postgresql":
             # Rows another relay is claiming are skipped, not waited for; rows it has just
             # claimed are re-checked after its commit and no longer due.
             query = query.with_for_update(skip_locked=True)
         rows = list(session.scalars(query))
         for row in rows:
-            row.next_attempt_at = now + LEASE
+            row.next_attempt_at = row.claimed_until = now + LEASE
         return [_message(row) for row in rows]
 
 
 def _deliver(engine: Engine, handler: Handler, message: Message, *,
-             now: Callable[[], datetime], max_attempts: int) -> str:
-    """Deliver one claimed message and record the outcome; return the counter to bump."""
+             now: Callable[[], datetime], max_attempts: int) -> Delivery:
+    """Deliver one claimed message and record what became of it."""
     try:
         remote_ref = handler.deliver(message)
     except DeliveryRefused as exc:
         return _fail(engine, message, str(exc), now=now(), dead=True, wait=timedelta(0))
     except DeliveryDeferred as exc:
-        return _defer(engine, message, str(exc), now=now())
+        return _defer(engine, message, str(exc), now=now(), wait=exc.retry_after)
     except TransientError as exc:
         retry_after = exc.retry_after if isinstance(exc, DeliveryFailed) else None
         return _retry(engine, message, str(exc), now=now(), max_attempts=max_attempts,
@@ -353,13 +398,13 @@ def _deliver(engine: Engine, handler: Handler, message: Message, *,
                 update(OutboxRow)
                 .where(OutboxRow.id == message.id, OutboxRow.status != "sent")
                 .values(status="sent", sent_at=now(), attempts=OutboxRow.attempts + 1,
-                        last_error=None)
+                        last_error=None, claimed_until=None)
                 .execution_options(synchronize_session=False)
             )
             if cast("CursorResult[Any]", marked).rowcount == 0:
                 log.warning("outbox: %s %s was delivered again after another relay had sent "
                             "it (its lease ran out)", message.topic, message.event_id)
-                return "sent"
+                return Delivery(message.event_id, "sent")
             handler.record(session, message, remote_ref)
     except Exception as exc:
         # Delivered, but not recorded: it goes out again (same event id) after backoff.
@@ -368,34 +413,37 @@ def _deliver(engine: Engine, handler: Handler, message: Message, *,
         return _retry(engine, message, f"delivered, not recorded: {type(exc).__name__}: {exc}",
                       now=now(), max_attempts=max_attempts, retry_after=None)
     log.info("outbox: %s %s for %s sent", message.topic, message.event_id, message.client_id)
-    return "sent"
+    return Delivery(message.event_id, "sent")
 
 
 def _retry(engine: Engine, message: Message, error: str, *, now: datetime, max_attempts: int,
-           retry_after: timedelta | None) -> str:
+           retry_after: timedelta | None) -> Delivery:
     attempt = message.attempts + 1
     wait = timedelta(seconds=DELIVERY_RETRY.delay(
         attempt, None if retry_after is None else retry_after.total_seconds()))
-    return _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait)
+    delivery = _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait)
+    return Delivery(message.event_id, delivery.outcome, retry_after)
 
 
 def _fail(engine: Engine, message: Message, error: str, *, now: datetime, dead: bool,
-          wait: timedelta) -> str:
+          wait: timedelta) -> Delivery:
     """Count a failed attempt; the message waits ``wait`` or is dead-lettered."""
     status: OutboxStatus = "dead" if dead else "pending"
     log.warning("outbox: %s %s for %s: attempt %d failed (%s): %s", message.topic,
                 message.event_id, message.client_id, message.attempts + 1, status, error)
     _update_claimed(engine, message, status=status, attempts=message.attempts + 1,
                     next_attempt_at=now + wait, last_error=error)
-    return "dead" if dead else "retried"
+    return Delivery(message.event_id, "dead" if dead else "retried")
 
 
-def _defer(engine: Engine, message: Message, error: str, *, now: datetime) -> str:
+def _defer(engine: Engine, message: Message, error: str, *, now: datetime,
+           wait: timedelta | None) -> Delivery:
     log.info("outbox: %s %s for %s deferred: %s", message.topic, message.event_id,
              message.client_id, error)
     _update_claimed(engine, message, status="pending", attempts=message.attempts,
-                    next_attempt_at=now + DEFERRED_WAIT, last_error=error)
-    return "deferred"
+                    next_attempt_at=now + (DEFERRED_WAIT if wait is None else wait),
+                    last_error=error)
+    return Delivery(message.event_id, "deferred", wait)
 
 
 def _update_claimed(engine: Engine, message: Message, *, status: OutboxStatus, attempts: int,
@@ -408,7 +456,7 @@ def _update_claimed(engine: Engine, message: Message, *, status: OutboxStatus, a
             .where(OutboxRow.id == message.id, OutboxRow.status == "pending",
                    OutboxRow.attempts == message.attempts)
             .values(status=status, attempts=attempts, next_attempt_at=next_attempt_at,
-                    last_error=last_error[:MAX_ERROR_LENGTH])
+                    last_error=last_error[:MAX_ERROR_LENGTH], claimed_until=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -452,20 +500,27 @@ def retry(session: Session, *, event_ids: Sequence[str] = (), dead: bool = False
         row.attempts = 0
         row.next_attempt_at = now
         row.sent_at = None
+        row.claimed_until = None
     return [row.event_id for row in rows]
 
 
-def wake(session: Session, client_id: str, *, topic: str, now: datetime) -> int:
-    """Make the client's pending messages of ``topic`` due ``now`` (its receiver was just
-    configured); the number of messages woken.
+def wake(session: Session, client_id: str, *, topic: str, now: datetime,
+         event_ids: Sequence[str] | None = None) -> int:
+    """Make the client's pending messages of ``topic`` (only ``event_ids`` if given) due
+    ``now``: what they waited for has happened (their receiver was just configured, the message
+    they had to follow was sent). The number of messages woken.
 
-    Messages due within ``LEASE`` are left as they are: they may be claimed by a relay right
-    now, and waking them would have them sent twice; they are due soon anyway.
+    A message a relay holds right now (its claim has not run out) is left as it is: waking it
+    would have it sent twice.
     """
+    conditions = [OutboxRow.client_id == client_id, OutboxRow.topic == topic,
+                  OutboxRow.status == "pending", OutboxRow.next_attempt_at > now,
+                  or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until <= now)]
+    if event_ids is not None:
+        conditions.append(OutboxRow.event_id.in_(event_ids))
     result = session.execute(
         update(OutboxRow)
-        .where(OutboxRow.client_id == client_id, OutboxRow.topic == topic,
-               OutboxRow.status == "pending", OutboxRow.next_attempt_at > now + LEASE)
+        .where(*conditions)
         .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )

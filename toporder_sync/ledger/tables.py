@@ -1,6 +1,6 @@
 """The ledger's tables as typed ORM classes, and the column types that keep them exact.
 
-These classes describe the schema that the migrations (``0001`` to ``0006``) create; they
+These classes describe the schema that the migrations (``0001`` to ``0007``) create; they
 never create it (``db.upgrade`` does, through Alembic). A test compares them with the migrated
 database.
 
@@ -313,6 +313,8 @@ class OutboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set while a relay (or a push) delivers the message, cleared when it is done (0007).
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # --- Pennylane (migration 0004) ---------------------------------------------------------
@@ -368,3 +370,24 @@ class PennylanePushRow(Base):
     post_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     pushed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+PennylaneIdKind = Literal["journal", "account"]
+PENNYLANE_ID_KINDS: tuple[PennylaneIdKind, ...] = get_args(PennylaneIdKind)
+
+
+class PennylaneIdRow(Base):
+    """The id of a journal (by code) or a ledger account (by number) in a Pennylane company.
+
+    ``company`` is the fingerprint of the company's API token; ``fetched_at`` dates the lookup,
+    so that an id is asked again once its lifetime is over (migration 0007).
+    """
+
+    __tablename__ = "pennylane_ids"
+    __table_args__ = (CheckConstraint(_one_of("kind", PENNYLANE_ID_KINDS), name="kind"),)
+
+    company: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[PennylaneIdKind] = mapped_column(String(8), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    remote_id: Mapped[int] = mapped_column(BigInteger)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -3,11 +3,15 @@
 Promises:
 
 * Every call has a timeout (``DEFAULT_TIMEOUT``) and goes through the rate limiter of its token
-  (``limiter_for``): at most ``RATE_LIMIT`` requests per ``RATE_WINDOW`` seconds per token
-  across every thread of the process, as Pennylane allows. A ``429`` all the same is honoured
-  under the edges' one retry policy (``THROTTLED_RETRY``, ``toporder_sync.retrying``): the
-  token's limiter is paused until its ``Retry-After`` (every thread waits) and the request is
-  sent again, a few times at most; a longer wait is left to the outbox.
+  (``limiter_for``): at most ``RATE_LIMIT`` requests per ``RATE_WINDOW`` seconds per token, as
+  Pennylane allows, across every thread of the process and, given the ledger's URL
+  (``ledger_url``), across every process sharing that ledger (a relay, a ``pennylane push``,
+  several workers): the count then lives in the ledger database (``RateLimits``, one per ledger
+  and process whatever the number of tokens).
+  A ``429`` all the same is honoured under the edges' one retry policy (``THROTTLED_RETRY``,
+  ``toporder_sync.retrying``): the token's limiter is paused until its ``Retry-After`` (every
+  thread of the process waits) and the request is sent again, a few times at most; a longer
+  wait is left to the outbox.
 * Amounts leave as strings with two decimals, made from ``Decimal`` (a float is refused).
 * Failures are sorted by what they mean for a retry (see ``toporder_sync.core.errors``):
   ``PennylaneUnavailable`` (a ``TransientError``) may pass; its ``uncertain`` flag says the
@@ -42,7 +46,7 @@ from toporder_sync.core.errors import (
     ledger_error,
 )
 from toporder_sync.core.money import require_money
-from toporder_sync.rate_limit import RateLimiter
+from toporder_sync.rate_limit import RateLimiter, RateLimits
 from toporder_sync.retrying import RetryPolicy, retry_after_seconds
 
 DEFAULT_BASE_URL = "https://app.pennylane.com/api/external/v2"
@@ -173,7 +177,11 @@ def base_url() -> str:
 # --- rate limiting ----------------------------------------------------------------------------
 
 
-_limiters: dict[str, RateLimiter] = {}
+# One limiter per (token fingerprint, ledger URL or None) in this process, every one of a ledger
+# (or of none) counted by that ledger's one ``RateLimits``: a relay pushing for a thousand
+# tokens holds one pool or sidecar connection and one leaker thread per ledger, not per token.
+_limiters: dict[tuple[str, str | None], RateLimiter] = {}
+_counts: dict[str | None, RateLimits] = {}
 _limiters_lock = threading.Lock()
 
 
@@ -187,29 +195,69 @@ def token_limiter() -> RateLimiter:
     return RateLimiter(RATE_LIMIT, RATE_WINDOW + RATE_MARGIN)
 
 
-def limiter_for(token: str) -> RateLimiter:
-    """The process-wide limiter of ``token``: Pennylane counts requests per token."""
-    key = token_fingerprint(token)
+def shared_token_limiter(token: str, ledger_url: str) -> RateLimiter:
+    """A new limiter at Pennylane's rate for ``token``, counted in the ledger at ``ledger_url``.
+
+    Every process that builds one for the same token on the same ledger counts with the others
+    (``RateLimiter.shared``, with a pool or connection of its own: for one token; ``limiter_for``
+    shares one per ledger between tokens); an in-memory SQLite ledger counts in this process.
+    """
+    return RateLimiter.shared(RATE_LIMIT, RATE_WINDOW + RATE_MARGIN,
+                              name=_limit_name(token), url=ledger_url)
+
+
+def limiter_for(token: str, ledger_url: str | None = None) -> RateLimiter:
+    """The process-wide limiter of ``token``: Pennylane counts requests per token.
+
+    With ``ledger_url`` (the ledger's SQLAlchemy URL, password included) the limit is shared
+    with every other process on that ledger; without, it holds for this process only. Either
+    way each token counts on its own, and every token of one ledger (or of none) shares that
+    ledger's one ``RateLimits``: its pool or connection and its one leaker thread.
+    """
+    key = (token_fingerprint(token), ledger_url)
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            limiter = _limiters[key] = token_limiter()
+            counts = _counts.get(ledger_url)
+            if counts is None:
+                counts = _counts[ledger_url] = RateLimits(ledger_url)
+            limiter = _limiters[key] = counts.limiter(_limit_name(token), RATE_LIMIT,
+                                                      RATE_WINDOW + RATE_MARGIN)
         return limiter
+
+
+def close_limiters() -> None:
+    """Close and forget every limiter ``limiter_for`` made (their pools, files and threads)."""
+    with _limiters_lock:
+        counts = list(_counts.values())
+        _counts.clear()
+        _limiters.clear()
+    for each in counts:
+        each.close()
+
+
+def _limit_name(token: str) -> str:
+    return f"pennylane_{token_fingerprint(token)}"
 
 
 # --- the client -------------------------------------------------------------------------------
 
 
 class PennylaneClient:
-    """One company's API, through its token. Close it (or use ``with``) when done."""
+    """One company's API, through its token. Close it (or use ``with``) when done.
 
-    def __init__(self, token: str, *, url: str | None = None,
+    Its requests go through ``limiter`` if given, else through ``limiter_for(token,
+    ledger_url)``: shared with every process on the ledger at ``ledger_url`` when there is one.
+    Closing the client leaves that limiter open for the process's other clients of the token.
+    """
+
+    def __init__(self, token: str, *, ledger_url: str | None = None, url: str | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT, limiter: RateLimiter | None = None,
                  policy: RetryPolicy = THROTTLED_RETRY) -> None:
         if not token.strip():
             raise ConfigurationError("the Pennylane API token is empty")
         self.url = url or base_url()
-        self._limiter = limiter if limiter is not None else limiter_for(token)
+        self._limiter = limiter if limiter is not None else limiter_for(token, ledger_url)
         self._policy = policy
         self._http = httpx.Client(
             base_url=self.url,

@@ -1,9 +1,15 @@
-"""Pennylane ids of a company's sales journal and ledger accounts, looked up once and cached.
+"""Pennylane ids of a company's sales journal and ledger accounts, cached in the ledger.
 
 Our entries name a journal by code (``VT``) and accounts by PCG number (``706100``); Pennylane
-wants their ids. The resolver asks once per company (a client's token) and remembers, safely
-across threads. What is missing in Pennylane is a ``PennylaneRejected`` of category LEDGER
-naming the journal or the account: to create (or enable) in Pennylane, or to change here.
+wants their ids. The resolver keeps them in the ledger's ``pennylane_ids`` table, per company
+(the fingerprint of its API token), so that every process and every client of the company
+share one lookup: a new process resolves an entry without a request. An id is asked again once
+it is older than the lifetime (``ID_LIFETIME``), and at once after Pennylane refused one
+(``forget``: it may have been deleted or changed). Each call runs its own short transactions and
+none is open while Pennylane is asked, so the resolver is safe across threads and processes; two
+of them storing the same id at once both succeed (an upsert, the newest lookup kept). What is
+missing in Pennylane is a ``PennylaneRejected`` of category LEDGER naming the journal or the
+account: to create (or enable) in Pennylane, or to change here.
 
 Several accounts with one number (Pennylane allows it): the rule is an ENABLED account first,
 then the lowest id, i.e. the oldest, the one the company's chart was set up with; the choice is
@@ -13,13 +19,25 @@ disabled is refused rather than posted to a disabled account.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Protocol
 
+from sqlalchemy import Engine, Executable, delete, select
+
 from toporder_sync.core.errors import ledger_error
+from toporder_sync.ledger.db import dialect_insert, for_dialect, transaction
+from toporder_sync.ledger.tables import PennylaneIdKind, PennylaneIdRow
 from toporder_sync.pennylane.client import Journal, LedgerAccount, PennylaneRejected
+
+# An id changes only when someone deletes or recreates the journal or account in Pennylane, and
+# a refusal drops the company's ids at once (``forget``). The lifetime bounds what no refusal
+# reveals: an older account enabled again, or a new journal with the code, which the rule would
+# now choose. A day lets such a change reach the next day's entries, for one lookup per company
+# and day (about 15 requests, well within Pennylane's 25 per 5 s).
+ID_LIFETIME = timedelta(days=1)
 
 
 class Directory(Protocol):
@@ -30,19 +48,27 @@ class Directory(Protocol):
     def ledger_accounts(self, number: str) -> list[LedgerAccount]: ...
 
 
-class Resolver:
-    """Cache of ids per company key (see ``company_key`` in the sink: client and token)."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._journals: dict[tuple[str, str], int] = {}
-        self._accounts: dict[tuple[str, str], int] = {}
+
+class Resolver:
+    """Pennylane's ids by company (its token's fingerprint), cached in the ledger of ``engine``."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = _utc_now,
+                 lifetime: timedelta = ID_LIFETIME) -> None:
+        if lifetime <= timedelta(0):
+            raise ValueError(f"an id lifetime must be positive, not {lifetime}")
+        self._engine = engine
+        self._clock = clock
+        self._lifetime = lifetime
 
     def journal_id(self, api: Directory, company: str, code: str) -> int:
-        with self._lock:
-            cached = self._journals.get((company, code))
-        if cached is not None:
-            return cached
+        # Read before asking: fetched_at is then no later than Pennylane's answer.
+        now = self._clock()
+        cached = self._cached(company, "journal", [code], now)
+        if code in cached:
+            return cached[code]
         found = sorted(j.id for j in api.journals() if j.code == code)
         if not found:
             raise PennylaneRejected(ledger_error(
@@ -50,40 +76,80 @@ class Resolver:
                 f"journal {code} does not exist in the Pennylane company: create a journal "
                 f"with code {code} in Pennylane, or configure this client's journal code with "
                 "`toporder-sync pennylane configure CLIENT --journal CODE`"))
-        with self._lock:
-            self._journals[(company, code)] = found[0]
+        self._store(company, "journal", {code: found[0]}, now)
         return found[0]
 
     def account_ids(self, api: Directory, company: str,
                     numbers: Iterable[str]) -> Mapping[str, int]:
         """The id of every account number; every missing one is named in one error."""
-        ids: dict[str, int] = {}
+        wanted = list(dict.fromkeys(numbers))
+        if not wanted:
+            return MappingProxyType({})
+        now = self._clock()
+        cached = self._cached(company, "account", wanted, now)
+        fetched: dict[str, int] = {}
         problems: list[str] = []
-        for number in dict.fromkeys(numbers):
-            with self._lock:
-                cached = self._accounts.get((company, number))
-            if cached is None:
-                chosen = _choose(number, api.ledger_accounts(number))
-                if isinstance(chosen, str):
-                    problems.append(chosen)
-                    continue
-                cached = chosen
-                with self._lock:
-                    self._accounts[(company, number)] = cached
-            ids[number] = cached
+        for number in wanted:
+            if number in cached:
+                continue
+            chosen = _choose(number, api.ledger_accounts(number))
+            if isinstance(chosen, str):
+                problems.append(chosen)
+            else:
+                fetched[number] = chosen
+        # Stored even when another number is refused: once it is fixed, only it is asked.
+        if fetched:
+            self._store(company, "account", fetched, now)
         if problems:
             raise PennylaneRejected(ledger_error(
                 "pennylane_account", "account",
                 "; ".join(problems) + ": create or enable the account in the Pennylane "
                 "company's chart of accounts, or map the lines to an account that exists there"))
-        return MappingProxyType(ids)
+        found = {**cached, **fetched}
+        return MappingProxyType({number: found[number] for number in wanted})
 
     def forget(self, company: str) -> None:
         """Drop a company's ids (Pennylane refused one: it may have been deleted or changed)."""
-        with self._lock:
-            for cache in (self._journals, self._accounts):
-                for key in [k for k in cache if k[0] == company]:
-                    del cache[key]
+        # Not durable: a forgetting undone by a crash leaves an id that is refused again.
+        with transaction(self._engine, durable=False) as db:
+            db.execute(delete(PennylaneIdRow).where(PennylaneIdRow.company == company))
+
+    def _cached(self, company: str, kind: PennylaneIdKind, codes: list[str],
+                now: datetime) -> dict[str, int]:
+        """The ids of ``codes`` fetched within the lifetime, by code."""
+        with transaction(self._engine) as db:
+            rows = db.execute(
+                select(PennylaneIdRow.code, PennylaneIdRow.remote_id).where(
+                    PennylaneIdRow.company == company,
+                    PennylaneIdRow.kind == kind,
+                    PennylaneIdRow.code.in_(codes),
+                    PennylaneIdRow.fetched_at >= now - self._lifetime,
+                )
+            ).all()
+        return {code: remote_id for code, remote_id in rows}
+
+    def _store(self, company: str, kind: PennylaneIdKind, ids: Mapping[str, int],
+               now: datetime) -> None:
+        # Not durable: an id lost in a crash is only asked again.
+        with transaction(self._engine, durable=False) as db:
+            db.execute(for_dialect(db, _upsert_statement), [
+                {"company": company, "kind": kind, "code": code, "remote_id": remote_id,
+                 "fetched_at": now}
+                for code, remote_id in ids.items()
+            ])
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Executable:
+    # Two processes resolving at once both store: the newest lookup is kept, so that a slow
+    # process does not put back an id another one has just refreshed (after a forget).
+    insert = dialect_insert(dialect, PennylaneIdRow)
+    return insert.on_conflict_do_update(
+        index_elements=["company", "kind", "code"],
+        set_={"remote_id": insert.excluded.remote_id,
+              "fetched_at": insert.excluded.fetched_at},
+        where=PennylaneIdRow.fetched_at <= insert.excluded.fetched_at,
+    )
 
 
 def _choose(number: str, accounts: list[LedgerAccount]) -> int | str:

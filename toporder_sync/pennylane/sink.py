@@ -8,8 +8,17 @@ Promises, on top of the outbox's at-least-once delivery (``toporder_sync.outbox`
   (a timeout, a 5xx, a dropped connection, a crash before the mark) first lists the journal's
   entries of that date in Pennylane and takes the one with our piece number if it is there.
   Two pushes of one entry at once cannot both post: only one of them counts the POST.
-* A reversal goes after the entry it reverses: until that one has its Pennylane id, the
-  reversal's delivery fails as transient and is retried later.
+* Ledger order, day by day: an entry goes only once every earlier entry of its client,
+  journal and day is in Pennylane (``store.ahead_of``), so a corrected day arrives as original,
+  reversal, replacement, and Pennylane never holds the day's sales twice. Waiting is a
+  ``DeliveryDeferred``: no attempt is spent; the message is looked at again when the entry
+  ahead is due again, and woken as soon as that entry is pushed (``record``).
+* Ids: the journal's and the accounts' ids come from the ledger's cache (``Resolver``), shared
+  by every process, so a push of one entry costs one request. A 404 or 422 on the POST may
+  come from an id gone stale: the company's ids are looked up again, and the entry is sent
+  once more if they changed.
+* A POST known not to have created anything (refused, or never sent) is taken back from the
+  count (``store.uncount_post``), so the next push does not look the entry up first.
 * What must be fixed on the Pennylane side (a journal or an account missing there, a token
   refused, an entry refused) dead-letters the message at once with a message naming it
   (category LEDGER); ``toporder-sync pennylane push`` sends it again once fixed. A token that
@@ -20,6 +29,7 @@ Promises, on top of the outbox's at-least-once delivery (``toporder_sync.outbox`
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -27,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from toporder_sync import outbox
 from toporder_sync.core.errors import ConfigurationError
 from toporder_sync.ledger.db import session_scope
 from toporder_sync.outbox import (
@@ -49,9 +60,8 @@ from toporder_sync.pennylane.resolver import Resolver
 from toporder_sync.pennylane.store import EntryToPush
 from toporder_sync.pennylane.tokens import TokenRef, load_secret_block, load_token
 
-# Ids of journals and accounts, shared by every handler of the process: they change rarely,
-# and a refusal by Pennylane drops the company's ids (``Resolver.forget``).
-SHARED_RESOLVER = Resolver()
+# The wait of an entry whose predecessor of the day is due again right now (or overdue).
+AHEAD_DUE = timedelta(seconds=1)
 
 
 def entry_payload(entry: EntryToPush, journal_id: int,
@@ -74,13 +84,16 @@ class PennylaneHandler:
     """Pushes the entry named by a ``pennylane.entry`` message (see the module docstring)."""
 
     def __init__(self, engine: Engine, *, resolver: Resolver | None = None,
-                 client_factory: Callable[[str], PennylaneClient] = PennylaneClient,
+                 client_factory: Callable[[str], PennylaneClient] | None = None,
                  environ: Mapping[str, str] | None = None,
                  load_block: Callable[[str], str] = load_secret_block,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
-        self._resolver = resolver if resolver is not None else SHARED_RESOLVER
-        self._client_factory = client_factory
+        self._resolver = resolver if resolver is not None else Resolver(engine, clock=clock)
+        # The token's rate limit is counted in the ledger, shared by every process using it.
+        ledger_url = engine.url.render_as_string(hide_password=False)
+        self._client_factory = client_factory or functools.partial(PennylaneClient,
+                                                                   ledger_url=ledger_url)
         self._environ = environ
         self._load_block = load_block
         self._clock = clock
@@ -94,6 +107,7 @@ class PennylaneHandler:
         with session_scope(self._engine) as session:
             entry = store.load_entry(session, entry_id)
             settings = store.get_settings(session, entry.client_id)
+            ahead = store.ahead_of(session, entry)
             original_remote = (None if entry.reverses_id is None
                                else store.remote_id_of(session, entry.reverses_id))
         if entry.push_status == "pushed" and entry.remote_id is not None:
@@ -102,24 +116,33 @@ class PennylaneHandler:
         if settings is None or not settings.enabled:
             raise DeliveryDeferred(f"{what}: {entry.client_id} is not set up for Pennylane "
                                    "(toporder-sync pennylane configure)")
+        if ahead is not None:
+            raise self._waiting(what, ahead)
         if entry.reverses_id is not None and original_remote is None:
-            raise DeliveryFailed(f"{what}: waits for the entry it reverses to be pushed first")
+            # Cannot happen through ``store.enqueue_entries``, which queues the original too.
+            raise DeliveryDeferred(f"{what}: waits for the entry it reverses to be queued and "
+                                   "pushed first (toporder-sync pennylane push)")
         token = self._token(settings.token, what)
-        company = f"{entry.client_id}:{token_fingerprint(token)}"
+        company = token_fingerprint(token)
         api = self._client(token)
         try:
-            journal_id = self._resolver.journal_id(api, company, settings.journal_code)
-            accounts = self._resolver.account_ids(api, company,
-                                                  [line.account for line in entry.lines])
-            payload = entry_payload(entry, journal_id, accounts)
+            payload = self._payload(api, company, entry, settings.journal_code)
             if entry.post_attempts > 0:
                 found = _find(api, payload)
                 if found is not None:
                     return found
-            with session_scope(self._engine) as session:
-                if not store.count_post(session, entry_id, seen=entry.post_attempts):
-                    raise DeliveryFailed(f"{what}: another push of this entry is under way")
-            return str(api.create_ledger_entry(payload))
+            try:
+                return self._post(api, entry, payload, seen=entry.post_attempts)
+            except PennylaneRejected as exc:
+                if exc.status_code not in (404, 422):
+                    raise
+                # Perhaps an id gone stale (a journal or an account recreated in Pennylane):
+                # look them up again, and send once more if they changed.
+                self._resolver.forget(company)
+                fresh = self._payload(api, company, entry, settings.journal_code)
+                if fresh == payload:
+                    raise
+                return self._post(api, entry, fresh, seen=entry.post_attempts)
         except PennylaneRejected as exc:
             # Whatever was refused may be a cached id or token gone stale: ask again next time.
             self._resolver.forget(company)
@@ -136,7 +159,43 @@ class PennylaneHandler:
     def record(self, session: Session, message: Message, remote_ref: str | None) -> None:
         if remote_ref is None:
             raise ValueError(f"{message.event_id}: a pushed entry has a Pennylane id")
-        store.mark_pushed(session, _entry_id(message), remote_ref, now=self._clock())
+        entry_id = _entry_id(message)
+        now = self._clock()
+        store.mark_pushed(session, entry_id, remote_ref, now=now)
+        # The day's later entries waited for this one: they may go now.
+        outbox.wake(session, message.client_id, topic=TOPIC, now=now,
+                    event_ids=store.behind(session, entry_id))
+
+    def _waiting(self, what: str, ahead: store.Ahead) -> DeliveryDeferred:
+        """Wait, spending no attempt, for the day's entry ahead: until it is due again (its
+        push wakes this one), or an hour if it was given up (a push sends both again)."""
+        text = (f"{what}: waits for n°{ahead.number} ({ahead.kind}) of the same day to be in "
+                "Pennylane first")
+        if ahead.dead or ahead.next_attempt_at is None:
+            return DeliveryDeferred(f"{text}; it was given up: toporder-sync pennylane push")
+        return DeliveryDeferred(text, retry_after=max(AHEAD_DUE,
+                                                      ahead.next_attempt_at - self._clock()))
+
+    def _payload(self, api: PennylaneClient, company: str, entry: EntryToPush,
+                 journal_code: str) -> EntryPayload:
+        journal_id = self._resolver.journal_id(api, company, journal_code)
+        accounts = self._resolver.account_ids(api, company, [line.account for line in entry.lines])
+        return entry_payload(entry, journal_id, accounts)
+
+    def _post(self, api: PennylaneClient, entry: EntryToPush, payload: EntryPayload, *,
+              seen: int) -> str:
+        """POST the entry once, counted first (see the module docstring); its Pennylane id."""
+        with session_scope(self._engine) as session:
+            if not store.count_post(session, entry.entry_id, seen=seen):
+                raise DeliveryFailed(f"{_describe(entry)}: another push of this entry is under "
+                                     "way")
+        try:
+            return str(api.create_ledger_entry(payload))
+        except (PennylaneRejected, PennylaneUnavailable) as exc:
+            if isinstance(exc, PennylaneRejected) or not exc.uncertain:
+                with session_scope(self._engine) as session:
+                    store.uncount_post(session, entry.entry_id, counted=seen + 1)
+            raise
 
     def close(self) -> None:
         """Close the HTTP connections kept open (the handler may still be used afterwards)."""

@@ -10,6 +10,11 @@ Promises:
   for Pennylane after its first posting): Pennylane then holds both, never a lone reversal.
 * ``mark_pushed`` records the entry's id in Pennylane; it runs in the transaction that marks
   the outbox message sent, so "pushed" and "message sent" are one fact.
+* Ledger order: ``ahead_of`` names the entry that must reach Pennylane before a given one,
+  the oldest entry of the same client, journal and business day that is queued and not yet
+  pushed; ``behind`` the messages waiting for an entry. A day is its own unit: an original,
+  its reversal and the replacement are one day's entries, and another day's entries neither
+  wait for them nor hold them back.
 * The piece number sent to Pennylane (``piece_number``) is unique per client and journal: an
   entry and its reversal share the closure's piece reference, so it carries the entry number
   too; it is how an entry is recognised in Pennylane after an uncertain failure.
@@ -36,6 +41,7 @@ from toporder_sync.ledger.tables import (
     EntryKind,
     EntryRow,
     OutboxRow,
+    OutboxStatus,
     PennylanePushRow,
     PennylanePushStatus,
     PennylaneSettingsRow,
@@ -44,7 +50,7 @@ from toporder_sync.pennylane import TOPIC
 from toporder_sync.pennylane.tokens import TokenRef
 
 DEFAULT_JOURNAL = "VT"
-PushState = Literal["pushed", "pending", "dead", "not queued"]
+PushState = Literal["pushed", "pending", "waiting", "dead", "not queued"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +86,42 @@ class EntryToPush:
 
 
 @dataclass(frozen=True, slots=True)
+class Ahead:
+    """An entry of the same day that must be in Pennylane first, and where its message is."""
+
+    entry_id: int
+    number: int
+    kind: EntryKind
+    dead: bool
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class PushStatus:
-    """One entry of a client and where its push stands (``status pennylane``)."""
+    """One entry of a client and where its push stands (``pennylane status``).
+
+    ``position`` of ``day_entries``: its place among the entries of its day and journal, in
+    ledger order (the order Pennylane receives them). ``reverses``: the number of the entry a
+    reversal cancels; ``replaces``: the number of the entry a corrected day's new entry takes
+    the place of; ``waits_for``: the number of the entry of the day it waits for (``waiting``).
+    """
 
     entry_id: int
     number: int
     kind: EntryKind
     business_date: date
+    journal: str
     piece_number: str
     state: PushState
     remote_id: str | None
     pushed_at: datetime | None
     attempts: int
     last_error: str | None
+    position: int = 1
+    day_entries: int = 1
+    reverses: int | None = None
+    replaces: int | None = None
+    waits_for: int | None = None
 
 
 def piece_number(piece_ref: str, journal: str, number: int) -> str:
@@ -200,16 +229,19 @@ def entries_to_queue(session: Session, client_id: str, date_from: date,
         .order_by(EntryRow.id)))
 
 
-def given_up(session: Session, client_id: str, date_from: date, date_to: date) -> list[str]:
-    """Event ids of CLIENT's pushes of those days that the outbox gave up on (dead)."""
+def unpushed(session: Session, client_id: str, date_from: date, date_to: date, *,
+             message: OutboxStatus) -> list[str]:
+    """Event ids of CLIENT's pushes of those days not in Pennylane whose outbox message is in
+    that status: ``pending`` (still on their way) or ``dead`` (given up on), oldest entry
+    first."""
     return list(session.scalars(
         select(OutboxRow.event_id)
         .join(PennylanePushRow, PennylanePushRow.event_id == OutboxRow.event_id)
         .join(EntryRow, EntryRow.id == PennylanePushRow.entry_id)
         .where(PennylanePushRow.client_id == client_id,
-               PennylanePushRow.status == "pending", OutboxRow.status == "dead",
+               PennylanePushRow.status == "pending", OutboxRow.status == message,
                EntryRow.business_date.between(date_from, date_to))
-        .order_by(OutboxRow.id)))
+        .order_by(EntryRow.id)))
 
 
 # --- pushing -----------------------------------------------------------------------------------
@@ -258,6 +290,52 @@ def count_post(session: Session, entry_id: int, *, seen: int) -> bool:
     return cast("CursorResult[Any]", result).rowcount == 1
 
 
+def uncount_post(session: Session, entry_id: int, *, counted: int) -> None:
+    """Take back the POST counted as number ``counted``: Pennylane certainly did not create
+    the entry (it refused it, or the request never left), so the next push need not look it up
+    first. Nothing changes if another push counted one since."""
+    session.execute(
+        update(PennylanePushRow)
+        .where(PennylanePushRow.entry_id == entry_id, PennylanePushRow.status == "pending",
+               PennylanePushRow.post_attempts == counted)
+        .values(post_attempts=counted - 1)
+        .execution_options(synchronize_session=False))
+
+
+def ahead_of(session: Session, entry: EntryToPush) -> Ahead | None:
+    """The oldest entry of ENTRY's client, journal and day queued before it and not pushed."""
+    row = session.execute(
+        select(EntryRow.id, EntryRow.number, EntryRow.kind, OutboxRow.status,
+               OutboxRow.next_attempt_at)
+        .join(PennylanePushRow, PennylanePushRow.entry_id == EntryRow.id)
+        .outerjoin(OutboxRow, OutboxRow.event_id == PennylanePushRow.event_id)
+        .where(EntryRow.client_id == entry.client_id, EntryRow.journal == entry.journal,
+               EntryRow.business_date == entry.business_date, EntryRow.id < entry.entry_id,
+               PennylanePushRow.status == "pending")
+        .order_by(EntryRow.id)
+        .limit(1)).first()
+    if row is None:
+        return None
+    entry_id, number, kind, message_status, next_attempt_at = row
+    return Ahead(entry_id, number, kind, dead=message_status == "dead",
+                 next_attempt_at=next_attempt_at)
+
+
+def behind(session: Session, entry_id: int) -> list[str]:
+    """Event ids of the pending pushes of the same client, journal and day queued after
+    ENTRY: what may go once it is in Pennylane."""
+    entry = session.get(EntryRow, entry_id)
+    if entry is None:
+        return []
+    return list(session.scalars(
+        select(PennylanePushRow.event_id)
+        .join(EntryRow, EntryRow.id == PennylanePushRow.entry_id)
+        .where(EntryRow.client_id == entry.client_id, EntryRow.journal == entry.journal,
+               EntryRow.business_date == entry.business_date, EntryRow.id > entry_id,
+               PennylanePushRow.status == "pending", PennylanePushRow.event_id.is_not(None))
+        .order_by(EntryRow.id)))
+
+
 def mark_pushed(session: Session, entry_id: int, remote_id: str, *, now: datetime) -> None:
     """Record the entry's id in Pennylane (a second mark of a pushed entry changes nothing)."""
     session.execute(
@@ -272,32 +350,52 @@ def mark_pushed(session: Session, entry_id: int, remote_id: str, *, now: datetim
 
 def push_statuses(session: Session, client_id: str, *, date_from: date | None = None,
                   date_to: date | None = None) -> list[PushStatus]:
-    """Every entry of CLIENT (optionally of those days), by number, with its push."""
+    """Every entry of CLIENT (optionally of those days), day by day and in ledger order within
+    a day, with its push and its place among the day's entries."""
     if session.get(ClientRow, client_id) is None:
         raise RefusedError(f"unknown client {client_id!r}")
     query = (
-        select(EntryRow.id, EntryRow.number, EntryRow.kind, EntryRow.business_date,
-               EntryRow.journal, EntryRow.piece_ref, PennylanePushRow.status,
-               PennylanePushRow.remote_id, PennylanePushRow.pushed_at, OutboxRow.status,
-               OutboxRow.attempts, OutboxRow.last_error)
+        select(EntryRow.id, EntryRow.number, EntryRow.kind, EntryRow.revision,
+               EntryRow.business_date, EntryRow.journal, EntryRow.piece_ref,
+               EntryRow.reverses_id, PennylanePushRow.status, PennylanePushRow.remote_id,
+               PennylanePushRow.pushed_at, OutboxRow.status, OutboxRow.attempts,
+               OutboxRow.last_error)
         .outerjoin(PennylanePushRow, PennylanePushRow.entry_id == EntryRow.id)
         .outerjoin(OutboxRow, OutboxRow.event_id == PennylanePushRow.event_id)
         .where(EntryRow.client_id == client_id)
-        .order_by(EntryRow.journal, EntryRow.number)
+        .order_by(EntryRow.business_date, EntryRow.journal, EntryRow.number)
     )
     if date_from is not None:
         query = query.where(EntryRow.business_date >= date_from)
     if date_to is not None:
         query = query.where(EntryRow.business_date <= date_to)
-    return [
-        PushStatus(entry_id=entry_id, number=number, kind=kind, business_date=day,
-                   piece_number=piece_number(piece_ref, journal, number),
-                   state=_state(push_status, message_status), remote_id=remote_id,
-                   pushed_at=pushed_at, attempts=attempts or 0,
-                   last_error=None if push_status == "pushed" else last_error)
-        for (entry_id, number, kind, day, journal, piece_ref, push_status, remote_id, pushed_at,
-             message_status, attempts, last_error) in session.execute(query)
-    ]
+    rows = session.execute(query).all()
+    days: dict[tuple[date, str], list[Any]] = {}
+    for row in rows:
+        days.setdefault((row.business_date, row.journal), []).append(row)
+    statuses = []
+    for day in days.values():
+        numbers = {row.id: row.number for row in day}
+        entries = {row.revision: row.number for row in day if row.kind == "entry"}
+        ahead: int | None = None  # the first entry of the day queued and not yet pushed
+        for position, row in enumerate(day, start=1):
+            (entry_id, number, kind, revision, business_date, journal, piece_ref, reverses_id,
+             push_status, remote_id, pushed_at, message_status, attempts, last_error) = row
+            state = _state(push_status, message_status)
+            waits_for = ahead if state == "pending" else None
+            if push_status == "pending" and ahead is None:
+                ahead = number
+            statuses.append(PushStatus(
+                entry_id=entry_id, number=number, kind=kind, business_date=business_date,
+                journal=journal, piece_number=piece_number(piece_ref, journal, number),
+                state="waiting" if waits_for is not None else state, remote_id=remote_id,
+                pushed_at=pushed_at, attempts=attempts or 0,
+                last_error=None if push_status == "pushed" else last_error,
+                position=position, day_entries=len(day),
+                reverses=None if reverses_id is None else numbers.get(reverses_id),
+                replaces=entries.get(revision - 1) if kind == "entry" else None,
+                waits_for=waits_for))
+    return statuses
 
 
 def _state(push_status: str | None, message_status: str | None) -> PushState:
