@@ -1,7 +1,9 @@
 """The fault-injection hook: named points where a test may kill the process on purpose.
 
 ``reached(name)`` is called at a few named places of a client-day and of the outbox relay
-(``after_parse``, ``mid_write``, ``before_commit``, ``after_commit``, ``relay_after_send``).
+(``after_parse``, ``mid_write``, ``before_commit``, ``after_commit``, ``relay_after_send``), and
+between the days of a reclassification (``reclassified:<business day>``, once that day's run
+is over: ``toporder_sync.reclassify``).
 When the environment variable ``TOPORDER_SYNC_CRASH_AT`` equals ``name``, the process sends
 itself SIGKILL there: no ``finally``, no rollback from Python, no flush, exactly what a power
 cut, an OOM kill or a ``kill -9`` does. The reliability suite (``tests/reliability``) uses it

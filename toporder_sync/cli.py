@@ -15,7 +15,9 @@ import csv
 import io
 import json
 import os
+import shlex
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,12 +26,14 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from toporder_sync import cli_support, service
+from toporder_sync import reclassify as reclassification
 from toporder_sync.cli_automations import automations_group
 from toporder_sync.cli_connect import push_secret, receiver, set_source, simulator
 from toporder_sync.cli_days import days
 from toporder_sync.cli_notifications import notifications_group, relay, set_webhook
 from toporder_sync.cli_pennylane import pennylane
 from toporder_sync.cli_schedules import schedules
+from toporder_sync.core import accounts
 from toporder_sync.core.model import Territory
 from toporder_sync.ledger import clients as ledger_clients
 from toporder_sync.ledger import days as ledger_days
@@ -214,12 +218,28 @@ def clients_reactivate(client: str) -> None:
 @click.argument("client")
 @click.argument("key")
 @click.argument("account")
-def clients_set_account(client: str, key: str, account: str) -> None:
+@click.option("--reclassify", is_flag=True,
+              help="For other_methods: then reverse and repost, oldest first, every posted "
+                   "day whose entry carries a method no rule recognises on another account.")
+def clients_set_account(client: str, key: str, account: str, reclassify: bool) -> None:
     """Override one default account of CLIENT (KEY: revenue:10, vat:20, tips, gift_cards,
-    other_methods, cash_shortage, cash_surplus…)."""
+    other_methods, cash_shortage, cash_surplus…).
+
+    For other_methods (471000 by default: the methods no rule recognises), then says how many
+    posted days carry such a method on another account; --reclassify moves them, as
+    `mapping set --reclassify` does.
+    """
+    if reclassify and key != accounts.OTHER_METHODS:
+        raise click.UsageError(f"--reclassify applies to {accounts.OTHER_METHODS} only, the "
+                               f"account of the payment methods no rule recognises; {key} "
+                               "moves no payment method")
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
         ledger_clients.set_account_override(session, client, key, account)
     click.echo(f"{client}: {key} → {account}")
+    if key == accounts.OTHER_METHODS:
+        _after_a_move(client, reclassification.unrecognised_moves,
+                      "a method no rule recognises",
+                      ["clients", "set-account", client, key, account], reclassify=reclassify)
 
 
 # --- mappings and methods --------------------------------------------------------------------
@@ -233,11 +253,73 @@ def mapping() -> None:
 @click.argument("client")
 @click.argument("method")
 @click.argument("account")
-def mapping_set(client: str, method: str, account: str) -> None:
-    """Send METHOD (its exact Toporder name, byte for byte) of CLIENT to ACCOUNT."""
+@click.option("--reclassify", is_flag=True,
+              help="Then reverse and repost, oldest first, every posted day whose entry "
+                   "carries METHOD on another account (PCG art. 420-5).")
+def mapping_set(client: str, method: str, account: str, reclassify: bool) -> None:
+    """Send METHOD (its exact Toporder name, byte for byte) of CLIENT to ACCOUNT.
+
+    Then says how many posted days carry METHOD on another account (471000, or the account it
+    went to before). With --reclassify, runs each of them again through the flow, oldest first:
+    a reversal and a new entry per day (an entry posted is never edited, PCG art. 420-5), one
+    line per day and a summary. A day before the activation, a day whose latest closure is
+    flagged or not yet run is not touched, and said so. Exit 0 only if every such day is on
+    its account; else the first of 7, 8, 3, 1, 4, 6, 5 (as `rerun`). Running it again finishes
+    what a crash left, and changes nothing once done.
+    """
     with cli_support.errors(), session_scope(cli_support.engine()) as session:
         ledger_clients.set_mapping(session, client, method, account, now=cli_support.now())
     click.echo(f"{client}: {method!r} → {account}")
+    _after_a_move(client, reclassification.method_moves(method), repr(method),
+                  ["mapping", "set", client, method, account], reclassify=reclassify)
+
+
+def _after_a_move(client: str, concern: reclassification.Concern, what: str,
+                  command: list[str], *, reclassify: bool) -> None:
+    """After an account change: how many posted days carry ``what`` on another account, and
+    with ``reclassify`` each of them run again through the flow (``reclassify.rerun``)."""
+    engine = cli_support.engine()
+    with cli_support.errors():
+        found = reclassification.survey(engine, client, concern)
+    if not reclassify:
+        if found.concerned:
+            click.echo(f"{client}: {found.concerned} posted day(s) carry {what} on another "
+                       "account; to reverse and repost them on today's accounts: "
+                       + shlex.join(["toporder-sync", *command, "--reclassify"]))
+        else:
+            click.echo(f"{client}: no posted day carries {what} on another account")
+        if found.unexplained:
+            click.echo(f"{client}: {found.unexplained} posted day(s) not counted: their entry "
+                       "is not explained by their closure under today's settings (another "
+                       "setting changed since); `rerun` posts them with today's")
+        return
+    click.echo(f"{client}: {len(found.due)} posted day(s) to reclassify, oldest first, each "
+               f"by a reversal and a new entry (PCG art. 420-5); "
+               f"{reclassification.NO_LOCK_DATE}")
+    codes = []
+    for left in found.untouched:
+        click.echo(f"{client} {left.business_date}: not touched: {left.reason}"
+                   + (f" ({reclassification.describe(left.moves)})" if left.moves else ""))
+        codes.append(left.exit_code)
+    results: list[reclassification.Reclassified] = []
+    if found.due:
+        with click.progressbar(length=len(found.due), label=f"{client}: {len(found.due)} day(s)",
+                               file=sys.stderr) as bar:
+            results = reclassification.rerun(engine, found, progress=lambda _done: bar.update(1))
+    for done in results:
+        if done.result == "reclassified":
+            detail = (f"n°{done.day.entry_number} reversed, n°{done.entry_number} posted: "
+                      + reclassification.describe(done.day.moves))
+        elif done.result == "unchanged":
+            detail = f"n°{done.day.entry_number} kept as it is"
+        else:
+            detail = done.run.state_name + (f": {done.run.message}" if done.run.message else "")
+        click.echo(f"{client} {done.day.business_date}: {done.result}: {detail}")
+        codes.append(done.run.exit_code)
+    counts = Counter(done.result for done in results)
+    click.echo(f"{client}: {counts['reclassified']} reclassified, {counts['unchanged']} "
+               f"unchanged, {counts['failed']} failed, {len(found.untouched)} not touched")
+    sys.exit(_worst_exit_code(codes))
 
 
 @mapping.command("list")
@@ -254,17 +336,27 @@ def mapping_list(client: str) -> None:
 @click.argument("client")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods(client: str, as_json: bool) -> None:
-    """Payment methods seen in CLIENT's closures: first and last day, where each goes."""
-    with cli_support.errors(), session_scope(cli_support.engine()) as session:
-        ledger_clients.get_client(session, client)
-        seen = ledger_days.list_methods(session, client)
+    """Payment methods seen in CLIENT's closures: first and last day, where each goes, and
+    on how many posted days the live entry carries it on the other-methods account (471000
+    unless overridden): the days `mapping set … --reclassify` would move."""
+    engine = cli_support.engine()
+    with cli_support.errors():
+        with session_scope(engine) as session:
+            ledger_clients.get_client(session, client)
+            seen = ledger_days.list_methods(session, client)
+        on_other = reclassification.on_other_methods(engine, client)
     rows = [{"name": m.name, "first_seen": m.first_seen.isoformat(),
-             "last_seen": m.last_seen.isoformat(), "account": m.account, "rule": m.rule}
+             "last_seen": m.last_seen.isoformat(), "account": m.account, "rule": m.rule,
+             "days_on_other_methods": on_other.days[m.name]}
             for m in seen]
+    if on_other.unexplained:
+        click.echo(f"{client}: {on_other.unexplained} posted day(s) not counted: their entry "
+                   "is not explained by their closure under today's settings", err=True)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    _table(rows, ["name", "first_seen", "last_seen", "account", "rule"])
+    _table(rows, ["name", "first_seen", "last_seen", "account", "rule",
+                  "days_on_other_methods"])
 
 
 # --- closures and runs -----------------------------------------------------------------------

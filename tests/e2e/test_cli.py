@@ -64,7 +64,8 @@ def test_a_day_from_receive_to_fec(cli: Cli, prefect_api: str) -> None:
     methods = json.loads(cli("methods", "petit-zinc", "--json").stdout)
     by_name = {m["name"]: m for m in methods}
     assert by_name["Lydia"] == {"name": "Lydia", "first_seen": DAY, "last_seen": DAY,
-                                "account": "471000", "rule": "fallback"}
+                                "account": "471000", "rule": "fallback",
+                                "days_on_other_methods": 1}
     assert by_name["Carte Bancaire"]["account"] == "511500"
 
     cli("mapping", "set", "petit-zinc", "Lydia", "511600")

@@ -22,7 +22,14 @@ from decimal import Decimal
 from toporder_sync.core import accounts
 from toporder_sync.core.errors import ToporderSyncError
 from toporder_sync.core.mapping import MappingResult
-from toporder_sync.core.model import ClientSettings, Closure, Entry, EntryLine
+from toporder_sync.core.model import (
+    CashCount,
+    ClientSettings,
+    Closure,
+    Entry,
+    EntryLine,
+    MethodAmount,
+)
 from toporder_sync.core.money import CENT, ZERO, format_display, format_rate, require_money
 
 JOURNAL = "VT"
@@ -106,6 +113,15 @@ def _line_label(labels: list[str], account: str, piece: str) -> str:
     return f"{text} {piece}"
 
 
+def paid_amount(payment: MethodAmount, cash: CashCount | None) -> Decimal:
+    """What a payment puts on its method's account: its amount, or for the cash method of a
+    drawer count the counted amount (what reaches the bank; the difference is a gain or a
+    loss, on its own account)."""
+    if cash is not None and payment.method == cash.method:
+        return cash.counted
+    return payment.amount
+
+
 def build_entry(closure: Closure, settings: ClientSettings, mapping: MappingResult) -> Entry:
     """The balanced entry of a closure that passed validation, with the client's accounts."""
     overrides = settings.account_overrides
@@ -127,10 +143,8 @@ def build_entry(closure: Closure, settings: ClientSettings, mapping: MappingResu
               sum((t.amount for t in closure.tips), ZERO), "Pourboires")
     cash = closure.cash_count
     for payment in closure.payments:
-        amount = payment.amount
+        amount = paid_amount(payment, cash)
         if cash is not None and payment.method == cash.method:
-            # The drawer count is what reaches the bank: the difference is a gain or a loss.
-            amount = cash.counted
             difference = cash.expected - cash.counted
             key = accounts.CASH_SHORTAGE if difference > 0 else accounts.CASH_SURPLUS
             side = "debit" if difference > 0 else "credit"

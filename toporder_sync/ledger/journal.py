@@ -39,7 +39,7 @@ from toporder_sync.ledger.days import (
     record_methods_seen,
 )
 from toporder_sync.ledger.db import Executor, dialect_insert, dialect_name, for_dialect
-from toporder_sync.ledger.tables import Base, ClientDayRow, EntryKind, EntryRow
+from toporder_sync.ledger.tables import Base, ClientDayRow, DayState, EntryKind, EntryRow
 
 _CLOSURES: Table = Base.metadata.tables["closures"]
 _DAYS: Table = Base.metadata.tables["client_days"]
@@ -201,6 +201,36 @@ def current_entry(session: Session, client_id: str, business_date: date) -> Stor
     if entry_id is None:
         return None
     return _stored_entries(session, EntryRow.id == entry_id)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDay:
+    """A client-day with a live entry: its state, that entry, and the exact bytes of the
+    closure the entry was built from."""
+
+    business_date: date
+    state: DayState
+    entry: StoredEntry
+    closure_raw: bytes
+
+
+def live_days(session: Session, client_id: str) -> list[LiveDay]:
+    """Every day of the client that has a live entry (its current one, never reversed), oldest
+    first, with the closure behind that entry (three statements)."""
+    client_row(session, client_id)
+    days = session.execute(
+        select(ClientDayRow.business_date, ClientDayRow.state, ClientDayRow.entry_id)
+        .where(ClientDayRow.client_id == client_id, ClientDayRow.entry_id.is_not(None))
+        .order_by(ClientDayRow.business_date)
+    ).all()
+    live = select(ClientDayRow.entry_id).where(ClientDayRow.client_id == client_id)
+    entries = {stored.id: stored for stored in _stored_entries(session, EntryRow.id.in_(live))}
+    raws: dict[int, bytes] = {row.id: row.raw for row in session.execute(
+        select(_CLOSURES.c.id, _CLOSURES.c.raw).where(_CLOSURES.c.id.in_(
+            select(EntryRow.closure_id).where(EntryRow.id.in_(live)))))}
+    return [LiveDay(day.business_date, day.state, entries[day.entry_id],
+                    raws[entries[day.entry_id].closure_id])
+            for day in days]
 
 
 def entries_between(
