@@ -54,9 +54,9 @@ Tables = tuple[validating.ClosureTable, ...]
 
 def pandera_validate(tables: Tables) -> None:
     """The baseline: pandera's ``validate(..., lazy=True)`` of each table."""
-    for _, schema, frame in tables:
+    for table in tables:
         with contextlib.suppress(SchemaErrors):
-            schema.validate(frame, lazy=True)
+            table.schema.validate(table.frame, lazy=True)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,14 +68,22 @@ def test_a_limit_that_cannot_work_is_refused(limit: int, period: float) -> None:
 # --- shared through the ledger database
 
 
+@contextmanager
+def limits_of(url: str, count: int = 1) -> Iterator[list[RateLimits]]:
+    """``count`` separate ``RateLimits`` on one ledger, as that many processes would open."""
+    opened = [RateLimits(url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for limits in opened:
+            limits.close()
+
+
 @pytest.fixture
 def shared_pair(ledger_url: str) -> Iterator[tuple[RateLimiter, RateLimiter]]:
     """Two limiters of one name on one ledger, as two processes would build them."""
-    first = RateLimiter.shared(3, 0.5, name="test_pair", url=ledger_url)
-    second = RateLimiter.shared(3, 0.5, name="test_pair", url=ledger_url)
-    yield first, second
-    first.close()
-    second.close()
+    with limits_of(ledger_url, 2) as (first, second):
+        yield first.limiter("test_pair", 3, 0.5), second.limiter("test_pair", 3, 0.5)
 
 
 def test_two_shared_limiters_on_one_ledger_count_together(
@@ -90,35 +99,33 @@ def test_two_shared_limiters_on_one_ledger_count_together(
 
 def test_the_count_of_a_sqlite_ledger_lives_beside_it(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.db"
-    limiter = RateLimiter.shared(3, 0.5, name="test_sidecar", url=f"sqlite:///{ledger}")
-    limiter.acquire()
-    limiter.close()
-    limiter.close()  # a second close does nothing
+    limits = RateLimits(f"sqlite:///{ledger}")
+    limits.limiter("test_sidecar", 3, 0.5).acquire()
+    limits.close()
+    limits.close()  # a second close does nothing
     assert (tmp_path / f"ledger.db{SIDECAR_SUFFIX}").is_file()
     assert not ledger.exists()  # never opened: counting never waits on the ledger's lock
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
 def test_an_in_memory_ledger_counts_in_each_limiter(url: str) -> None:
-    first = RateLimiter.shared(1, 60.0, name="test_memory", url=url)
-    second = RateLimiter.shared(1, 60.0, name="test_memory", url=url)
-    before = time.monotonic()
-    first.acquire()
-    second.acquire()
-    assert time.monotonic() - before < 1.0
-    first.close()
-    second.close()
+    with limits_of(url, 2) as (first, second):
+        before = time.monotonic()
+        first.limiter("test_memory", 1, 60.0).acquire()
+        second.limiter("test_memory", 1, 60.0).acquire()
+        assert time.monotonic() - before < 1.0
 
 
 @pytest.mark.parametrize("name", ["", "Token", "a-b", "x" * 41, "t; drop table"])
 def test_a_shared_limit_s_name_must_be_a_plain_identifier(name: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="name"):
-        RateLimiter.shared(1, 1.0, name=name, url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    with limits_of(f"sqlite:///{tmp_path / 'ledger.db'}") as (limits,), \
+            pytest.raises(ValueError, match="name"):
+        limits.limiter(name, 1, 1.0)
 
 
 def test_a_ledger_of_another_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
-        RateLimiter.shared(1, 1.0, name="test", url="mysql://ledger/db")
+        RateLimits("mysql://ledger/db")
 
 
 @pytest.mark.parametrize("ledger_url", [pytest.param("postgresql", marks=pytest.mark.postgres)],
@@ -129,13 +136,9 @@ def test_postgres_contention_delays_every_acquire_and_loses_none(
     # table locked; two limiters (two pools, as two processes) hammering it from 4 threads
     # each must still see every blocking acquire return, each counted once.
     caplog.set_level(logging.DEBUG, logger="pyrate_limiter.buckets.postgres")
-    limiters = [RateLimiter.shared(1000, 60.0, name="test_contention", url=ledger_url)
-                for _ in range(2)]
-    try:
-        starts = _starts_on(limiters, threads_each=4, each=20)
-    finally:
-        for limiter in limiters:
-            limiter.close()
+    with limits_of(ledger_url, 2) as opened:
+        starts = _starts_on([limits.limiter("test_contention", 1000, 60.0) for limits in opened],
+                            threads_each=4, each=20)
     assert len(starts) == 160
     engine = create_engine(ledger_url)
     with engine.connect() as connection:

@@ -357,9 +357,7 @@ def _claim(engine: Engine, topics: Sequence[str], *, now: datetime, count: int =
             query = (query.where(OutboxRow.next_attempt_at <= now)
                      .order_by(OutboxRow.next_attempt_at, OutboxRow.id).limit(count))
         else:
-            query = (query.where(OutboxRow.event_id.in_(event_ids),
-                                 or_(OutboxRow.claimed_until.is_(None),
-                                     OutboxRow.claimed_until <= now))
+            query = (query.where(OutboxRow.event_id.in_(event_ids), _not_held(now))
                      .order_by(OutboxRow.id))
         if session.get_bind().dialect.name == "postgresql":
             # Rows another relay is claiming are skipped, not waited for; rows it has just
@@ -369,6 +367,11 @@ def _claim(engine: Engine, topics: Sequence[str], *, now: datetime, count: int =
         for row in rows:
             row.next_attempt_at = row.claimed_until = now + LEASE
         return [_message(row) for row in rows]
+
+
+def _not_held(now: datetime) -> ColumnElement[bool]:
+    """No relay holds the message at ``now`` (never claimed, or its claim has run out)."""
+    return or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until <= now)
 
 
 def _deliver(engine: Engine, handler: Handler, message: Message, *,
@@ -421,19 +424,19 @@ def _retry(engine: Engine, message: Message, error: str, *, now: datetime, max_a
     attempt = message.attempts + 1
     wait = timedelta(seconds=DELIVERY_RETRY.delay(
         attempt, None if retry_after is None else retry_after.total_seconds()))
-    delivery = _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait)
-    return Delivery(message.event_id, delivery.outcome, retry_after)
+    return _fail(engine, message, error, now=now, dead=attempt >= max_attempts, wait=wait,
+                 retry_after=retry_after)
 
 
 def _fail(engine: Engine, message: Message, error: str, *, now: datetime, dead: bool,
-          wait: timedelta) -> Delivery:
+          wait: timedelta, retry_after: timedelta | None = None) -> Delivery:
     """Count a failed attempt; the message waits ``wait`` or is dead-lettered."""
     status: OutboxStatus = "dead" if dead else "pending"
     log.warning("outbox: %s %s for %s: attempt %d failed (%s): %s", message.topic,
                 message.event_id, message.client_id, message.attempts + 1, status, error)
     _update_claimed(engine, message, status=status, attempts=message.attempts + 1,
                     next_attempt_at=now + wait, last_error=error)
-    return Delivery(message.event_id, "dead" if dead else "retried")
+    return Delivery(message.event_id, "dead" if dead else "retried", retry_after)
 
 
 def _defer(engine: Engine, message: Message, error: str, *, now: datetime,
@@ -515,7 +518,7 @@ def wake(session: Session, client_id: str, *, topic: str, now: datetime,
     """
     conditions = [OutboxRow.client_id == client_id, OutboxRow.topic == topic,
                   OutboxRow.status == "pending", OutboxRow.next_attempt_at > now,
-                  or_(OutboxRow.claimed_until.is_(None), OutboxRow.claimed_until <= now)]
+                  _not_held(now)]
     if event_ids is not None:
         conditions.append(OutboxRow.event_id.in_(event_ids))
     result = session.execute(

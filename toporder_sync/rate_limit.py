@@ -27,9 +27,6 @@ What it promises:
   - In-memory SQLite (``sqlite://``, ``:memory:``): no other process can see that database, so
     the counts stay in this process's memory, as ``RateLimits()``.
 
-* ``RateLimiter.shared(limit, period, name=..., url=...)`` is one name's limiter over a
-  ``RateLimits(url)`` of its own (its own pool or connection and thread), closed with it: for a
-  process that needs one shared limit. Many names in one process: one ``RateLimits``.
 * ``pause(seconds)`` holds every caller of this limiter back for that long (the server answered
   429 with a ``Retry-After``): the next ``acquire`` waits it out before it counts. A pause is
   per process and per limiter, even on a shared count: another process learns of the 429 from
@@ -38,21 +35,19 @@ What it promises:
   are not usable afterwards. A limiter from ``RateLimits.limiter`` is closed with its
   ``RateLimits`` (its own ``close`` does nothing). A process may also just exit: every thread
   involved (pyrate-limiter's leaker, the pool's workers) is a daemon.
+* Importing this module loads no database driver: the PostgreSQL pool and the SQLite file lock
+  are imported by the ``RateLimits`` that needs them (every command line imports this module).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from filelock import FileLock
-from psycopg_pool import ConnectionPool
 from pyrate_limiter import (
     AbstractBucket,
     AbstractClock,
@@ -70,6 +65,12 @@ from pyrate_limiter import (
     WallClock,
 )
 from sqlalchemy.engine import URL, make_url
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    import psycopg
+    from filelock import FileLock
 
 # pyrate-limiter's default adds 50 ms to every wait against clock drift between hosts. Shared
 # buckets here read one clock (this host's wall clock for a SQLite file, the server's for
@@ -100,24 +101,6 @@ class RateLimiter:
             raise ValueError(f"a rate limit must be positive, not {rate}")
         limit = max(1, round(rate))
         return cls(limit, limit / rate)
-
-    @classmethod
-    def shared(cls, limit: int, period: float, *, name: str, url: str) -> RateLimiter:
-        """A limit counted in the ledger database at ``url``, across every process using it.
-
-        ``name`` (lower-case letters, digits, ``_``) tells one limit from another in that
-        database, e.g. a token's fingerprint. The limiter has a ``RateLimits(url)`` of its own,
-        closed with it; for many names in one process, use one ``RateLimits`` instead.
-        """
-        _check_name(name)
-        limits = RateLimits(url)
-        try:
-            limiter = limits.limiter(name, limit, period)
-        except BaseException:
-            limits.close()
-            raise
-        limiter._close = limits.close
-        return limiter
 
     @classmethod
     def _counting(cls, limit: int, period: float, limiter: Limiter, name: str) -> RateLimiter:
@@ -177,6 +160,10 @@ class RateLimits:
             return _NamedBuckets(MonotonicClock(), lambda name, rates: InMemoryBucket(rates))
         backend = ledger.get_backend_name()
         if backend == "sqlite":
+            import sqlite3
+
+            from filelock import FileLock
+
             ledger_file = Path(ledger.database or "").resolve()
             sidecar = ledger_file.with_name(ledger_file.name + SIDECAR_SUFFIX)
             lock = FileLock(f"{sidecar}.lock")
@@ -194,10 +181,12 @@ class RateLimits:
                                  lambda name, rates: _sqlite_bucket(connection, lock, name,
                                                                     rates))
         if backend == "postgresql":
+            from psycopg_pool import ConnectionPool
+
             # libpq reads a postgresql:// URI; SQLAlchemy's "+psycopg" driver suffix is not
             # part of it.
             conninfo = ledger.set(drivername="postgresql").render_as_string(hide_password=False)
-            pool: ConnectionPool[Any] = ConnectionPool(
+            pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 conninfo, min_size=1, max_size=POOL_MAX_SIZE, open=False, name="ratelimit",
                 configure=_in_utc)
             pool.open(wait=True, timeout=_POOL_OPEN_TIMEOUT)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,8 +72,8 @@ _KIND_TEXT = {kind: kind.value for kind in LineKind}
 
 
 @dataclass(frozen=True, slots=True)
-class _Table:
-    """One table of a closure: its schema, its frame, and how to speak of its rows.
+class ClosureTable:
+    """One table of a closure: its name, schema and frame, and how to speak of its rows.
 
     ``frame`` is what the schema checks (money in cents, rates in basis points);
     ``label`` names a row of it as the closure does (``tickets[3].lines[1]``) and ``rows``
@@ -180,7 +180,7 @@ def _rate_points(rate: Decimal) -> int:
 
 
 def _vat_table(closure: Closure, table: str, territory: Territory,
-               tickets_per_rate: Counter[Decimal]) -> _Table:
+               tickets_per_rate: Counter[Decimal]) -> ClosureTable:
     lines = closure.sales if table == "sales" else closure.refunds
     to_cents = _Cents(_listed(table))
     frame = _frame({
@@ -198,24 +198,24 @@ def _vat_table(closure: Closure, table: str, territory: Territory,
              "tickets": [tickets_per_rate[ln.vat_rate] for ln in lines]},
             {"tickets": "int64"})
 
-    return _Table(table, _VAT_SCHEMAS[table, territory], frame, _listed(table), rows,
+    return ClosureTable(table, _VAT_SCHEMAS[table, territory], frame, _listed(table), rows,
                   tuple(to_cents.problems))
 
 
-def _payments_table(closure: Closure) -> _Table:
+def _payments_table(closure: Closure) -> ClosureTable:
     payments = closure.payments
     to_cents = _Cents(_listed("payments"))
     frame = _frame({
         "method": _texts([p.method for p in payments]),
         "amount": _ints([to_cents(p.amount, "amount", i) for i, p in enumerate(payments)]),
     })
-    return _Table("payments", _SCHEMAS[PaymentsTable], frame, _listed("payments"),
+    return ClosureTable("payments", _SCHEMAS[PaymentsTable], frame, _listed("payments"),
                   lambda: _object_frame({"method": [p.method for p in payments],
                                          "amount": [p.amount for p in payments]}),
                   tuple(to_cents.problems))
 
 
-def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
+def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> ClosureTable:
     tips = closure.tips
     to_cents = _Cents(_listed("tips"))
     covered = [t.method in paid and paid[t.method] >= t.amount for t in tips]
@@ -224,14 +224,14 @@ def _tips_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
         "amount": _ints([to_cents(t.amount, "amount", i) for i, t in enumerate(tips)]),
         "paid_with_method": _flags(covered),
     })
-    return _Table("tips", _SCHEMAS[TipsTable], frame, _listed("tips"),
+    return ClosureTable("tips", _SCHEMAS[TipsTable], frame, _listed("tips"),
                   lambda: _object_frame({"method": [t.method for t in tips],
                                          "amount": [t.amount for t in tips],
                                          "paid_with_method": covered}),
                   tuple(to_cents.problems))
 
 
-def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
+def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> ClosureTable:
     cash = closure.cash_count
     opened, closed, day = closure.opened_at, closure.closed_at, closure.business_date
     amounts: dict[str, Decimal | None] = {
@@ -261,11 +261,11 @@ def _totals_table(closure: Closure, paid: dict[str, Decimal]) -> _Table:
         return _object_frame({**{name: [value] for name, value in amounts.items()},
                               "dates_ok": [dates_ok]})
 
-    return _Table("totals", _SCHEMAS[TotalsTable], frame, lambda _: "closure", rows,
+    return ClosureTable("totals", _SCHEMAS[TotalsTable], frame, lambda _: "closure", rows,
                   tuple(to_cents.problems))
 
 
-def _tables(closure: Closure, territory: Territory) -> Iterator[_Table]:
+def _tables(closure: Closure, territory: Territory) -> Iterator[ClosureTable]:
     """Every table of a closure, in the order problems are reported."""
     paid: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for p in closure.payments:
@@ -391,7 +391,7 @@ class _LineRecords:
 
 
 def _ticket_tables(closure: Closure,
-                   ) -> tuple[list[_Table], defaultdict[str, Counter[Decimal]]]:
+                   ) -> tuple[list[ClosureTable], defaultdict[str, Counter[Decimal]]]:
     """Ticket lines, ticket payments, tickets and the reconciliation of identity 7; and the
     tickets with sales (refunds) at each rate, by table, each ticket counted once per rate.
 
@@ -443,14 +443,14 @@ def _ticket_tables(closure: Closure,
             "vat_rate": [tickets[t].lines[n].vat_rate for t, n in line_at()],
             "gross": [tickets[t].lines[n].gross for t, n in line_at()]})
 
-    lines_table = _Table("ticket_lines", _SCHEMAS[TicketLinesTable], lines,
+    lines_table = ClosureTable("ticket_lines", _SCHEMAS[TicketLinesTable], lines,
                          lambda i: line_label(*line_at()[i]), line_rows,
                          tuple(line_cents.problems))
     payments = _frame({
         "method": _texts(methods),
         "amount": _ints(pay_amount),
     })
-    payments_table = _Table(
+    payments_table = ClosureTable(
         "ticket_payments", _SCHEMAS[TicketPaymentsTable], payments,
         lambda i: pay_label(*pay_at()[i]),
         lambda: _object_frame({
@@ -463,7 +463,7 @@ def _ticket_tables(closure: Closure,
         "payments_total": _ints(payments_total),
         "in_business_day": _flags(in_day),
     })
-    tickets_table = _Table("tickets", _SCHEMAS[TicketsTable], per_ticket, _listed("tickets"),
+    tickets_table = ClosureTable("tickets", _SCHEMAS[TicketsTable], per_ticket, _listed("tickets"),
                            lambda: _object_frame({
                                "ticket": [t.number for t in tickets],
                                "closed_at": [t.closed_at for t in tickets],
@@ -474,7 +474,7 @@ def _ticket_tables(closure: Closure,
             tickets_per_rate)
 
 
-def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) -> _Table:
+def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) -> ClosureTable:
     """Identity 7: what the closure declares per key against what its tickets add up to."""
     declared: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
     for table, vat_lines in (("sales", closure.sales), ("refunds", closure.refunds)):
@@ -490,7 +490,7 @@ def _reconciliation(closure: Closure, from_tickets: dict[tuple[str, str], int]) 
         "declared": _ints([to_cents(declared[key], "declared", key) for key in keys]),
         "from_tickets": _ints([from_tickets[key] for key in keys]),
     })
-    return _Table(
+    return ClosureTable(
         "reconciliation", _SCHEMAS[ReconciliationTable], frame,
         lambda i: keys[i][0] if not keys[i][1] else f"{keys[i][0]}[{keys[i][1]!r}]",
         lambda: _object_frame({"table": [t for t, _ in keys], "key": [k for _, k in keys],
@@ -575,7 +575,7 @@ _RULE_FIELDS = {"debit_equals_credit": "payments", "grand_total_period": "closur
                 "business_day_dates": "closure"}
 
 
-def _in_check_order(table: _Table, error: SchemaErrors) -> list[Any]:
+def _in_check_order(table: ClosureTable, error: SchemaErrors) -> list[Any]:
     """pandera's failure cases, frame checks first as pandera lists them, but in a fixed order.
 
     pandera sorts its cases by context with an unstable sort, which shuffles the checks of one
@@ -594,7 +594,7 @@ def _in_check_order(table: _Table, error: SchemaErrors) -> list[Any]:
     return sorted(error.failure_cases.itertuples(index=False), key=key)
 
 
-def _findings(table: _Table, error: SchemaErrors, territory: Territory) -> Iterator[Finding]:
+def _findings(table: ClosureTable, error: SchemaErrors, territory: Territory) -> Iterator[Finding]:
     """One finding per (check, row); column checks name the cell, frame checks the row."""
     seen: set[tuple[str, object]] = set()
     rows: pd.DataFrame | None = None
@@ -657,20 +657,11 @@ def validate_closure(closure: Closure, territory: Territory,
     return tuple(findings)
 
 
-class ClosureTable(NamedTuple):
-    """One table of a closure as ``validate_closure`` validates it: its name, schema, frame."""
-
-    name: str
-    schema: pa.DataFrameSchema
-    frame: pd.DataFrame
-
-
 def closure_tables(closure: Closure, territory: Territory) -> tuple[ClosureTable, ...]:
     """The closure's tables that ``validate_closure`` validates (the empty ones are not), each
     with its schema: what pandera alone would be given (``bench/core.py``'s baseline, the
     tests of ``schemas.quick``)."""
-    return tuple(ClosureTable(table.name, table.schema, table.frame)
-                 for table in _tables(closure, territory) if not table.frame.empty)
+    return tuple(table for table in _tables(closure, territory) if not table.frame.empty)
 
 
 def _continuity(closure: Closure, previous: PreviousClosure) -> Iterator[Finding]:

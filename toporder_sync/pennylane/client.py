@@ -195,17 +195,6 @@ def token_limiter() -> RateLimiter:
     return RateLimiter(RATE_LIMIT, RATE_WINDOW + RATE_MARGIN)
 
 
-def shared_token_limiter(token: str, ledger_url: str) -> RateLimiter:
-    """A new limiter at Pennylane's rate for ``token``, counted in the ledger at ``ledger_url``.
-
-    Every process that builds one for the same token on the same ledger counts with the others
-    (``RateLimiter.shared``, with a pool or connection of its own: for one token; ``limiter_for``
-    shares one per ledger between tokens); an in-memory SQLite ledger counts in this process.
-    """
-    return RateLimiter.shared(RATE_LIMIT, RATE_WINDOW + RATE_MARGIN,
-                              name=_limit_name(token), url=ledger_url)
-
-
 def limiter_for(token: str, ledger_url: str | None = None) -> RateLimiter:
     """The process-wide limiter of ``token``: Pennylane counts requests per token.
 

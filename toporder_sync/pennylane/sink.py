@@ -107,9 +107,9 @@ class PennylaneHandler:
         with session_scope(self._engine) as session:
             entry = store.load_entry(session, entry_id)
             settings = store.get_settings(session, entry.client_id)
+            # A reversal's original is an earlier entry of its day, queued with it
+            # (``store.enqueue_entries``): it is ahead until it is in Pennylane.
             ahead = store.ahead_of(session, entry)
-            original_remote = (None if entry.reverses_id is None
-                               else store.remote_id_of(session, entry.reverses_id))
         if entry.push_status == "pushed" and entry.remote_id is not None:
             return entry.remote_id  # pushed by an earlier message of the same entry
         what = _describe(entry)
@@ -118,31 +118,16 @@ class PennylaneHandler:
                                    "(toporder-sync pennylane configure)")
         if ahead is not None:
             raise self._waiting(what, ahead)
-        if entry.reverses_id is not None and original_remote is None:
-            # Cannot happen through ``store.enqueue_entries``, which queues the original too.
-            raise DeliveryDeferred(f"{what}: waits for the entry it reverses to be queued and "
-                                   "pushed first (toporder-sync pennylane push)")
         token = self._token(settings.token, what)
         company = token_fingerprint(token)
         api = self._client(token)
         try:
             payload = self._payload(api, company, entry, settings.journal_code)
-            if entry.post_attempts > 0:
-                found = _find(api, payload)
-                if found is not None:
-                    return found
-            try:
-                return self._post(api, entry, payload, seen=entry.post_attempts)
-            except PennylaneRejected as exc:
-                if exc.status_code not in (404, 422):
-                    raise
-                # Perhaps an id gone stale (a journal or an account recreated in Pennylane):
-                # look them up again, and send once more if they changed.
-                self._resolver.forget(company)
-                fresh = self._payload(api, company, entry, settings.journal_code)
-                if fresh == payload:
-                    raise
-                return self._post(api, entry, fresh, seen=entry.post_attempts)
+            found = _find(api, payload) if entry.post_attempts > 0 else None
+            if found is not None:
+                return found
+            return self._post_with_fresh_ids(api, company, entry, settings.journal_code,
+                                             payload)
         except PennylaneRejected as exc:
             # Whatever was refused may be a cached id or token gone stale: ask again next time.
             self._resolver.forget(company)
@@ -181,6 +166,22 @@ class PennylaneHandler:
         journal_id = self._resolver.journal_id(api, company, journal_code)
         accounts = self._resolver.account_ids(api, company, [line.account for line in entry.lines])
         return entry_payload(entry, journal_id, accounts)
+
+    def _post_with_fresh_ids(self, api: PennylaneClient, company: str, entry: EntryToPush,
+                             journal_code: str, payload: EntryPayload) -> str:
+        """``_post``; on a 404 or 422, perhaps an id gone stale (a journal or an account
+        recreated in Pennylane): the ids are looked up again, and the entry sent once more if
+        they changed."""
+        try:
+            return self._post(api, entry, payload, seen=entry.post_attempts)
+        except PennylaneRejected as exc:
+            if exc.status_code not in (404, 422):
+                raise
+            self._resolver.forget(company)
+            fresh = self._payload(api, company, entry, journal_code)
+            if fresh == payload:
+                raise
+            return self._post(api, entry, fresh, seen=entry.post_attempts)
 
     def _post(self, api: PennylaneClient, entry: EntryToPush, payload: EntryPayload, *,
               seen: int) -> str:

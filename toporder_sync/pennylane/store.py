@@ -267,13 +267,6 @@ def load_entry(session: Session, entry_id: int) -> EntryToPush:
     )
 
 
-def remote_id_of(session: Session, entry_id: int) -> str | None:
-    """The entry's id in Pennylane, None until pushed."""
-    return session.scalar(select(PennylanePushRow.remote_id)
-                          .where(PennylanePushRow.entry_id == entry_id,
-                                 PennylanePushRow.status == "pushed"))
-
-
 def count_post(session: Session, entry_id: int, *, seen: int) -> bool:
     """Count one more POST of the entry, if nobody counted one since we read ``seen``.
 
